@@ -1,0 +1,147 @@
+"""Seeded train/val/test splits of one category (STUDY.md §2), stored as JSON of file names.
+
+Rule: train = first ``floor(0.8 * n_good_train)`` of a seeded permutation of the sorted
+``train/good`` files, val normals = the rest; val anomalies = first ``floor(0.3 * n_anom)``
+of one seeded permutation of the category's sorted anomalous files (all defect types
+together), test anomalies = the rest; test normals = all of ``test/good``.  Each pool has
+its own ``numpy.random.default_rng(seed)`` so one pool's size never changes the other's
+draw.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ad_core import SEED
+from ad_core.data.io import write_json
+from ad_core.data.layout import CategoryFiles, Sample
+from ad_core.errors import DatasetError
+
+FORMAT = "ad-repro-splits/1"
+TRAIN_FRACTION = 0.8
+VAL_ANOMALY_FRACTION = 0.3
+SPLIT_NAMES = ("train", "val_normal", "val_anomalous", "test_normal", "test_anomalous")
+
+
+@dataclass(frozen=True)
+class Splits:
+    """File names (relative to the category folder) of each split of one category."""
+
+    category: str
+    seed: int
+    train: list[str]
+    val_normal: list[str]
+    val_anomalous: list[str]
+    test_normal: list[str]
+    test_anomalous: list[str]
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(getattr(self, name)) for name in SPLIT_NAMES}
+
+    def val(self) -> list[str]:
+        return self.val_normal + self.val_anomalous
+
+    def test(self) -> list[str]:
+        return self.test_normal + self.test_anomalous
+
+    def samples(self, files: CategoryFiles, names: list[str]) -> list[Sample]:
+        """Resolve relative names against a discovered category (the same or a shifted copy)."""
+        index = files.by_relpath()
+        missing = [n for n in names if n not in index]
+        if missing:
+            raise DatasetError(
+                f"The splits of {self.category!r} list {len(missing)} file(s) that are not in "
+                f"{files.path} (first: {missing[0]}). The data changed since the splits were "
+                "made: delete the splits file to make new ones, or restore the files."
+            )
+        return [index[n] for n in names]
+
+
+def _seeded_order(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).permutation(n)
+
+
+def split_sizes(n_good_train: int, n_anomalous: int) -> dict[str, int]:
+    """Sizes of train / val_normal / val_anomalous / test_anomalous from the §2 rule."""
+    n_train = math.floor(TRAIN_FRACTION * n_good_train)
+    n_val_anom = math.floor(VAL_ANOMALY_FRACTION * n_anomalous)
+    return {
+        "train": n_train,
+        "val_normal": n_good_train - n_train,
+        "val_anomalous": n_val_anom,
+        "test_anomalous": n_anomalous - n_val_anom,
+    }
+
+
+def make_splits(files: CategoryFiles, seed: int = SEED) -> Splits:
+    """Apply the §2 rule to a discovered category; raise if a split would be empty."""
+    good = [s.relpath for s in files.train_good]
+    anomalous = [s.relpath for s in files.test_anomalous]
+    sizes = split_sizes(len(good), len(anomalous))
+    where = files.path
+    if sizes["train"] == 0 or sizes["val_normal"] == 0:
+        raise DatasetError(
+            f"{where}/train/good has {len(good)} image(s): the 80/20 split needs at least 2 "
+            "(one to train on, one to validate). Add normal training images."
+        )
+    if sizes["val_anomalous"] == 0 or sizes["test_anomalous"] == 0:
+        raise DatasetError(
+            f"{where}/test has {len(anomalous)} anomalous image(s): 30% of them calibrate the "
+            "threshold and the rest are tested, so at least 4 are needed. Add anomalous "
+            "images under test/<defect>/."
+        )
+    good_order = _seeded_order(len(good), seed)
+    anom_order = _seeded_order(len(anomalous), seed)
+    good_perm = [good[i] for i in good_order]
+    anom_perm = [anomalous[i] for i in anom_order]
+    return Splits(
+        category=files.name,
+        seed=seed,
+        train=good_perm[: sizes["train"]],
+        val_normal=good_perm[sizes["train"]:],
+        val_anomalous=anom_perm[: sizes["val_anomalous"]],
+        test_normal=[s.relpath for s in files.test_good],
+        test_anomalous=anom_perm[sizes["val_anomalous"]:],
+    )
+
+
+def save_splits(splits: Splits, path: str | Path) -> None:
+    """Write splits as JSON (atomically), with the rule and counts for a human reader."""
+    payload = {
+        "format": FORMAT,
+        "rule": (
+            f"train/val_normal = {TRAIN_FRACTION:.0%}/rest of a seeded permutation of sorted "
+            f"train/good; val/test anomalous = {VAL_ANOMALY_FRACTION:.0%}/rest of a seeded "
+            "permutation of sorted test/<defect>; test_normal = test/good"
+        ),
+        "counts": splits.counts(),
+        **asdict(splits),
+    }
+    write_json(path, payload)
+
+
+def load_splits(path: str | Path) -> Splits:
+    """Read splits written by :func:`save_splits`; a clear error for any other file."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"Cannot read splits file {path}: {exc}. Delete it to remake it.") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise DatasetError(
+            f"{path} is not an ad-repro splits file (expected format {FORMAT!r}). Delete it to "
+            "remake it."
+        )
+    try:
+        return Splits(
+            category=payload["category"],
+            seed=int(payload["seed"]),
+            **{name: list(payload[name]) for name in SPLIT_NAMES},
+        )
+    except KeyError as exc:
+        raise DatasetError(f"Splits file {path} lacks the field {exc}. Delete it to remake it.") from exc

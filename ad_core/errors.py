@@ -1,0 +1,15 @@
+"""Errors with messages that say which file is wrong, what is wrong and what to do."""
+
+from __future__ import annotations
+
+
+class DatasetError(ValueError):
+    """A data folder or file does not follow the MVTec AD layout or cannot be read."""
+
+
+class UndefinedMetricError(ValueError):
+    """A metric has no defined value for these inputs (e.g. PRO with no anomalous pixel)."""
+
+
+class ThresholdError(ValueError):
+    """No threshold can be calibrated from these validation scores and labels."""

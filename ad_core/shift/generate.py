@@ -1,0 +1,45 @@
+"""Write a shifted copy of a category in MVTec layout, with each image's parameters logged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ad_core.data.dataset import load_pair
+from ad_core.data.io import write_image, write_json
+from ad_core.data.layout import CategoryFiles
+from ad_core.shift.transform import apply_shift, image_rng, sample_shift_params
+
+PARAMS_LOG = "shift_params.json"
+
+
+def write_shifted_category(
+    files: CategoryFiles, out_root: str | Path, seed: int = 42, progress: bool = True
+) -> Path:
+    """Shift every image of ``files`` into ``out_root/<category>`` (same relative names).
+
+    Masks go to ``ground_truth/<defect>/<stem>_mask.png``; parameters to
+    ``<category>/shift_params.json``.  A complete earlier copy made with the same seed
+    is kept as it is (the log is written last, so its presence means complete).
+    Returns the category folder of the copy.
+    """
+    dst = Path(out_root) / files.name
+    log_path = dst / PARAMS_LOG
+    samples = files.train_good + files.test_good + files.test_anomalous
+    if log_path.is_file():
+        log = json.loads(log_path.read_text())
+        if log.get("seed") == seed and set(log.get("images", {})) == {s.relpath for s in samples}:
+            return dst
+    params_log: dict[str, dict[str, object]] = {}
+    for sample in tqdm(samples, desc=f"shift {files.name}", disable=not progress, leave=False):
+        image, mask = load_pair(sample)
+        params = sample_shift_params(image_rng(seed, files.name, sample.relpath))
+        shifted, shifted_mask = apply_shift(image, mask if sample.mask is not None else None, params)
+        write_image(dst / sample.relpath, shifted)
+        if shifted_mask is not None:
+            write_image(dst / "ground_truth" / sample.defect / f"{Path(sample.relpath).stem}_mask.png", shifted_mask)
+        params_log[sample.relpath] = params.to_json()
+    write_json(log_path, {"seed": seed, "category": files.name, "images": params_log})
+    return dst

@@ -1,0 +1,72 @@
+"""Shared fixtures: synthetic MVTec-layout folders and the real-data switch (MVTEC_ROOT)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ad_core.data.io import write_image
+
+
+def write_category(
+    root: Path,
+    name: str = "widget",
+    n_train: int = 5,
+    n_test_good: int = 2,
+    defects: dict[str, int] | None = None,
+    size: tuple[int, int] = (32, 32),
+    gray: bool = False,
+    masks: bool = True,
+    empty_files: bool = False,
+) -> Path:
+    """Write a small MVTec-layout category; ``empty_files`` only creates names (for split counts)."""
+    defects = {"crack": 3, "dent": 2} if defects is None else defects
+    cat = root / name
+    rng = np.random.default_rng(0)
+
+    def put(path: Path, arr: np.ndarray) -> None:
+        if empty_files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        else:
+            write_image(path, arr)
+
+    shape = size if gray else (*size, 3)
+    for i in range(n_train):
+        put(cat / "train" / "good" / f"{i:03d}.png", rng.integers(0, 255, shape, dtype=np.uint8))
+    for i in range(n_test_good):
+        put(cat / "test" / "good" / f"{i:03d}.png", rng.integers(0, 255, shape, dtype=np.uint8))
+    for defect, n in defects.items():
+        for i in range(n):
+            put(cat / "test" / defect / f"{i:03d}.png", rng.integers(0, 255, shape, dtype=np.uint8))
+            if masks:
+                m = np.zeros(size, dtype=bool)
+                m[4:10, 5:12] = True
+                put(cat / "ground_truth" / defect / f"{i:03d}_mask.png", m)
+    return cat
+
+
+@pytest.fixture
+def make_category(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: ``make_category(name=..., ...)`` writes under a fresh tmp root; returns the category dir."""
+    def factory(**kwargs: object) -> Path:
+        return write_category(tmp_path / "data", **kwargs)  # type: ignore[arg-type]
+    return factory
+
+
+@pytest.fixture(scope="session")
+def mvtec_root() -> Path:
+    """Real MVTec AD from $MVTEC_ROOT; the test is skipped (with the reason) when unset."""
+    value = os.environ.get("MVTEC_ROOT")
+    if not value:
+        pytest.skip("MVTEC_ROOT is not set: real MVTec AD is not available on this machine")
+    root = Path(value)
+    if not root.is_dir():
+        pytest.fail(f"MVTEC_ROOT={value} is not a folder")
+    return root
+
+

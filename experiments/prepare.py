@@ -1,0 +1,58 @@
+"""Data preparation shared by every scenario: dataset root, splits, MVTec-Shift copy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ad_core.data.embedded import CATEGORIES as EMBEDDED_CATEGORIES
+from ad_core.data.embedded import make_embedded_dataset
+from ad_core.data.layout import CategoryFiles, discover_category, list_categories
+from ad_core.data.splits import Splits, load_splits, make_splits, save_splits
+from ad_core.errors import DatasetError
+from ad_core.shift import write_shifted_category
+
+
+@dataclass(frozen=True)
+class PreparedCategory:
+    clean: CategoryFiles
+    shifted: CategoryFiles
+    splits: Splits
+
+
+def resolve_data_root(data: str | Path | None, out: Path) -> tuple[Path, str]:
+    """(root, dataset name): the user's folder, or the embedded dataset written under ``out``."""
+    if data is None:
+        return make_embedded_dataset(out / "data" / "embedded"), "embedded"
+    root = Path(data).expanduser().resolve()
+    return root, root.name
+
+
+def prepare_category(root: Path, category: str, out: Path, seed: int) -> PreparedCategory:
+    """Discover ``category``, make or reuse its splits, and write its shifted copy."""
+    clean = discover_category(root, category)
+    split_path = out / "splits" / f"{category}.json"
+    fresh = make_splits(clean, seed)
+    if split_path.is_file():
+        stored = load_splits(split_path)
+        if stored != fresh:
+            raise DatasetError(
+                f"{split_path} holds splits that differ from the ones seed {seed} gives on "
+                f"{clean.path} (another seed or other data). Use a new --out, or delete the "
+                "file to replace it."
+            )
+    else:
+        save_splits(fresh, split_path)
+    shift_root = out / "data" / f"{root.name}-shift"
+    write_shifted_category(clean, shift_root, seed=seed)
+    shifted = discover_category(shift_root, category)
+    return PreparedCategory(clean, shifted, fresh)
+
+
+def default_categories(root: Path, dataset: str) -> list[str]:
+    if dataset == "embedded":
+        return list(EMBEDDED_CATEGORIES)
+    cats = list_categories(root)
+    if not cats:
+        raise DatasetError(f"No category folders (with train/good/) found under {root}.")
+    return cats
