@@ -1,0 +1,69 @@
+"""One extractor for every backbone: named intermediate maps, frozen, batched, no grad."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ad_core.features.backbones import BACKBONES, build_backbone
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class FeatureExtractor:
+    """Maps images (N, 3, H, W) to ``{layer: (N, C, h, w)}`` for the requested layers.
+
+    Runs the backbone only up to the deepest requested layer.  ``weights_source`` records
+    where the weights came from.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        layers: Sequence[str] = ("layer1", "layer2", "layer3"),
+        weights: str | None = None,
+        device: str | torch.device = "auto",
+        batch_size: int = 16,
+        seed: int = 42,
+    ):
+        stages, self.weights_source = build_backbone(backbone, weights, seed)
+        names = [n for n, _ in stages]
+        unknown = [layer for layer in layers if layer not in names]
+        if unknown:
+            raise ValueError(f"{backbone} has no layer(s) {unknown}; available: {names}")
+        last = max(names.index(layer) for layer in layers)
+        self.backbone = backbone
+        self.layers = tuple(layers)
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.stages = nn.ModuleList([m for _, m in stages[: last + 1]]).to(self.device).eval()
+        self._names = names[: last + 1]
+
+    def channels(self) -> dict[str, int]:
+        return {layer: BACKBONES[self.backbone].channels[layer] for layer in self.layers}
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Feature maps of one batch, on the extractor's device, float32."""
+        x = images.to(self.device, non_blocking=True)
+        out: dict[str, torch.Tensor] = {}
+        for name, stage in zip(self._names, self.stages):
+            x = stage(x)
+            if name in self.layers:
+                out[name] = x
+        return out
+
+    def batches(self, dataset: Dataset, progress: bool = True, desc: str = "features",
+                num_workers: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+        """Feature maps of ``dataset`` (items with an ``image`` key) batch by batch, on CPU."""
+        loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=num_workers)
+        for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+            yield {k: v.cpu() for k, v in self(batch["image"]).items()}

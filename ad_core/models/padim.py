@@ -1,0 +1,131 @@
+"""PaDiM as the study defines it (STUDY.md §6), in the scikit-learn habit.
+
+embedding: layer1 + layer2 + layer3 maps, the deeper ones resized (nearest, as anomalib's
+``PadimModel``) to layer1's grid and concatenated; a fixed seeded random subset of
+``n_features`` dims.  fit: per position, mean and covariance of the training embeddings
+(+ eps * I), accumulated batch by batch in float64 (sums and outer-product sums), so the
+training embeddings are never held together.  score: Mahalanobis distance per position;
+image score = max; map bilinearly upsampled to 224x224 (optional blur).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ad_core.data.io import atomic_write_bytes
+from ad_core.models.common import FeatureBatches, as_batches, upsample_maps
+
+
+def padim_embedding(features: dict[str, torch.Tensor], layers: tuple[str, ...]) -> torch.Tensor:
+    """Feature maps -> (B, sum C, H1, W1): deeper layers resized (nearest) to the first one's grid."""
+    first = features[layers[0]]
+    parts = [first] + [F.interpolate(features[name], size=first.shape[-2:], mode="nearest") for name in layers[1:]]
+    return torch.cat(parts, dim=1)
+
+
+class PaDiM:
+    """PaDiM anomaly detector.  ``fit`` -> ``score`` -> (image scores, maps)."""
+
+    def __init__(
+        self,
+        n_features: int = 100,
+        eps: float = 0.01,
+        layers: tuple[str, ...] = ("layer1", "layer2", "layer3"),
+        blur_sigma: float | None = None,
+        image_size: int = 224,
+        seed: int = 42,
+        device: str = "cpu",
+    ):
+        self.n_features = n_features
+        self.eps = eps
+        self.layers = tuple(layers)
+        self.blur_sigma = blur_sigma
+        self.image_size = image_size
+        self.seed = seed
+        self.device = device
+
+    def get_params(self) -> dict[str, object]:
+        return {"n_features": self.n_features, "eps": self.eps, "layers": list(self.layers),
+                "blur_sigma": self.blur_sigma, "image_size": self.image_size, "seed": self.seed}
+
+    def select_dims(self, n_total: int) -> torch.Tensor:
+        """The seeded random subset of embedding dims (n_features,)."""
+        if not 0 < self.n_features <= n_total:
+            raise ValueError(f"n_features must be in 1..{n_total} for these layers, got {self.n_features}")
+        g = torch.Generator().manual_seed(self.seed)
+        return torch.randperm(n_total, generator=g)[: self.n_features]
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, n_features, H, W) selected embedding of one feature batch."""
+        emb = padim_embedding({k: v.to(self.device).float() for k, v in batch.items()}, self.layers)
+        return emb.index_select(1, self.dims_.to(emb.device))
+
+    def fit(self, features: FeatureBatches) -> "PaDiM":
+        """Per-position Gaussian from training feature batches (one streaming pass)."""
+        n = 0
+        total = outer = None
+        for batch in as_batches(features):
+            if n == 0:
+                n_total = sum(batch[name].shape[1] for name in self.layers)
+                self.dims_ = self.select_dims(n_total)
+            emb = self.embed(batch).double()
+            b, d, h, w = emb.shape
+            x = emb.reshape(b, d, h * w).permute(2, 1, 0)  # (P, d, B)
+            if total is None:
+                total = torch.zeros(h * w, d, dtype=torch.float64, device=emb.device)
+                outer = torch.zeros(h * w, d, d, dtype=torch.float64, device=emb.device)
+                self.grid_ = (h, w)
+            total += x.sum(2)
+            outer += x @ x.transpose(1, 2)
+            n += b
+        if n < 2:
+            raise ValueError(f"PaDiM.fit needs at least 2 training images for a covariance, got {n}.")
+        mean = total / n
+        cov = (outer - n * mean[:, :, None] * mean[:, None, :]) / (n - 1)
+        cov += self.eps * torch.eye(cov.shape[1], dtype=cov.dtype, device=cov.device)
+        self.mean_ = mean.float().cpu()  # (P, d)
+        self.inv_covariance_ = torch.linalg.inv(cov).float().cpu()  # (P, d, d)
+        self.n_train_images_ = n
+        return self
+
+    def distances(self, features: FeatureBatches) -> torch.Tensor:
+        """Mahalanobis distance grids (N, H, W)."""
+        if not hasattr(self, "mean_"):
+            raise RuntimeError("PaDiM is not fitted: call fit() or load() first.")
+        mean, inv = self.mean_.to(self.device), self.inv_covariance_.to(self.device)
+        out = []
+        for batch in as_batches(features):
+            emb = self.embed(batch)
+            b, d, h, w = emb.shape
+            delta = emb.reshape(b, d, h * w).permute(2, 0, 1) - mean[:, None, :]  # (P, B, d)
+            d2 = ((delta @ inv) * delta).sum(2)  # (P, B)
+            out.append(d2.clamp_min(0).sqrt().T.reshape(b, h, w).cpu())
+        return torch.cat(out)
+
+    def score(self, features: FeatureBatches) -> tuple[np.ndarray, np.ndarray]:
+        """(image scores (N,) float64, anomaly maps (N, image_size, image_size) float32)."""
+        maps = upsample_maps(self.distances(features), self.image_size, self.blur_sigma)
+        return maps.amax(dim=(1, 2)).double().numpy(), maps.numpy()
+
+    def save(self, path: str | Path) -> None:
+        """Means, inverse covariances, chosen dims and hyperparameters in one ``.pt`` (atomic)."""
+        import io
+
+        buf = io.BytesIO()
+        torch.save({"params": self.get_params(), "mean": self.mean_, "inv_covariance": self.inv_covariance_,
+                    "dims": self.dims_, "grid": list(self.grid_), "n_train_images": self.n_train_images_}, buf)
+        atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> "PaDiM":
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        params = dict(state["params"])
+        params["layers"] = tuple(params["layers"])
+        model = cls(**params, device=device)
+        model.mean_, model.inv_covariance_, model.dims_ = state["mean"], state["inv_covariance"], state["dims"]
+        model.grid_, model.n_train_images_ = tuple(state["grid"]), state["n_train_images"]
+        return model

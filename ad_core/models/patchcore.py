@@ -1,0 +1,201 @@
+"""PatchCore as the study defines it (STUDY.md §5), in the scikit-learn habit.
+
+embedding: 3x3 average pooling (stride 1, padding 1) on layer2 and layer3, layer3
+bilinearly upsampled to layer2's grid, concatenated -> one vector per patch.
+fit: JL projection to 128 dims (seeded), greedy coreset of ``coreset_ratio`` of all
+training patches (seeded start), memory bank = the selected full vectors.
+score: L2 distances to the k nearest bank entries (faiss); reweighting:
+- "study" (default): per patch, s = d1 * (1 - softmax(-d)_1) over its k neighbours;
+- "paper": the original PatchCore: only the image's max patch is reweighted, with the
+  bank neighbours of its nearest bank entry, w = 1 - softmax(+d)_1 (anomalib's code);
+  the map keeps the raw d1;
+- "none": s = d1.
+Image score = max patch score; map = patch scores bilinearly upsampled to 224x224
+(optional Gaussian blur, sigma 4 in the original).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ad_core.data.io import atomic_write_bytes, write_json
+from ad_core.models.common import FeatureBatches, as_batches, coreset_size, upsample_maps
+from ad_core.models.coreset import greedy_coreset, jl_matrix, start_index
+from ad_core.models.knn import NearestNeighbours
+
+REWEIGHTING = ("study", "paper", "none")
+
+
+def patch_embedding(features: dict[str, torch.Tensor], layers: tuple[str, ...]) -> torch.Tensor:
+    """Feature maps -> (B, D, h, w) on the first layer's grid (pooled, upsampled, concatenated)."""
+    pooled = [F.avg_pool2d(features[name], 3, stride=1, padding=1) for name in layers]
+    size = pooled[0].shape[-2:]
+    parts = [pooled[0]] + [F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in pooled[1:]]
+    return torch.cat(parts, dim=1)
+
+
+def reweight_study(d: np.ndarray) -> np.ndarray:
+    """Per-patch scores from (P, k) ascending neighbour distances: d1 * (1 - softmax(-d)_1).
+
+    The softmax is computed shifted by the row minimum, so large distances never make
+    exp underflow to 0/0.
+    """
+    shifted = -(d - d[:, :1])  # <= 0, first column exactly 0
+    softmax_first = 1.0 / np.exp(shifted).sum(axis=1)
+    return d[:, 0] * (1.0 - softmax_first)
+
+
+class PatchCore:
+    """PatchCore anomaly detector.  ``fit`` -> ``score`` -> (image scores, maps)."""
+
+    def __init__(
+        self,
+        coreset_ratio: float = 0.05,
+        projection_dim: int = 128,
+        k: int = 9,
+        layers: tuple[str, ...] = ("layer2", "layer3"),
+        reweighting: str = "study",
+        blur_sigma: float | None = None,
+        image_size: int = 224,
+        seed: int = 42,
+        device: str = "cpu",
+        progress: bool = False,
+    ):
+        self.coreset_ratio = coreset_ratio
+        self.projection_dim = projection_dim
+        self.k = k
+        self.layers = tuple(layers)
+        self.reweighting = reweighting
+        self.blur_sigma = blur_sigma
+        self.image_size = image_size
+        self.seed = seed
+        self.device = device
+        self.progress = progress
+
+    def get_params(self) -> dict[str, object]:
+        return {
+            "coreset_ratio": self.coreset_ratio, "projection_dim": self.projection_dim, "k": self.k,
+            "layers": list(self.layers), "reweighting": self.reweighting, "blur_sigma": self.blur_sigma,
+            "image_size": self.image_size, "seed": self.seed,
+        }
+
+    def _check(self) -> None:
+        if not 0 < self.coreset_ratio <= 1:
+            raise ValueError(f"coreset_ratio must be in (0, 1], got {self.coreset_ratio}")
+        if self.reweighting not in REWEIGHTING:
+            raise ValueError(f"reweighting must be one of {REWEIGHTING}, got {self.reweighting!r}")
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+
+    def _patches(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        emb = patch_embedding({k: v.to(self.device).float() for k, v in batch.items()}, self.layers)
+        b, d, h, w = emb.shape
+        return emb.permute(0, 2, 3, 1).reshape(-1, d), (b, h, w)
+
+    def fit(self, features: FeatureBatches) -> "PatchCore":
+        """Build the memory bank from training feature batches (iterated twice)."""
+        self._check()
+        batches = as_batches(features, reiterable=True)
+        projection: torch.Tensor | None = None
+        projected: list[torch.Tensor] = []
+        for batch in batches:  # pass 1: keep only the 128-d projection
+            patches, _ = self._patches(batch)
+            if projection is None:
+                projection = jl_matrix(patches.shape[1], self.projection_dim, self.seed).to(patches.device)
+            projected.append(patches @ projection)
+        if projection is None:
+            raise ValueError("PatchCore.fit got no feature batches.")
+        proj = torch.cat(projected)
+        del projected
+        n = proj.shape[0]
+        chosen = greedy_coreset(proj, coreset_size(n, self.coreset_ratio), start_index(n, self.seed), self.progress)
+        del proj
+        order = torch.argsort(chosen)  # gather in one streaming pass, then restore greedy order
+        wanted = chosen[order]
+        bank = torch.empty(len(chosen), int(projection.shape[0]))
+        offset, pos = 0, 0
+        for batch in batches:  # pass 2: gather the selected full vectors
+            patches, _ = self._patches(batch)
+            hi = offset + patches.shape[0]
+            stop = int(torch.searchsorted(wanted, hi))
+            bank[order[pos:stop]] = patches[wanted[pos:stop] - offset].cpu()
+            pos, offset = stop, hi
+        if offset != n or pos != len(chosen):
+            raise RuntimeError("The feature batches changed between PatchCore.fit's two passes.")
+        self.memory_bank_ = bank.numpy()
+        self.n_train_patches_ = n
+        self._index = None
+        return self
+
+    def _knn(self) -> NearestNeighbours:
+        if getattr(self, "_index", None) is None:
+            self._index = NearestNeighbours(self.memory_bank_, self.device)
+        return self._index
+
+    def patch_scores(self, features: FeatureBatches) -> tuple[np.ndarray, np.ndarray]:
+        """(image scores (N,), patch-score grids (N, h, w)) before upsampling."""
+        if not hasattr(self, "memory_bank_"):
+            raise RuntimeError("PatchCore is not fitted: call fit() or load() first.")
+        knn = self._knn()
+        scores, grids = [], []
+        for batch in as_batches(features):
+            patches, (b, h, w) = self._patches(batch)
+            q = patches.cpu().numpy()
+            if self.reweighting == "none":
+                d, _ = knn.search(q, 1)
+                grid = d[:, 0].reshape(b, h * w)
+                image = grid.max(axis=1)
+            elif self.reweighting == "study":
+                d, _ = knn.search(q, self.k)
+                grid = reweight_study(d.astype(np.float64)).reshape(b, h * w)
+                image = grid.max(axis=1)
+            else:
+                d, idx = knn.search(q, 1)
+                grid = d[:, 0].reshape(b, h * w)
+                image = self._paper_image_scores(q.reshape(b, h * w, -1), grid, idx[:, 0].reshape(b, h * w))
+            scores.append(image)
+            grids.append(grid.reshape(b, h, w))
+        return np.concatenate(scores).astype(np.float64), np.concatenate(grids).astype(np.float32)
+
+    def _paper_image_scores(self, q: np.ndarray, grid: np.ndarray, nn_idx: np.ndarray) -> np.ndarray:
+        rows = np.arange(len(grid))
+        top = grid.argmax(axis=1)
+        s_star = grid[rows, top]
+        m_star = self.memory_bank_[nn_idx[rows, top]]
+        _, support = self._knn().search(m_star, self.k)
+        d = np.linalg.norm(self.memory_bank_[support] - q[rows, top][:, None], axis=2).astype(np.float64)
+        e = np.exp(d - d.max(axis=1, keepdims=True))  # softmax(+d), shifted for stability
+        return s_star * (1.0 - e[:, 0] / e.sum(axis=1))
+
+    def score(self, features: FeatureBatches) -> tuple[np.ndarray, np.ndarray]:
+        """(image scores (N,) float64, anomaly maps (N, image_size, image_size) float32)."""
+        image, grids = self.patch_scores(features)
+        maps = upsample_maps(torch.from_numpy(grids), self.image_size, self.blur_sigma)
+        return image, maps.numpy()
+
+    def save(self, path: str | Path) -> None:
+        """Memory bank to ``path`` (.npy) and hyperparameters to ``path`` with .json."""
+        import io
+
+        path = Path(path)
+        buf = io.BytesIO()
+        np.save(buf, self.memory_bank_)
+        atomic_write_bytes(path, buf.getvalue())
+        write_json(path.with_suffix(".json"), {**self.get_params(), "n_train_patches": self.n_train_patches_})
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> "PatchCore":
+        path = Path(path)
+        params = json.loads(path.with_suffix(".json").read_text())
+        n = params.pop("n_train_patches")
+        params["layers"] = tuple(params["layers"])
+        model = cls(**params, device=device)
+        model.memory_bank_ = np.load(path)
+        model.n_train_patches_ = n
+        model._index = None
+        return model
