@@ -1,0 +1,162 @@
+"""PatchCore (STUDY.md §5): embedding, coreset, kNN, reweighting, persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from ad_core.models import PatchCore
+from ad_core.models.coreset import greedy_coreset, jl_matrix
+from ad_core.models.knn import NearestNeighbours
+from ad_core.models.patchcore import patch_embedding, reweight_study
+
+pytestmark = pytest.mark.fast
+
+
+def feature_batches(n_batches=3, b=4, c2=32, c3=64, seed=0, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return [{"layer2": torch.randn(b, c2, 28, 28, generator=g) * scale,
+             "layer3": torch.randn(b, c3, 14, 14, generator=g) * scale} for _ in range(n_batches)]
+
+
+def all_patches(batches):
+    return torch.cat([patch_embedding(b, ("layer2", "layer3")).permute(0, 2, 3, 1).reshape(-1, 96) for b in batches])
+
+
+def test_embedding_is_1536_d_on_a_28x28_grid_for_resnet50_layers():
+    feats = {"layer2": torch.randn(2, 512, 28, 28), "layer3": torch.randn(2, 1024, 14, 14)}
+    emb = patch_embedding(feats, ("layer2", "layer3"))
+    assert emb.shape == (2, 1536, 28, 28)
+    # layer2 part: 3x3 mean with zero padding (count_include_pad), away from the border
+    assert torch.allclose(emb[0, 0, 5, 5], feats["layer2"][0, 0, 4:7, 4:7].mean(), atol=1e-6)
+
+
+def brute_force_greedy(x: np.ndarray, size: int, start: int) -> list[int]:
+    chosen = [start]
+    d = np.linalg.norm(x - x[start], axis=1)
+    while len(chosen) < size:
+        nxt = int(np.argmax(d))
+        chosen.append(nxt)
+        d = np.minimum(d, np.linalg.norm(x - x[nxt], axis=1))
+    return chosen
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(5, 200), st.integers(1, 30), st.integers(1, 64))
+def test_greedy_coreset_equals_brute_force(seed, n, size, chunk):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    size = min(size, n)
+    start = int(rng.integers(n))
+    got = greedy_coreset(torch.from_numpy(x), size, start, chunk=chunk).tolist()
+    assert got == brute_force_greedy(x.astype(np.float64), size, start)
+    assert len(set(got)) == size
+
+
+def test_fit_bank_size_rows_and_determinism():
+    batches = feature_batches()
+    model = PatchCore(coreset_ratio=0.05).fit(batches)
+    n = 3 * 4 * 784
+    assert model.n_train_patches_ == n
+    assert model.memory_bank_.shape == (int(0.05 * n), 96)
+    patches = all_patches(batches).numpy()
+    d, _ = NearestNeighbours(patches).search(model.memory_bank_, 1)
+    assert np.allclose(d, 0, atol=1e-3)  # every bank row is a training patch
+    again = PatchCore(coreset_ratio=0.05).fit(batches)
+    assert np.array_equal(model.memory_bank_, again.memory_bank_)
+    other = PatchCore(coreset_ratio=0.05, seed=7).fit(batches)
+    assert not np.array_equal(model.memory_bank_, other.memory_bank_)
+
+
+def test_bank_is_the_coreset_of_the_projection_in_greedy_order():
+    batches = feature_batches(n_batches=2, b=2)
+    model = PatchCore(coreset_ratio=0.02, seed=3).fit(batches)
+    patches = all_patches(batches)
+    proj = patches @ jl_matrix(96, 128, 3)
+    from ad_core.models.coreset import start_index
+
+    idx = greedy_coreset(proj, int(0.02 * len(patches)), start_index(len(patches), 3))
+    assert np.array_equal(model.memory_bank_, patches[idx].numpy())
+
+
+def test_training_patches_score_zero_with_the_full_bank():
+    batches = feature_batches(n_batches=1, b=2)
+    model = PatchCore(coreset_ratio=1.0, reweighting="none").fit(batches)
+    scores, maps = model.score(batches[0])
+    # faiss forms |x|^2 + |y|^2 - 2xy in float32; the sqrt turns its ~1e-5 error at 0 into ~3e-3
+    assert np.allclose(scores, 0, atol=1e-2) and maps.shape == (2, 224, 224)
+    new = feature_batches(n_batches=1, b=2, seed=5)[0]
+    assert (model.score(new)[0] > 1.0).all()
+
+
+def test_knn_distances_equal_brute_force():
+    rng = np.random.default_rng(0)
+    bank, q = rng.normal(size=(300, 20)).astype(np.float32), rng.normal(size=(50, 20)).astype(np.float32)
+    d, idx = NearestNeighbours(bank).search(q, 9)
+    full = np.linalg.norm(q[:, None] - bank[None], axis=2)
+    assert np.allclose(d, np.sort(full, axis=1)[:, :9], atol=1e-4)
+    assert np.allclose(np.take_along_axis(full, idx, axis=1), d, atol=1e-4)
+
+
+@given(hnp.arrays(np.float64, st.tuples(st.integers(1, 20), st.integers(1, 9)),
+                  elements=st.floats(0, 1e6, allow_subnormal=False)))
+def test_study_reweighting_is_finite_bounded_and_matches_the_formula(raw):
+    d = np.sort(raw, axis=1)
+    s = reweight_study(d)
+    k = d.shape[1]
+    assert np.isfinite(s).all()
+    assert (s >= -1e-9).all() and (s <= d[:, 0] * (1 - 1 / k) + 1e-6 * (1 + d[:, 0])).all()
+    moderate = d[:, -1] - d[:, 0] < 50  # where exp(-d) is representable, the literal formula
+    if moderate.any():
+        dm = d[moderate] - d[moderate][:, :1] + 1.0  # same weights (shift-invariant), exp stays in range
+        literal = 1 - np.exp(-dm[:, 0]) / np.exp(-dm).sum(axis=1)
+        assert np.allclose(s[moderate], d[moderate][:, 0] * literal, rtol=1e-9, atol=1e-12)
+
+
+def test_reweighting_underflow_case_gives_no_nan():
+    d = np.array([[2000.0, 2000.5, 2001.0]])  # exp(-2000) == 0 in float64: 0/0 if done naively
+    assert np.isfinite(reweight_study(d)).all() and reweight_study(d)[0] > 0
+
+
+def test_study_and_paper_reweighting_differ_as_documented():
+    batches = feature_batches()
+    test = feature_batches(n_batches=1, b=3, seed=9, scale=1.3)[0]
+    model = PatchCore().fit(batches)
+    model.reweighting = "none"
+    raw_scores, raw_maps = model.score(test)
+    model.reweighting = "paper"
+    paper_scores, paper_maps = model.score(test)
+    model.reweighting = "study"
+    study_scores, study_maps = model.score(test)
+    assert np.array_equal(paper_maps, raw_maps)  # paper: the map keeps d1
+    assert not np.allclose(study_maps, raw_maps)  # study: every patch reweighted
+    assert (study_maps <= raw_maps + 1e-5).all()  # w < 1 per patch
+    assert not np.allclose(paper_scores, study_scores)
+    assert (paper_scores <= raw_scores + 1e-9).all()
+
+
+def test_save_load_round_trip(tmp_path):
+    batches = feature_batches()
+    model = PatchCore(k=5, blur_sigma=4.0).fit(batches)
+    model.save(tmp_path / "pc.npy")
+    loaded = PatchCore.load(tmp_path / "pc.npy")
+    assert loaded.get_params() == model.get_params()
+    s1, m1 = model.score(batches[0])
+    s2, m2 = loaded.score(batches[0])
+    assert np.array_equal(s1, s2) and np.array_equal(m1, m2)
+    assert np.array_equal(np.load(tmp_path / "pc.npy"), model.memory_bank_)
+
+
+def test_usage_errors():
+    with pytest.raises(TypeError, match="twice"):
+        PatchCore().fit(b for b in feature_batches())
+    with pytest.raises(RuntimeError, match="not fitted"):
+        PatchCore().score(feature_batches(1)[0])
+    with pytest.raises(ValueError, match="coreset_ratio"):
+        PatchCore(coreset_ratio=0).fit(feature_batches(1))
+    with pytest.raises(ValueError, match="reweighting"):
+        PatchCore(reweighting="other").fit(feature_batches(1))
