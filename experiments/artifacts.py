@@ -1,0 +1,85 @@
+"""Writing a scenario's artifacts: results JSON, thresholds, per-image CSV, summary CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from ad_core.data.io import atomic_write_bytes, write_json
+from ad_core.errors import DatasetError
+
+SUMMARY_COLUMNS = ("scenario", "method", "category", "image_auroc", "image_auprc", "image_f1",
+                   "image_accuracy", "threshold", "pixel_auroc", "pro")
+GUARD = "run_config.json"
+
+
+def guard_config(out: Path, fingerprint: dict[str, object]) -> None:
+    """Refuse to mix two configurations in one output folder."""
+    path = out / GUARD
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored != fingerprint:
+            diff = [k for k in sorted(set(stored) | set(fingerprint)) if stored.get(k) != fingerprint.get(k)]
+            detail = "; ".join(f"{k}: {stored.get(k)!r} -> {fingerprint.get(k)!r}" for k in diff)
+            raise DatasetError(
+                f"{out} holds a run with another configuration ({detail}). Results of the two "
+                "would mix: choose another --out, or delete that folder to start over."
+            )
+    else:
+        write_json(path, fingerprint)
+
+
+def _csv_bytes(header: tuple[str, ...] | list[str], rows: list[list[object]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue().encode()
+
+
+def write_scenario(out: Path, result: dict[str, object]) -> dict[str, object]:
+    """Write results/<scenario>.json, thresholds/<scenario>.json and scores/<scenario>/*.csv."""
+    name = str(result["scenario"])
+    public = {k: v for k, v in result.items() if not k.startswith("_")}
+    write_json(out / "results" / f"{name}.json", public)
+    write_json(out / "thresholds" / f"{name}.json", result["_thresholds"])
+    for method, per_class in result["_per_image"].items():  # type: ignore[union-attr]
+        taus = result["_thresholds"][method]  # type: ignore[index]
+        for cat, scores in per_class.items():
+            rows = [[p, int(y), f"{s:.8g}", int(s >= taus[cat])]
+                    for p, y, s in zip(scores.relpaths, scores.labels, scores.scores)]
+            safe = method.replace("@", "_").replace("=", "")
+            atomic_write_bytes(out / "scores" / name / f"{safe}_{cat}.csv",
+                               _csv_bytes(("relpath", "label", "score", "predicted_anomalous"), rows))
+    return public
+
+
+def summary_rows(results: list[dict[str, object]]) -> list[list[object]]:
+    rows = []
+    for res in results:
+        for method, m in res["methods"].items():  # type: ignore[union-attr]
+            for cat, metrics in [*m["per_class"].items(), ("mean", m["mean"])]:
+                rows.append([res["scenario"], method, cat, *[_fmt(metrics.get(k)) for k in SUMMARY_COLUMNS[3:]]])
+    return rows
+
+
+def _fmt(v: object) -> object:
+    return "" if v is None else (f"{v:.6f}" if isinstance(v, float) else v)
+
+
+def load_results(out: Path) -> list[dict[str, object]]:
+    """Every results/<scenario>.json in --out, in the study's scenario order."""
+    from experiments.scenarios import SCENARIOS
+
+    order = {name: i for i, name in enumerate(SCENARIOS)}
+    paths = sorted((out / "results").glob("*.json"), key=lambda p: (order.get(p.stem, len(order)), p.stem))
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def write_summary(out: Path) -> list[dict[str, object]]:
+    """results/summary.csv over every results/<scenario>.json present (runs accumulate)."""
+    results = load_results(out)
+    atomic_write_bytes(out / "results" / "summary.csv", _csv_bytes(SUMMARY_COLUMNS, summary_rows(results)))
+    return results

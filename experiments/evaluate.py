@@ -1,0 +1,84 @@
+"""Metrics of one evaluation set at one threshold, as the results JSON stores them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ad_core.errors import UndefinedMetricError
+from ad_core.metrics import image_metrics, pixel_auroc, pro_score
+
+NO_MASKS = "the dataset has no ground-truth masks (image-level only)"
+
+
+@dataclass
+class ScoreSet:
+    """Scores of one model on one split: image scores (N,), maps (N, S, S) or None, labels (N,)."""
+
+    relpaths: list[str]
+    labels: np.ndarray
+    scores: np.ndarray
+    maps: np.ndarray | None = None
+    masks: np.ndarray | None = None  # (N, S, S) bool, None for image-level-only data
+
+    @staticmethod
+    def concat(parts: list["ScoreSet"]) -> "ScoreSet":
+        def cat(name: str) -> np.ndarray | None:
+            values = [getattr(p, name) for p in parts]
+            return None if any(v is None for v in values) else np.concatenate(values)
+
+        return ScoreSet(sum((p.relpaths for p in parts), []), cat("labels"), cat("scores"), cat("maps"), cat("masks"))
+
+
+def evaluate(test: ScoreSet, threshold: float) -> dict[str, object]:
+    """Image metrics at ``threshold`` plus pixel AUROC and PRO (None + reason when undefined)."""
+    im = image_metrics(test.scores, test.labels, threshold)
+    out: dict[str, object] = {
+        "image_auroc": im.auroc, "image_auprc": im.auprc, "image_f1": im.f1,
+        "image_accuracy": im.accuracy, "threshold": im.threshold,
+        "pixel_auroc": None, "pro": None, "confusion": im.confusion,
+    }
+    if test.masks is None or test.maps is None:
+        out["pixel_metrics_absent"] = NO_MASKS
+        return out
+    try:
+        out["pixel_auroc"] = pixel_auroc(test.maps, test.masks)
+        out["pro"] = pro_score(test.maps, test.masks)
+    except UndefinedMetricError as exc:
+        out["pixel_metrics_absent"] = str(exc)
+    return out
+
+
+def cross_class_confusion(normal_scores: dict[str, np.ndarray], thresholds: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Fraction of class i's normal test images judged anomalous with class j's tau."""
+    return {i: {j: float(np.mean(s >= thresholds[j])) for j in thresholds} for i, s in normal_scores.items()}
+
+
+def feature_separation(embeddings: np.ndarray, classes: np.ndarray) -> dict[str, float]:
+    """How separable the classes are in feature space (image-level mean-pooled features).
+
+    silhouette: scikit-learn's silhouette score (1 = perfectly separated clusters);
+    centroid_accuracy: leave-one-out nearest-class-centroid accuracy.
+    """
+    from sklearn.metrics import silhouette_score
+
+    uniq = np.unique(classes)
+    if len(uniq) < 2:
+        return {"silhouette": None, "centroid_accuracy": None}  # type: ignore[dict-item]
+    sums = {c: embeddings[classes == c].sum(0) for c in uniq}
+    counts = {c: int((classes == c).sum()) for c in uniq}
+    correct = 0
+    for x, c in zip(embeddings, classes):
+        best, best_d = None, np.inf
+        for k in uniq:
+            n = counts[k] - (k == c)
+            if n == 0:
+                continue
+            centroid = (sums[k] - (x if k == c else 0)) / n
+            d = np.linalg.norm(x - centroid)
+            if d < best_d:
+                best, best_d = k, d
+        correct += best == c
+    return {"silhouette": float(silhouette_score(embeddings, classes)),
+            "centroid_accuracy": correct / len(classes)}

@@ -1,0 +1,164 @@
+"""The scenario runner on a tiny embedded-style dataset: artifacts, determinism, resume, guards."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ad_core.data.embedded import EmbeddedSpec, make_embedded_dataset
+from ad_core.errors import DatasetError
+from ad_core.models import PaDiM
+from experiments.cli import main
+from experiments.runner import RunConfig
+from experiments.scenarios import SCENARIOS, Scenario, select
+from experiments.study import run_study
+
+pytestmark = pytest.mark.fast
+
+SCEN = ["clean", "shift_threshold_only", "unified", "absolute_unified", "coreset_ablation"]
+SHORT = ["clean", "shift_threshold_only"]  # both domains, every kind of model input: enough for reruns
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    spec = EmbeddedSpec(n_train_good=10, n_test_good=4, n_per_defect=1, size=96)
+    return make_embedded_dataset(tmp_path_factory.mktemp("tiny"), spec, categories=("brick", "coffee"))
+
+
+def config(out, data, **kw):
+    return RunConfig(out=out, data=str(data), backbone="efficientnet_lite0", progress=False,
+                     scenarios=kw.pop("scenarios", SCEN), **kw)
+
+
+def first_run_data_name(out):
+    return json.loads((out / "run_config.json").read_text())["dataset"]
+
+
+def metrics_only(results):
+    """Results without wall-clock numbers (fit seconds)."""
+    text = json.dumps(results, sort_keys=True)
+    out = json.loads(text)
+    for r in out:
+        for m in r["methods"].values():
+            for pc in m["per_class"].values():
+                pc.pop("fit_seconds", None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    results, timings = run_study(config(out, tiny_data))
+    return out, results, timings
+
+
+def test_scenarios_are_records_with_the_study_settings():
+    assert list(SCENARIOS) == ["clean", "shift_no_adaptation", "shift_threshold_only", "shift_full_adaptation",
+                               "unified", "absolute_unified", "coreset_ablation"]
+    s = SCENARIOS["shift_threshold_only"]
+    assert (s.fit_domain, s.calib_domain, s.eval_domain) == ("clean", "shift", "shift")
+    assert SCENARIOS["coreset_ablation"].coreset_ratios == (0.01, 0.05, 0.10)
+    assert SCENARIOS["absolute_unified"].global_threshold and SCENARIOS["unified"].shortcut_analysis
+    assert all(isinstance(x, Scenario) for x in select(None))
+    with pytest.raises(ValueError, match="unknown scenario"):
+        select(["nope"])
+
+
+def test_every_artifact_is_written(first_run):
+    out, results, timings = first_run
+    assert [r["scenario"] for r in results] == SCEN
+    for name in SCEN:
+        res = json.loads((out / "results" / f"{name}.json").read_text())
+        assert (out / "thresholds" / f"{name}.json").is_file()
+        for method, m in res["methods"].items():
+            assert set(m["per_class"]) == {"brick", "coffee"}
+            for pc in m["per_class"].values():
+                for key in ("image_auroc", "image_auprc", "image_f1", "image_accuracy", "threshold", "pixel_auroc", "pro"):
+                    assert isinstance(pc[key], float) and np.isfinite(pc[key]), (name, method, key)
+            assert m["mean"]["image_auroc"] == pytest.approx(np.mean([pc["image_auroc"] for pc in m["per_class"].values()]))
+    assert (out / "results" / "summary.csv").read_text().startswith("scenario,method,category,image_auroc")
+    assert (out / "scores" / "clean" / "patchcore_brick.csv").read_text().startswith("relpath,label,score")
+    for f in ("patchcore_brick_clean.npy", "padim_brick_clean.pt", "patchcore_unified_clean.npy",
+              "patchcore_brick_shift_coreset_01.npy", "patchcore_brick_shift_coreset_10.npy"):
+        assert (out / "models" / f).is_file(), f
+    for f in ("roc_clean.png", "confusion_clean.png", "overlays_clean_patchcore.png", "coreset_tradeoff.png",
+              "cross_class_patchcore.png"):
+        assert (out / "visualizations" / f).stat().st_size > 1000, f
+    report = (out / "report.md").read_text()
+    assert "## coreset_ablation" in report and "coreset_tradeoff.png" in report
+    assert (out / "splits" / "brick.json").is_file()
+    assert (out / "data" / f"{first_run_data_name(out)}-shift" / "brick" / "shift_params.json").is_file()
+    assert timings["features_computed"] == 2 * 2 * (10 + 4 + 5)  # each image once per domain
+
+
+def test_scenario_semantics(first_run):
+    out, results, _ = first_run
+    by = {r["scenario"]: r for r in results}
+    pc = by["clean"]["methods"]["patchcore"]["per_class"]["brick"]
+    taus = json.loads((out / "thresholds" / "shift_threshold_only.json").read_text())
+    clean_taus = json.loads((out / "thresholds" / "clean.json").read_text())
+    assert taus["patchcore"]["brick"] != clean_taus["patchcore"]["brick"]  # re-calibrated on Val-shift
+    abs_taus = json.loads((out / "thresholds" / "absolute_unified.json").read_text())["padim"]
+    assert len(set(abs_taus.values())) == 1  # one global tau
+    assert "pooled" in by["absolute_unified"]["methods"]["padim"]
+    shortcut = by["unified"]["methods"]["patchcore"]["shortcut"]
+    assert set(shortcut["cross_class_confusion"]) == {"brick", "coffee"}
+    assert shortcut["feature_separation"]["centroid_accuracy"] > 0.9  # brick and coffee look nothing alike
+    ab = by["coreset_ablation"]["methods"]
+    banks = [ab[f"patchcore@rho={r}"]["per_class"]["brick"]["memory_bank_size"] for r in ("0.01", "0.05", "0.1")]
+    n = 8 * 784
+    assert banks == [int(0.01 * n), int(0.05 * n), int(0.10 * n)]
+    # rho=5% of the ablation is the full-adaptation model: the same file, fit once
+    assert ab["patchcore@rho=0.05"]["per_class"]["brick"]["fit_seconds"] == json.loads(
+        (out / "models" / "patchcore_brick_shift.fit.json").read_text())["fit_seconds"]
+    assert pc["confusion"][0][0] + pc["confusion"][0][1] == 4
+
+
+def test_two_runs_give_identical_metrics(first_run, tiny_data, tmp_path):
+    _, results, _ = first_run
+    again, _ = run_study(config(tmp_path / "again", tiny_data, scenarios=SHORT))
+    assert metrics_only(again) == metrics_only(results[:2])
+
+
+def test_killed_run_resumes_to_identical_results(first_run, tiny_data, tmp_path, monkeypatch):
+    _, results, _ = first_run
+    out = tmp_path / "killed"
+    real_fit = PaDiM.fit
+
+    def crash(self, features):
+        raise KeyboardInterrupt("simulated kill in the middle of the run")
+
+    monkeypatch.setattr(PaDiM, "fit", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(config(out, tiny_data, scenarios=SHORT))
+    assert not list(out.rglob("*.tmp"))  # nothing half-written
+    cached = len(list((out / "cache" / "features").rglob("*.pt")))
+    assert cached == 2 * 19  # the clean images, extracted before the crash in the first scenario
+    monkeypatch.setattr(PaDiM, "fit", real_fit)
+    resumed, timings = run_study(config(out, tiny_data, scenarios=SHORT))
+    # only what was never extracted: Val-shift + Test-shift (threshold-only needs no Train-shift)
+    assert timings["features_computed"] == 2 * (2 + 1 + 4 + 4)
+    assert metrics_only(resumed) == metrics_only(results[:2])
+
+
+def test_another_configuration_in_the_same_out_is_refused(first_run, tiny_data):
+    out, _, _ = first_run
+    with pytest.raises(DatasetError, match=r"another configuration \(backbone: 'efficientnet_lite0' -> 'resnet18'"):
+        run_study(RunConfig(out=out, data=str(tiny_data), backbone="resnet18", weights="random",
+                            progress=False, scenarios=["clean"]))
+
+
+def test_cli_run_prints_summary_and_help(first_run, tiny_data, capsys):
+    out, _, _ = first_run
+    code = main(["run", "--data", str(tiny_data), "--out", str(out), "--backbone", "efficientnet_lite0",
+                 "--scenarios", "clean", "--methods", "padim", "--no-progress"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "| clean | padim |" in text and "0 images through the backbone" in text
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    help_text = capsys.readouterr().out
+    for option in ("--data", "--categories", "--scenarios", "--methods", "--backbone", "--weights", "--device", "--out"):
+        assert option in help_text
