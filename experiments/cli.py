@@ -39,7 +39,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from experiments.study import run_study
 
     config = RunConfig(
-        out=Path(args.out), data=args.data, categories=args.categories, scenarios=args.scenarios,
+        out=Path(args.out), data=args.data, dataset=args.dataset, categories=args.categories, scenarios=args.scenarios,
         methods=args.methods, backbone=args.backbone, weights=args.weights, device=args.device,
         seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,
     )
@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "with the offline EfficientNet-Lite0 backbone; with --data, ResNet-50 by default.",
     )
     run.add_argument("--data", help="root of an MVTec-layout dataset (default: the embedded dataset)")
+    run.add_argument("--dataset", choices=["embedded", "elpv"], default="embedded",
+                     help="built-in dataset when no --data is given: 'embedded' (default; made from "
+                          "scikit-image photographs) or 'elpv' (real solar-cell EL images, image labels "
+                          "only; pip install 'ad-repro[elpv]')")
     run.add_argument("--categories", nargs="+", help="categories (default: all found under --data)")
     run.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), metavar="SCENARIO",
                      help=f"scenarios to run (default: all): {', '.join(SCENARIOS)}")

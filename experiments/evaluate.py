@@ -8,6 +8,7 @@ import numpy as np
 
 from ad_core.errors import UndefinedMetricError
 from ad_core.metrics import image_metrics, pixel_auroc, pro_score
+from ad_core.metrics.image import image_auroc
 
 NO_MASKS = "the dataset has no ground-truth masks (image-level only)"
 
@@ -47,6 +48,26 @@ def evaluate(test: ScoreSet, threshold: float) -> dict[str, object]:
         out["pro"] = pro_score(test.maps, test.masks)
     except UndefinedMetricError as exc:
         out["pixel_metrics_absent"] = str(exc)
+    return out
+
+
+def evaluate_uncertain(uncertain: ScoreSet, test: ScoreSet, threshold: float) -> dict[str, object]:
+    """Images of unsure label (``uncertain/<group>/``), kept out of the study's metrics.
+
+    Per group: count, AUROC of the group against the test normals, median score and the
+    fraction flagged at tau; plus the test normals' and test anomalies' median scores.
+    """
+    normal = test.scores[test.labels == 0]
+    out: dict[str, object] = {
+        "test_normal_median_score": float(np.median(normal)),
+        "test_anomalous_median_score": float(np.median(test.scores[test.labels == 1])),
+    }
+    groups = np.array([p.split("/")[1] for p in uncertain.relpaths])
+    for group in sorted(set(groups)):
+        s = uncertain.scores[groups == group]
+        labels = np.r_[np.zeros(len(normal)), np.ones(len(s))]
+        out[group] = {"n": int(len(s)), "auroc_vs_test_normals": image_auroc(np.r_[normal, s], labels),
+                      "median_score": float(np.median(s)), "flagged_fraction": float(np.mean(s >= threshold))}
     return out
 
 

@@ -20,12 +20,26 @@ class PreparedCategory:
     splits: Splits
 
 
-def resolve_data_root(data: str | Path | None, out: Path) -> tuple[Path, str]:
-    """(root, dataset name): the user's folder, or the embedded dataset written under ``out``."""
-    if data is None:
-        return make_embedded_dataset(out / "data" / "embedded"), "embedded"
-    root = Path(data).expanduser().resolve()
-    return root, root.name
+BUILT_IN = ("embedded", "elpv")
+
+
+def resolve_data_root(data: str | Path | None, out: Path, dataset: str = "embedded",
+                      seed: int = 42) -> tuple[Path, str]:
+    """(root, dataset name): the user's folder, or a built-in dataset written under ``out``.
+
+    Built-in: ``embedded`` (made from scikit-image's photographs) or ``elpv`` (the PyPI
+    ``elpv-dataset`` solar cells, optional extra).
+    """
+    if data is not None:
+        root = Path(data).expanduser().resolve()
+        return root, root.name
+    if dataset == "elpv":
+        from ad_core.data.elpv import make_elpv_dataset
+
+        return make_elpv_dataset(out / "data" / "elpv", seed), "elpv"
+    if dataset != "embedded":
+        raise DatasetError(f"Unknown built-in dataset {dataset!r}; choose from {BUILT_IN} or pass --data.")
+    return make_embedded_dataset(out / "data" / "embedded"), "embedded"
 
 
 def prepare_category(root: Path, category: str, out: Path, seed: int, progress: bool = True) -> PreparedCategory:
@@ -52,6 +66,10 @@ def prepare_category(root: Path, category: str, out: Path, seed: int, progress: 
 def default_categories(root: Path, dataset: str) -> list[str]:
     if dataset == "embedded":
         return list(EMBEDDED_CATEGORIES)
+    if dataset == "elpv":
+        from ad_core.data.elpv import CATEGORIES as ELPV_CATEGORIES
+
+        return list(ELPV_CATEGORIES)
     cats = list_categories(root)
     if not cats:
         raise DatasetError(f"No category folders (with train/good/) found under {root}.")

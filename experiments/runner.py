@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ad_core import SEED
 from ad_core.data.dataset import ImageSet
-from ad_core.data.io import write_json
+from ad_core.data.io import atomic_write_bytes, write_json
 from ad_core.data.layout import Sample
 from ad_core.features import FeatureExtractor
 from ad_core.features.backbones import describe_weights
+from ad_core.features.extractor import resolve_device
 from ad_core.metrics import macro_mean
 from ad_core.models import PaDiM, PatchCore
 from ad_core.thresholds import f1_optimal_threshold
-from experiments.evaluate import ScoreSet, cross_class_confusion, evaluate, feature_separation
+from experiments.evaluate import ScoreSet, cross_class_confusion, evaluate, evaluate_uncertain, feature_separation
 from experiments.feature_store import FeatureStore, file_digest
-from experiments.prepare import PreparedCategory, default_categories, prepare_category, resolve_data_root
+from experiments.prepare import BUILT_IN, PreparedCategory, default_categories, prepare_category, resolve_data_root
 from experiments.scenarios import METHODS, Scenario
 
 METRIC_KEYS = ("image_auroc", "image_auprc", "image_f1", "image_accuracy", "threshold", "pixel_auroc", "pro")
@@ -32,6 +34,7 @@ class RunConfig:
 
     out: Path = Path("outputs")
     data: str | None = None
+    dataset: str = "embedded"  # built-in dataset used when data is None: embedded | elpv
     categories: list[str] | None = None
     scenarios: list[str] | None = None
     methods: list[str] = field(default_factory=lambda: list(METHODS))
@@ -50,7 +53,7 @@ class RunConfig:
     def resolved_backbone(self, dataset: str) -> str:
         if self.backbone:
             return self.backbone
-        return "efficientnet_lite0" if dataset == "embedded" else "resnet50"
+        return "efficientnet_lite0" if dataset in BUILT_IN and self.data is None else "resnet50"
 
 
 class StudyRun:
@@ -59,7 +62,7 @@ class StudyRun:
     def __init__(self, config: RunConfig):
         self.config = config
         self.out = Path(config.out)
-        self.root, self.dataset = resolve_data_root(config.data, self.out)
+        self.root, self.dataset = resolve_data_root(config.data, self.out, config.dataset, config.seed)
         self.backbone = config.resolved_backbone(self.dataset)
         self.categories = config.categories or default_categories(self.root, self.dataset)
         self.prepared: dict[str, PreparedCategory] = {
@@ -82,6 +85,8 @@ class StudyRun:
     def samples(self, category: str, domain: str, split: str) -> list[Sample]:
         p = self.prepared[category]
         files = p.clean if domain == "clean" else p.shifted
+        if split == "uncertain":
+            return files.uncertain
         names = {"train": p.splits.train, "val": p.splits.val(), "test": p.splits.test()}[split]
         return p.splits.samples(files, names)
 
@@ -100,8 +105,6 @@ class StudyRun:
         return PaDiM(n_features=c.padim_features, image_size=c.image_size, seed=c.seed, device=device)
 
     def store_device(self) -> str:
-        from ad_core.features.extractor import resolve_device
-
         return str(resolve_device(self.config.device))
 
     def model(self, method: str, scope: str, domain: str, ratio: float | None = None) -> tuple[str, object, dict]:
@@ -143,10 +146,6 @@ class StudyRun:
             scores, maps = model.score(self.store.batches(samples))  # type: ignore[attr-defined]
             if split != "test":
                 maps = None  # validation only needs image scores
-            import io
-
-            from ad_core.data.io import atomic_write_bytes
-
             buf = io.BytesIO()
             np.savez(buf, scores=scores, **({"maps": maps} if maps is not None else {}))
             atomic_write_bytes(cache, buf.getvalue())
@@ -172,7 +171,10 @@ class StudyRun:
         def fitted(cat: str):
             return self.model(method, "unified" if sc.unified else cat, sc.fit_domain, ratio)
 
-        val = {c: self.scores(*_name_model(fitted(c)), c, sc.calib_domain, "val") for c in self.categories}
+        val = {}
+        for c in self.categories:
+            name, model, _ = fitted(c)
+            val[c] = self.scores(name, model, c, sc.calib_domain, "val")
         if sc.global_threshold:
             pooled = ScoreSet.concat(list(val.values()))
             tau_global = f1_optimal_threshold(pooled.scores, pooled.labels).value
@@ -184,6 +186,9 @@ class StudyRun:
             name, model, meta = fitted(c)
             tests[c] = self.scores(name, model, c, sc.eval_domain, "test")
             per_class[c] = evaluate(tests[c], taus[c])
+            if self.samples(c, sc.eval_domain, "uncertain"):
+                uncertain = self.scores(name, model, c, sc.eval_domain, "uncertain")
+                per_class[c]["uncertain"] = evaluate_uncertain(uncertain, tests[c], taus[c])
             if sc.coreset_ratios is not None:
                 per_class[c].update(memory_bank_size=meta.get("memory_bank_size"), fit_seconds=meta["fit_seconds"])
         result: dict[str, object] = {
@@ -218,13 +223,8 @@ class StudyRun:
                 "threshold": "F1-optimal over 1000 steps of the validation score range"}
 
 
-def _name_model(entry: tuple[str, object, dict]) -> tuple[str, object]:
-    return entry[0], entry[1]
-
-
 def config_fingerprint(run: StudyRun) -> dict[str, object]:
     d = run.describe()
     return {k: d[k] for k in ("dataset", "data_root", "backbone", "weights", "seed", "image_size", "patchcore", "padim")}
 
 
-__all__ = ["RunConfig", "StudyRun", "asdict"]

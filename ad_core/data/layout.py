@@ -53,13 +53,19 @@ class CategoryFiles:
     test_anomalous: list[Sample]
     has_masks: bool = True
     defects: list[str] = field(default_factory=list)
+    # Optional ``<category>/uncertain/<group>/*``: images of unsure label (e.g. ELPV's
+    # p=1/3, 2/3 cells), never trained on nor in the study's metrics; label 1, defect = group.
+    uncertain: list[Sample] = field(default_factory=list)
 
     @property
     def path(self) -> Path:
         return self.root / self.name
 
     def by_relpath(self) -> dict[str, Sample]:
-        return {s.relpath: s for s in self.train_good + self.test_good + self.test_anomalous}
+        return {s.relpath: s for s in self.all_samples()}
+
+    def all_samples(self) -> list[Sample]:
+        return self.train_good + self.test_good + self.test_anomalous + self.uncertain
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -141,4 +147,8 @@ def discover_category(root: str | Path, category: str) -> CategoryFiles:
                         "image-level metrics only."
                     )
             anomalous.append(Sample(f"test/{defect}/{img.name}", img, 1, defect, mask))
-    return CategoryFiles(root, category, train_good, test_good, anomalous, has_masks, defects)
+    uncertain: list[Sample] = []
+    if (cat_dir / "uncertain").is_dir():
+        for group in sorted(d for d in (cat_dir / "uncertain").iterdir() if d.is_dir()):
+            uncertain += [Sample(f"uncertain/{group.name}/{p.name}", p, 1, group.name) for p in _images_in(group)]
+    return CategoryFiles(root, category, train_good, test_good, anomalous, has_masks, defects, uncertain)

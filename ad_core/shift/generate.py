@@ -27,7 +27,7 @@ def write_shifted_category(
     """
     dst = Path(out_root) / files.name
     log_path = dst / PARAMS_LOG
-    samples = files.train_good + files.test_good + files.test_anomalous
+    samples = files.all_samples()
     if log_path.is_file():
         log = json.loads(log_path.read_text())
         if log.get("seed") == seed and set(log.get("images", {})) == {s.relpath for s in samples}:

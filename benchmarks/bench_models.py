@@ -1,0 +1,188 @@
+"""Fit + score wall time and peak RSS: ad_core vs anomalib 2.7, same features, one run.
+
+Both implementations get the same backbone feature maps (extracted once, shared, not
+timed) of the same images: the embedded dataset's ``coffee`` category (40 train, 26
+test images).  Each (implementation, method) runs in its own subprocess so that peak RSS
+is its own.  PatchCore is compared with the original ("paper") reweighting and sigma=4
+blur on both sides, PaDiM with anomalib's effective eps (0.01 + 1e-5) and blur, so the
+scores are comparable; image AUROC is printed for both.
+
+Run: ``.venv/bin/python benchmarks/bench_models.py [--backbone efficientnet_lite0]``
+     ``.venv/bin/python benchmarks/bench_models.py --scaling``  (coreset and kNN vs #images)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def extract(backbone: str, weights: str | None, path: Path) -> None:
+    from ad_core.data.dataset import ImageSet
+    from ad_core.data.embedded import make_embedded_dataset
+    from ad_core.data.layout import discover_category
+    from ad_core.data.splits import make_splits
+    from ad_core.features import FeatureExtractor
+
+    root = make_embedded_dataset(path.parent / "embedded")
+    files = discover_category(root, "coffee")
+    splits = make_splits(files)
+    fe = FeatureExtractor(backbone, weights=weights, device="cpu")
+    out = {}
+    for name, names in (("train", splits.train), ("test", splits.test())):
+        samples = splits.samples(files, names)
+        batches = list(fe.batches(ImageSet(samples), progress=False))
+        out[name] = batches
+        out[f"{name}_labels"] = [s.label for s in samples]
+    torch.save(out, path)
+
+
+def worker(impl: str, method: str, path: Path) -> dict:
+    data = torch.load(path, weights_only=False)
+    train, test, labels = data["train"], data["test"], np.array(data["test_labels"])
+    torch.manual_seed(42)
+    t0 = time.perf_counter()
+    if impl == "ad_core":
+        from ad_core.models import PaDiM, PatchCore
+
+        model = PatchCore(reweighting="paper", blur_sigma=4) if method == "patchcore" else PaDiM(eps=0.01 + 1e-5, blur_sigma=4)
+        model.fit(train)
+        t_fit = time.perf_counter() - t0
+        scores, _ = model.score(test)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from anomalib.models.image.padim.torch_model import PadimModel
+            from anomalib.models.image.patchcore.torch_model import PatchcoreModel
+        if method == "patchcore":
+            ref = PatchcoreModel(layers=["layer2", "layer3"], backbone="resnet18", pre_trained=False)
+
+            def embed(b):
+                pooled = {k: ref.feature_pooler(b[k]) for k in ("layer2", "layer3")}
+                e = ref.generate_embedding(pooled)
+                return ref.reshape_embedding(e), e.shape
+
+            for b in train:
+                ref.embedding_store.append(embed(b)[0])
+            ref.subsample_embedding(0.05)
+            t_fit = time.perf_counter() - t0
+            out = []
+            for b in test:
+                emb, (n, _, h, w) = embed(b)
+                ps, loc = ref.nearest_neighbors(emb, 1)
+                out.append(ref.compute_anomaly_score(ps.reshape(n, -1), loc.reshape(n, -1), emb))
+                ref.anomaly_map_generator(ps.reshape(n, 1, h, w), (224, 224))
+            scores = torch.cat(out).numpy()
+        else:
+            from ad_core.models import PaDiM
+
+            total = sum(train[0][k].shape[1] for k in ("layer1", "layer2", "layer3"))
+            ref = PadimModel(backbone="resnet18", pre_trained=False, n_features=100)
+            ref.idx = PaDiM().select_dims(total)
+            ref.memory_bank = [ref.generate_embedding(b) for b in train]
+            ref.fit()
+            t_fit = time.perf_counter() - t0
+            out = []
+            for b in test:
+                m = ref.anomaly_map_generator(embedding=ref.generate_embedding(b), mean=ref.gaussian.mean,
+                                              inv_covariance=ref.gaussian.inv_covariance, image_size=(224, 224))
+                out.append(m.amax(dim=(-2, -1)).flatten())
+            scores = torch.cat(out).numpy()
+    wall = time.perf_counter() - t0
+    return {"fit_s": t_fit, "total_s": wall, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "auroc": float(roc_auc_score(labels, scores))}
+
+
+def compare(backbone: str, weights: str | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "features.pt"
+        t0 = time.perf_counter()
+        extract(backbone, weights, path)
+        print(f"backbone {backbone}: features of 66 images extracted once in {time.perf_counter() - t0:.1f} s (not timed below)")
+        rows = {}
+        for method in ("patchcore", "padim"):
+            for impl in ("ad_core", "anomalib"):
+                res = subprocess.run([sys.executable, __file__, "--worker", impl, method, str(path)],
+                                     capture_output=True, text=True, check=True)
+                rows[(method, impl)] = json.loads(res.stdout.strip().splitlines()[-1])
+        print(f"| method | impl | fit s | fit+score s | peak RSS MiB | image AUROC | time ratio ad_core/anomalib |")
+        print("|---|---|---|---|---|---|---|")
+        for method in ("patchcore", "padim"):
+            ref = rows[(method, "anomalib")]["total_s"]
+            for impl in ("ad_core", "anomalib"):
+                r = rows[(method, impl)]
+                print(f"| {method} | {impl} | {r['fit_s']:.2f} | {r['total_s']:.2f} | {r['peak_rss_mib']:.0f} | "
+                      f"{r['auroc']:.3f} | {r['total_s'] / ref:.2f} |")
+
+
+def scaling(sizes: list[int], anomalib_max: int) -> None:
+    from ad_core.models.coreset import greedy_coreset, jl_matrix
+    from ad_core.models.knn import NearestNeighbours
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from anomalib.models.components import KCenterGreedy
+        from anomalib.models.image.patchcore.torch_model import PatchcoreModel
+    print("| train images | patches | coreset ad_core s | coreset anomalib s | ratio | kNN ad_core s | kNN anomalib s | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    g = torch.Generator().manual_seed(0)
+    queries = torch.randn(20 * 784, 1536, generator=g).abs_()
+    for n_img in sizes:
+        x = torch.randn(n_img * 784, 1536, generator=g).abs_()
+        size = int(0.05 * len(x))
+        t0 = time.perf_counter()
+        idx = greedy_coreset(x @ jl_matrix(1536, 128, 42), size, 0)
+        t_ours = time.perf_counter() - t0
+        bank = x[idx]
+        t0 = time.perf_counter()
+        NearestNeighbours(bank.numpy()).search(queries.numpy(), 9)
+        k_ours = time.perf_counter() - t0
+        ref = PatchcoreModel(layers=["layer2", "layer3"], backbone="resnet18", pre_trained=False)
+        ref.memory_bank = bank
+        t0 = time.perf_counter()
+        ref.nearest_neighbors(queries, 9)
+        k_ref = time.perf_counter() - t0
+        if n_img <= anomalib_max:
+            torch.manual_seed(0)
+            t0 = time.perf_counter()
+            KCenterGreedy(x, 0.05).select_coreset_idxs()
+            t_ref = time.perf_counter() - t0
+            ref_cols = f"{t_ref:.1f} | {t_ours / t_ref:.2f}"
+        else:
+            ref_cols = "not run | —"
+        print(f"| {n_img} | {len(x)} | {t_ours:.1f} | {ref_cols} | {k_ours:.2f} | {k_ref:.2f} | {k_ours / k_ref:.2f} |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--worker", nargs=3, metavar=("IMPL", "METHOD", "FEATURES"))
+    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--weights", default=None)
+    p.add_argument("--scaling", action="store_true")
+    p.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 400])
+    p.add_argument("--anomalib-max", type=int, default=100, help="largest size anomalib's coreset is timed at")
+    args = p.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], args.worker[1], Path(args.worker[2]))))
+    elif args.scaling:
+        scaling(args.sizes, args.anomalib_max)
+    else:
+        compare(args.backbone, args.weights)
+
+
+if __name__ == "__main__":
+    main()
