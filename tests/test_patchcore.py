@@ -160,3 +160,5 @@ def test_usage_errors():
         PatchCore(coreset_ratio=0).fit(feature_batches(1))
     with pytest.raises(ValueError, match="reweighting"):
         PatchCore(reweighting="other").fit(feature_batches(1))
+    with pytest.raises(ValueError, match="k=1 makes every weight"):
+        PatchCore(k=1).fit(feature_batches(1))

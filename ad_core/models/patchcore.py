@@ -91,6 +91,9 @@ class PatchCore:
             raise ValueError(f"reweighting must be one of {REWEIGHTING}, got {self.reweighting!r}")
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.k == 1 and self.reweighting == "study":
+            raise ValueError("reweighting='study' with k=1 makes every weight 1 - softmax of one value = 0, "
+                             "so every score 0; use k >= 2 (the study: 9) or reweighting='none'.")
 
     def _patches(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int, int]]:
         emb = patch_embedding({k: v.to(self.device).float() for k, v in batch.items()}, self.layers)
