@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.v2.functional import gaussian_blur as tv_blur
 
 FeatureBatch = Mapping[str, torch.Tensor]  # layer -> (B, C, h, w)
 FeatureBatches = FeatureBatch | Iterable[FeatureBatch]
@@ -40,8 +41,6 @@ def upsample_maps(patch_scores: torch.Tensor, size: int, blur_sigma: float | Non
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Blur (B, 1, H, W) with the kernel size anomalib uses: 2 * int(4 sigma + 0.5) + 1, reflect padding."""
-    from torchvision.transforms.v2.functional import gaussian_blur as tv_blur
-
     k = 2 * int(4.0 * sigma + 0.5) + 1
     return tv_blur(x, [k, k], [sigma, sigma])
 

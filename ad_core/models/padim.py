@@ -80,15 +80,19 @@ class PaDiM:
                 outer = torch.zeros(h * w, d, d, dtype=torch.float64, device=emb.device)
                 self.grid_ = (h, w)
             total += x.sum(2)
-            outer += x @ x.transpose(1, 2)
+            outer.baddbmm_(x, x.transpose(1, 2))  # in place: no (P, d, d) temporary per batch
             n += b
         if n < 2:
             raise ValueError(f"PaDiM.fit needs at least 2 training images for a covariance, got {n}.")
         mean = total / n
-        cov = (outer - n * mean[:, :, None] * mean[:, None, :]) / (n - 1)
-        cov += self.eps * torch.eye(cov.shape[1], dtype=cov.dtype, device=cov.device)
+        eye = self.eps * torch.eye(outer.shape[1], dtype=outer.dtype, device=outer.device)
+        inv = torch.empty(outer.shape, dtype=torch.float32)
+        for lo in range(0, outer.shape[0], 512):  # in position chunks: one float64 copy at a time
+            m = mean[lo:lo + 512]
+            cov = (outer[lo:lo + 512] - n * m[:, :, None] * m[:, None, :]) / (n - 1) + eye
+            inv[lo:lo + 512] = torch.linalg.inv(cov).float().cpu()
         self.mean_ = mean.float().cpu()  # (P, d)
-        self.inv_covariance_ = torch.linalg.inv(cov).float().cpu()  # (P, d, d)
+        self.inv_covariance_ = inv  # (P, d, d)
         self.n_train_images_ = n
         return self
 
