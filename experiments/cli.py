@@ -16,7 +16,7 @@ from experiments.prepare import default_categories, prepare_category, resolve_da
 def _cmd_prepare(args: argparse.Namespace) -> int:
     out = Path(args.out)
     root, dataset = resolve_data_root(args.data, out)
-    categories = args.categories or default_categories(root, dataset)
+    categories = args.categories or default_categories(root, dataset, built_in=args.data is None)
     print(f"dataset {dataset} at {root}; outputs in {out}")
     header = f"{'category':<12}{'train':>7}{'val_n':>7}{'val_a':>7}{'test_n':>8}{'test_a':>8}  shifted copy"
     rows = []

@@ -63,7 +63,14 @@ def prepare_category(root: Path, category: str, out: Path, seed: int, progress: 
     return PreparedCategory(clean, shifted, fresh)
 
 
-def default_categories(root: Path, dataset: str) -> list[str]:
+def default_categories(root: Path, dataset: str, built_in: bool) -> list[str]:
+    """The built-in dataset's categories in their documented order, else every category on disk.
+
+    ``built_in`` (no --data given) matters: a user's folder that happens to be named
+    "embedded" or "elpv" is listed from disk like any other.
+    """
+    if not built_in:
+        dataset = ""
     if dataset == "embedded":
         return list(EMBEDDED_CATEGORIES)
     if dataset == "elpv":

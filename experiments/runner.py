@@ -64,7 +64,7 @@ class StudyRun:
         self.out = Path(config.out)
         self.root, self.dataset = resolve_data_root(config.data, self.out, config.dataset, config.seed)
         self.backbone = config.resolved_backbone(self.dataset)
-        self.categories = config.categories or default_categories(self.root, self.dataset)
+        self.categories = config.categories or default_categories(self.root, self.dataset, built_in=config.data is None)
         self.prepared: dict[str, PreparedCategory] = {
             c: prepare_category(self.root, c, self.out, config.seed, config.progress) for c in self.categories}
         self.has_masks = all(p.clean.has_masks for p in self.prepared.values())

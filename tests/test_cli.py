@@ -47,3 +47,12 @@ def test_help_lists_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--data", "--categories", "--out", "--seed"):
         assert option in text
+
+
+def test_user_folder_named_like_a_builtin_lists_its_own_categories(make_category, tmp_path):
+    from experiments.prepare import default_categories
+
+    cat = make_category(name="widget")
+    elpv_named = cat.parent.rename(tmp_path / "elpv")
+    assert default_categories(elpv_named, "elpv", built_in=False) == ["widget"]
+    assert default_categories(elpv_named, "elpv", built_in=True) == ["elpv_mono", "elpv_poly"]
