@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial.distance import mahalanobis
+from torchvision.transforms.v2.functional import gaussian_blur as tv_gaussian_blur
 
 from ad_core.models import PaDiM
+from ad_core.models.common import gaussian_blur
 from ad_core.models.padim import padim_embedding
 
 pytestmark = pytest.mark.fast
@@ -26,6 +28,21 @@ def test_embedding_resizes_to_layer1_grid_nearest():
     assert emb.shape == (1, 36, 16, 16)
     f = feature_batches((1,))[0]
     assert torch.equal(emb[0, 8:20, 2 * 3, 2 * 5], f["layer2"][0, :, 3, 5])
+
+
+@pytest.mark.parametrize("n_features", [1, 7, 36])
+def test_selected_embedding_equals_full_embedding_indexed(n_features):
+    model = PaDiM(n_features=n_features, seed=3).fit(feature_batches())
+    batch = feature_batches((2,), seed=4)[0]
+    assert torch.equal(model.embed(batch), padim_embedding(batch, LAYERS)[:, model.dims_])
+
+
+@pytest.mark.parametrize(("sigma", "size"), [(4.0, 224), (4.0, 40), (1.0, 9), (2.5, 64)])
+def test_separable_blur_equals_torchvision_2d_blur(sigma, size):
+    maps = torch.rand(3, 1, size, size, generator=torch.Generator().manual_seed(0)) * 10
+    k = 2 * int(4.0 * sigma + 0.5) + 1
+    torch.testing.assert_close(gaussian_blur(maps, sigma), tv_gaussian_blur(maps, [k, k], [sigma, sigma]),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_streaming_fit_equals_direct_gaussian_and_batching_does_not_matter():

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ad_core.models import PatchCore
-from ad_core.models.coreset import greedy_coreset, jl_matrix
+from ad_core.models.coreset import bound_projection, greedy_coreset, greedy_coreset_dense, jl_matrix
+from ad_core.models.kcenter_cpu import KCenterState
 from ad_core.models.knn import NearestNeighbours
 from ad_core.models.patchcore import patch_embedding, reweight_study
 
@@ -47,14 +48,84 @@ def brute_force_greedy(x: np.ndarray, size: int, start: int) -> list[int]:
 
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.integers(5, 200), st.integers(1, 30), st.integers(1, 64))
-def test_greedy_coreset_equals_brute_force(seed, n, size, chunk):
+def test_dense_greedy_coreset_equals_brute_force(seed, n, size, chunk):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 8)).astype(np.float32)
     size = min(size, n)
     start = int(rng.integers(n))
-    got = greedy_coreset(torch.from_numpy(x), size, start, chunk=chunk).tolist()
+    got = greedy_coreset_dense(torch.from_numpy(x), size, start, chunk=chunk).tolist()
     assert got == brute_force_greedy(x.astype(np.float64), size, start)
     assert len(set(got)) == size
+
+
+def clustered(rng: np.random.Generator, n: int, d: int, n_modes: int, spread: float, offset: float) -> np.ndarray:
+    """Points around a few modes (where the pruning skips most of the work), shifted by ``offset``."""
+    modes = rng.normal(size=(n_modes, d)) * 10
+    return (offset + modes[rng.integers(n_modes, size=n)] + spread * rng.normal(size=(n, d))).astype(np.float32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(2, 300), st.sampled_from([1, 3, 8, 40]), st.integers(1, 6),
+       st.sampled_from([0.01, 0.3, 3.0]), st.sampled_from([0.0, 1000.0]), st.floats(0.01, 1.0))
+def test_cpu_greedy_coreset_equals_brute_force(seed, n, d, n_modes, spread, offset, fraction):
+    # offset 1000: norms >> distances, where float32 rounding of the bound projection matters most
+    rng = np.random.default_rng(seed)
+    x = clustered(rng, n, d, n_modes, spread, offset)
+    size = max(1, int(fraction * n))
+    start = int(rng.integers(n))
+    got = greedy_coreset(torch.from_numpy(x), size, start).tolist()
+    assert got == brute_force_greedy(x.astype(np.float64), size, start)
+
+
+def test_cpu_greedy_coreset_at_128_dims_with_the_16_dim_bound():
+    rng = np.random.default_rng(1)
+    x = clustered(rng, 3000, 128, 12, 0.5, 0.0)
+    got = greedy_coreset(torch.from_numpy(x), 150, 17).tolist()
+    assert got == brute_force_greedy(x.astype(np.float64), 150, 17)
+    assert got == greedy_coreset_dense(torch.from_numpy(x), 150, 17).tolist()
+
+
+def test_cpu_greedy_coreset_every_point_and_duplicates():
+    # size == n: every step moves at least its own centre, so the pool overflows and is
+    # compacted; duplicated rows give zero distances and ties broken by the lowest index
+    rng = np.random.default_rng(2)
+    base = clustered(rng, 150, 5, 3, 0.2, 0.0)
+    x = np.concatenate([base, base[:40]])
+    got = greedy_coreset(torch.from_numpy(x), len(x), 3).tolist()
+    assert got == brute_force_greedy(x.astype(np.float64), len(x), 3)
+
+
+def test_unprunable_data_switches_to_full_passes_with_the_same_result():
+    # i.i.d. noise in 128 dims: the bounds skip almost nothing, so the kernel must switch
+    x = np.random.default_rng(3).normal(size=(2500, 128)).astype(np.float32)
+    got = greedy_coreset(torch.from_numpy(x), 120, 5).tolist()
+    assert got == brute_force_greedy(x.astype(np.float64), 120, 5)
+
+
+@pytest.mark.parametrize("switch_after", [1, 2, 40])
+def test_switch_to_full_passes_mid_run_keeps_the_greedy_order(switch_after):
+    x = clustered(np.random.default_rng(4), 1500, 24, 5, 0.4, 50.0)
+    z, zerr = bound_projection(x, 16)
+    state = KCenterState(x, z, zerr, 90, 11)
+    state.advance(switch_after - 1)
+    assert state.min_d2 is None and state.touched[1:switch_after].max(initial=0) < len(x)
+    state.switch_to_dense()
+    while state.done < 90:
+        state.advance(7)
+    assert state.selected.tolist() == brute_force_greedy(x.astype(np.float64), 90, 11)
+    assert (state.touched[switch_after:] == len(x)).all()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([1.0, 1e3, 1e5]), st.sampled_from([2, 16, 64]))
+def test_bound_projection_never_exceeds_the_true_distance(seed, scale, d):
+    rng = np.random.default_rng(seed)
+    x = (scale + rng.normal(size=(400, d)) * rng.choice([1e-4, 1e-2, 1.0])).astype(np.float32)
+    z, zerr = bound_projection(x, min(16, d))
+    a, b = rng.integers(400, size=(2, 2000))
+    true = np.linalg.norm(x[a].astype(np.float64) - x[b].astype(np.float64), axis=1)
+    lower = np.linalg.norm(z[a].astype(np.float64) - z[b].astype(np.float64), axis=1) - zerr
+    assert (lower <= true).all()
 
 
 def test_fit_bank_size_rows_and_determinism():

@@ -1,15 +1,27 @@
 """Greedy (furthest-point) coreset on a Johnson-Lindenstrauss projection (STUDY.md §5).
 
-Memory: the full patches are never held together; the caller streams them through
-``project`` and keeps only the (N, 128) projection.  Each greedy step is one
-matrix-vector product on the projection (squared norms precomputed), and no N x N
-distance matrix is ever formed.
+Memory: the full patches are never held together; the caller streams them through the
+projection and keeps only the (N, 128) result.  No N x N distance matrix is ever formed.
+Two implementations of the same rule (add the point furthest from the chosen ones; first
+index on ties, as anomalib's ``KCenterGreedy``):
+- CPU: ``kcenter_cpu`` -- exact triangle-inequality pruning, touches a few % of the points
+  per step (14x faster than the dense pass on ELPV-mono's 295k patches, same indices);
+- CUDA: ``greedy_coreset_dense`` -- one matrix-vector product per step, which a GPU
+  streams faster than the pruning's scattered reads.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from ad_core.models.kcenter_cpu import KCenterState
+
+BOUND_DIMS = 16  # dims of the PCA projection used for the pruning's lower bounds
+_PCA_SAMPLE = 16384  # rows the PCA is estimated on (any orthonormal basis is exact; PCA only prunes more)
+_CHUNK = 65536
+DENSE_SWITCH = 0.3  # fraction of points touched per step above which full passes are cheaper
 
 
 def jl_matrix(dim_in: int, dim_out: int, seed: int) -> torch.Tensor:
@@ -24,18 +36,73 @@ def start_index(n: int, seed: int) -> int:
     return int(torch.randint(n, (1,), generator=g))
 
 
-def greedy_coreset(features: torch.Tensor, size: int, start: int, progress: bool = False,
-                   chunk: int = 1 << 20) -> torch.Tensor:
+def greedy_coreset(features: torch.Tensor, size: int, start: int, progress: bool = False) -> torch.Tensor:
     """Indices (size,) of a furthest-point coreset of ``features`` (N, d), starting at ``start``.
 
-    Step: add the point whose distance to its nearest selected point is largest (first
-    index on ties), as anomalib's ``KCenterGreedy`` does.  ``chunk`` rows are processed
-    at a time so the temporary of one step stays small on huge N.
+    CUDA tensors take the dense GPU pass, everything else the pruned CPU kernel; both
+    return the greedy rule's indices (they can differ only where two candidates are equally
+    far to float32 precision).
+    """
+    _check_size(features.shape[0], size)
+    if features.is_cuda:
+        return greedy_coreset_dense(features, size, start, progress)
+    return greedy_coreset_cpu(features.detach().float().contiguous().numpy(), size, start, progress)
+
+
+def greedy_coreset_cpu(x: np.ndarray, size: int, start: int, progress: bool = False) -> torch.Tensor:
+    """The CPU kernel on a float32 (N, d) array; see ``kcenter_cpu``.
+
+    Pruned steps while the bounds skip most points (real CNN features: a few % touched per
+    step); full passes once a stretch of steps has touched more than ``DENSE_SWITCH`` of
+    the points (unstructured data, e.g. i.i.d. noise in 128 dims, where scattered reads
+    would cost more than one sequential pass).
+    """
+    _check_size(x.shape[0], size)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    z, zerr = bound_projection(x, min(BOUND_DIMS, x.shape[1]))
+    state = KCenterState(x, z, zerr, size, start)
+    chunk = max(16, size // 100)  # steps per kernel call: progress updates and the switch test
+    with tqdm(total=size, initial=1, desc="coreset", disable=not progress, leave=False) as bar:
+        while state.done < size:
+            before = state.done
+            state.advance(chunk)
+            bar.update(state.done - before)
+            if state.done >= 32 and state.touched[before:state.done].mean() > DENSE_SWITCH * len(x):
+                state.switch_to_dense()
+    return torch.from_numpy(state.selected)
+
+
+def bound_projection(x: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+    """(x @ V as float32 (N, k), bound on the rounding of a difference of two rows' norms).
+
+    V: the top-k principal axes (orthonormal, float64) of a row subsample, so that
+    |V^T (a - b)| <= |a - b| holds exactly and the bound is tight where the data varies most.
+    """
+    sample = torch.from_numpy(x[:: max(1, len(x) // _PCA_SAMPLE)]).double()
+    centred = sample - sample.mean(0)
+    _, vectors = torch.linalg.eigh(centred.T @ centred)
+    basis = vectors[:, -k:].contiguous()  # eigh sorts ascending
+    z = np.empty((len(x), k), np.float32)
+    peak = 0.0
+    for lo in range(0, len(x), _CHUNK):  # float64 in chunks: no (N, d) float64 copy
+        part = torch.from_numpy(x[lo:lo + _CHUNK]).double() @ basis
+        peak = max(peak, float(part.abs().max()))
+        z[lo:lo + _CHUNK] = part.float().numpy()
+    # float32 rounding moves each coordinate by <= 2^-24 |z|, a difference of two rows by
+    # <= 2 sqrt(k) 2^-24 max|z| in norm; doubled for the float64 products
+    return z, 2.0 * np.sqrt(k) * peak * 2.0**-23 + 1e-12
+
+
+def greedy_coreset_dense(features: torch.Tensor, size: int, start: int, progress: bool = False,
+                         chunk: int = 1 << 16) -> torch.Tensor:
+    """The dense rule on any device: one pass over all points per step (GPU path, reference).
+
+    Distances are summed from differences, not expanded as |x|^2 - 2xc + |c|^2: features
+    share a large common component (post-ReLU maps), where the expansion cancels
+    catastrophically in float32.  ``chunk`` rows per temporary bound its memory.
     """
     n = features.shape[0]
-    if not 0 < size <= n:
-        raise ValueError(f"coreset size must be in 1..{n}, got {size}")
-    sq = (features * features).sum(1)
+    _check_size(n, size)
     min_d2 = torch.full((n,), float("inf"), device=features.device)
     selected = torch.empty(size, dtype=torch.long)
     idx = start
@@ -44,8 +111,13 @@ def greedy_coreset(features: torch.Tensor, size: int, start: int, progress: bool
         centre = features[idx]
         for lo in range(0, n, chunk):
             hi = min(n, lo + chunk)
-            d2 = sq[lo:hi] - 2.0 * (features[lo:hi] @ centre) + sq[idx]
-            torch.minimum(min_d2[lo:hi], d2.clamp_min_(0.0), out=min_d2[lo:hi])
+            d2 = (features[lo:hi] - centre).square_().sum(1)
+            torch.minimum(min_d2[lo:hi], d2, out=min_d2[lo:hi])
         min_d2[idx] = 0.0
         idx = int(torch.argmax(min_d2))
     return selected
+
+
+def _check_size(n: int, size: int) -> None:
+    if not 0 < size <= n:
+        raise ValueError(f"coreset size must be in 1..{n}, got {size}")

@@ -60,9 +60,26 @@ class PaDiM:
         return torch.randperm(n_total, generator=g)[: self.n_features]
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B, n_features, H, W) selected embedding of one feature batch."""
-        emb = padim_embedding({k: v.to(self.device).float() for k, v in batch.items()}, self.layers)
-        return emb.index_select(1, self.dims_.to(emb.device))
+        """(B, n_features, H, W) selected embedding of one feature batch.
+
+        Equals ``padim_embedding(batch)[:, dims_]``, but only the selected channels are
+        resized and concatenated (100 of ResNet-50's 1792).
+        """
+        size = batch[self.layers[0]].shape[-2:]
+        parts, order, offset = [], [], 0
+        for name in self.layers:
+            maps = batch[name]
+            c = maps.shape[1]
+            mine = ((self.dims_ >= offset) & (self.dims_ < offset + c)).nonzero().squeeze(1)
+            if len(mine):
+                sub = maps.index_select(1, self.dims_[mine] - offset).to(self.device).float()
+                if sub.shape[-2:] != size:
+                    sub = F.interpolate(sub, size=size, mode="nearest")
+                parts.append(sub)
+                order.append(mine)
+            offset += c
+        emb = torch.cat(parts, dim=1)
+        return emb.index_select(1, torch.argsort(torch.cat(order)).to(emb.device))
 
     def fit(self, features: FeatureBatches) -> "PaDiM":
         """Per-position Gaussian from training feature batches (one streaming pass)."""
@@ -85,12 +102,12 @@ class PaDiM:
         if n < 2:
             raise ValueError(f"PaDiM.fit needs at least 2 training images for a covariance, got {n}.")
         mean = total / n
-        eye = self.eps * torch.eye(outer.shape[1], dtype=outer.dtype, device=outer.device)
         inv = torch.empty(outer.shape, dtype=torch.float32)
-        for lo in range(0, outer.shape[0], 512):  # in position chunks: one float64 copy at a time
-            m = mean[lo:lo + 512]
-            cov = (outer[lo:lo + 512] - n * m[:, :, None] * m[:, None, :]) / (n - 1) + eye
-            inv[lo:lo + 512] = torch.linalg.inv(cov).float().cpu()
+        for lo in range(0, outer.shape[0], 64):  # 64 positions at a time: LAPACK is fastest on small batches
+            cov = outer[lo:lo + 64]  # turned into the covariance in place: the sums are not needed again
+            m = mean[lo:lo + 64, :, None]
+            cov.baddbmm_(m, m.transpose(1, 2), alpha=-n).div_(n - 1).diagonal(dim1=1, dim2=2).add_(self.eps)
+            inv[lo:lo + 64] = torch.linalg.inv(cov).float().cpu()
         self.mean_ = mean.float().cpu()  # (P, d)
         self.inv_covariance_ = inv  # (P, d, d)
         self.n_train_images_ = n
