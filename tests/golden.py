@@ -31,8 +31,18 @@ DEFAULT_TOLERANCES = {
 }
 
 
+def flat_metrics(per_class: dict) -> dict:
+    """The checked numbers of one (method, class): METRICS, plus each uncertain group's AUROC
+    against the test normals as ``uncertain_<group>_auroc`` where the dataset has such groups."""
+    flat = {k: per_class.get(k) for k in METRICS}
+    for group, entry in sorted((per_class.get("uncertain") or {}).items()):
+        if isinstance(entry, dict):
+            flat[f"uncertain_{group}_auroc"] = entry["auroc_vs_test_normals"]
+    return flat
+
+
 def golden_payload(result: dict, dataset: str, backbone: str, tolerances: dict) -> dict:
-    methods = {m: {c: {k: v.get(k) for k in METRICS} for c, v in r["per_class"].items()}
+    methods = {m: {c: flat_metrics(v) for c, v in r["per_class"].items()}
                for m, r in result["methods"].items()}
     cfg = result["config"]
     return {"dataset": dataset, "backbone": backbone, "weights_source": cfg["weights_source"],
@@ -43,7 +53,7 @@ def compare(golden: dict, actual: dict, method: str, category: str) -> list[str]
     """Human-readable differences beyond tolerance (empty when the run matches)."""
     problems = []
     expected = golden["methods"][method][category]
-    got = actual["methods"][method]["per_class"][category]
+    got = flat_metrics(actual["methods"][method]["per_class"][category])
     for key, tol in golden["tolerances"].items():
         e, a = expected.get(key), got.get(key)
         if e is None or a is None:
@@ -56,17 +66,19 @@ def compare(golden: dict, actual: dict, method: str, category: str) -> list[str]
     return problems
 
 
-def check_golden(request: pytest.FixtureRequest, folder: str, result: dict, method: str, category: str) -> None:
+def check_golden(request: pytest.FixtureRequest, folder: str, result: dict, method: str, category: str,
+                 default_tolerances: dict | None = None) -> None:
     path = GOLDEN_ROOT / folder / f"{result['scenario']}.json"
     force = request.config.getoption("force_regen")
     regen_all = request.config.getoption("regen_all")
     dataset, backbone = folder.rsplit("-", 1) if folder.count("-") == 1 else (folder, "")
     if path.is_file():
         golden = json.loads(path.read_text())
-        problems = compare(golden, result, method, category) if method in golden["methods"] else ["method missing"]
+        known = method in golden["methods"] and category in golden["methods"][method]
+        problems = compare(golden, result, method, category) if known else [f"{method}/{category} missing"]
         tolerances = golden["tolerances"]
     else:
-        golden, problems, tolerances = None, ["no golden file"], DEFAULT_TOLERANCES
+        golden, problems, tolerances = None, ["no golden file"], default_tolerances or DEFAULT_TOLERANCES
     if not problems:
         return
     if force or regen_all:

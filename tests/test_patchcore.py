@@ -12,6 +12,7 @@ from hypothesis.extra import numpy as hnp
 from ad_core.models import PatchCore
 from ad_core.models.coreset import bound_projection, greedy_coreset, greedy_coreset_dense, jl_matrix
 from ad_core.models.kcenter_cpu import KCenterState
+from ad_core.models.kcenter_cpu import KCenterState, _d2, _d2_f32, _threshold
 from ad_core.models.knn import NearestNeighbours
 from ad_core.models.patchcore import patch_embedding, reweight_study
 
@@ -126,6 +127,21 @@ def test_bound_projection_never_exceeds_the_true_distance(seed, scale, d):
     true = np.linalg.norm(x[a].astype(np.float64) - x[b].astype(np.float64), axis=1)
     lower = np.linalg.norm(z[a].astype(np.float64) - z[b].astype(np.float64), axis=1) - zerr
     assert (lower <= true).all()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([1.0, 1e3, 1e5]), st.sampled_from([2, 16, 64]))
+def test_member_skip_test_is_safe(seed, scale, d):
+    # the kernel skips a member when the float32 projected distance reaches its threshold;
+    # that must imply the exact distance is no smaller than the member's current one
+    rng = np.random.default_rng(seed)
+    x = (scale + rng.normal(size=(300, d)) * rng.choice([1e-4, 1e-2, 1.0])).astype(np.float32)
+    z, zerr = bound_projection(x, min(16, d))
+    a, b = rng.integers(300, size=(2, 1500))
+    exact = np.array([_d2(x, i, x, j) for i, j in zip(a, b)])
+    m2 = exact * rng.choice([0.5, 0.999, 0.9999999, 1.0, 1.0000001, 1.001, 2.0], size=len(a))
+    skipped = np.array([_d2_f32(z, i, z, j) >= _threshold(m, zerr) for i, j, m in zip(a, b, m2)])
+    assert not (skipped & (exact < m2)).any()
 
 
 def test_fit_bank_size_rows_and_determinism():

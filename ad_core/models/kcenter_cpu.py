@@ -4,7 +4,7 @@ Why hand-written: the study's coreset is the plain greedy rule (each step adds t
 furthest from the points chosen so far), which anomalib's ``KCenterGreedy`` runs as one
 full (N, d) pass per step.  No maintained library does that rule exactly, seeded, in 128
 dims (fpsample's FPS is limited to 8 dims); at the study's sizes the full passes take tens
-of minutes on a laptop CPU.  This kernel returns the same indices while touching a small
+of minutes on a laptop CPU.  This kernel returns the same indices while reading a small
 part of the data per step.
 
 Bookkeeping: every point belongs to the cluster of its nearest chosen centre; a cluster's
@@ -17,11 +17,14 @@ Pruning, with ``c`` the new centre, ``a`` a cluster's centre, ``r(x)`` a member'
 to ``a`` and ``R`` the cluster's radius (all exact bounds, so nothing is approximated):
 - a cluster is skipped when ``|c - a| >= 2R``: then ``|x - c| >= |c - a| - r(x) >= r(x)``;
 - inside a cluster only the sorted prefix with ``|c - a| < 2 r(x)`` can move;
-- a member is skipped when a lower bound of ``|x - c|`` on a k-dim orthonormal projection
-  (PCA of the data, stored as float32 next to the member) is already ``>= r(x)``.
-Only the remaining members get a full d-dim distance.  Distances are squared L2 summed in
-float64 from the float32 inputs; a relative slack of 1e-9 and the float32 rounding bound of
-the projection keep every skip decision on the safe side.
+- a member of that prefix is skipped when a lower bound of ``|x - c|`` on a k-dim
+  orthonormal projection (PCA of the data, a float32 copy next to the member) is already
+  ``>= r(x)``; the member's threshold for that test is precomputed with the rounding
+  bounds of the copy and of float32 arithmetic.
+Only the remaining members get the exact distance.  Distances are squared L2 summed in
+float64 from the float32 inputs; a relative slack of 1e-9 keeps every skip decision on the
+safe side.  Where the bounds stop paying (unstructured data), ``KCenterState.switch_to_dense``
+continues with plain full passes: the same rule and the same sums.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-# Reassociation lets LLVM vectorise the float64 sums; the result is deterministic for a
-# given CPU, and a different vector width can only move a distance by ~1e-16 relative.
+# Reassociation lets LLVM vectorise the sums; the result is deterministic for a given CPU,
+# and a different vector width can only move a distance by ~1e-16 relative.
 _FASTMATH = {"reassoc", "contract", "nsz"}
 _SLACK = 1.0 + 1e-9
+_F32_SUM = 1.0 + 1e-5  # float32 sum of k <= 64 squared differences: relative error < (k + 3) 2^-24
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -45,6 +49,23 @@ def _d2(a: np.ndarray, i: int, b: np.ndarray, j: int) -> float:
     return s
 
 
+@njit(cache=True, fastmath=_FASTMATH)
+def _d2_f32(a: np.ndarray, i: int, b: np.ndarray, j: int) -> np.float32:
+    """Squared L2 distance between float32 rows, in float32 (the bound test only)."""
+    s = np.float32(0.0)
+    for t in range(a.shape[1]):
+        diff = a[i, t] - b[j, t]
+        s += diff * diff
+    return s
+
+
+@njit(cache=True)
+def _threshold(m2: float, zerr: float) -> np.float32:
+    """The float32 projected squared distance at or above which a member cannot move."""
+    r = np.sqrt(m2 * _SLACK) + zerr
+    return np.float32(_F32_SUM * r * r * (1.0 + 2.0**-22))  # rounded to float32 upwards
+
+
 @njit(cache=True)
 def _sorted_desc(idx: np.ndarray, d2: np.ndarray) -> np.ndarray:
     """Order of (idx, d2) by d2 descending, then idx ascending."""
@@ -53,7 +74,7 @@ def _sorted_desc(idx: np.ndarray, d2: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def _first_cluster(x, z, start, pool_i, pool_d, pool_z):
+def _first_cluster(x, z, zerr, start, pool_i, pool_d, pool_t, pool_z):
     """Put every point in the cluster of ``start``; return the pool entries used (n)."""
     n = x.shape[0]
     d2 = np.empty(n)
@@ -64,12 +85,13 @@ def _first_cluster(x, z, start, pool_i, pool_d, pool_z):
         i = order[t]
         pool_i[t] = i
         pool_d[t] = d2[i]
+        pool_t[t] = _threshold(d2[i], zerr)
         pool_z[t] = z[i]
     return n
 
 
 @njit(cache=True)
-def _compact(pool_i, pool_d, pool_z, seg_lo, seg_hi, n_clusters):
+def _compact(pool_i, pool_d, pool_t, pool_z, seg_lo, seg_hi, n_clusters):
     """Drop the dead entries (members that moved away); segments keep their order."""
     w = 0
     for j in range(n_clusters):  # segments lie in cluster order in the pool
@@ -77,6 +99,7 @@ def _compact(pool_i, pool_d, pool_z, seg_lo, seg_hi, n_clusters):
         for u in range(lo, hi):
             pool_i[w + u - lo] = pool_i[u]
             pool_d[w + u - lo] = pool_d[u]
+            pool_t[w + u - lo] = pool_t[u]
             pool_z[w + u - lo] = pool_z[u]
         seg_lo[j] = w
         seg_hi[j] = w + hi - lo
@@ -85,11 +108,11 @@ def _compact(pool_i, pool_d, pool_z, seg_lo, seg_hi, n_clusters):
 
 
 @njit(cache=True)
-def _steps(x, z, zerr, pool_i, pool_d, pool_z, used, seg_lo, seg_hi, radius2, far,
-           xc, zc, selected, mover_i, mover_d, touched, step_lo, step_hi):
+def _steps(x, z, zerr, pool_i, pool_d, pool_t, pool_z, used, seg_lo, seg_hi, radius2, far,
+           xc, zc, selected, mover_i, mover_d, cand, touched, step_lo, step_hi):
     """Run greedy steps [step_lo, step_hi); return the pool entries in use afterwards.
 
-    ``touched[step]``: how many points got a full d-dim distance at that step.
+    ``touched[step]``: how many points got an exact d-dim distance at that step.
     """
     for step in range(step_lo, step_hi):
         # the next centre: the largest cluster radius, the lowest point index on ties
@@ -102,7 +125,7 @@ def _steps(x, z, zerr, pool_i, pool_d, pool_z, used, seg_lo, seg_hi, radius2, fa
         xc[step] = x[p]
         zc[step] = z[p]
         n_moved = 0
-        n_full = 0
+        n_exact = 0
         for j in range(step):
             r2 = radius2[j]
             if r2 <= 0.0:  # empty, or every member sits on its centre
@@ -118,23 +141,38 @@ def _steps(x, z, zerr, pool_i, pool_d, pool_z, used, seg_lo, seg_hi, radius2, fa
             stop = lo
             while stop < hi and cc2 < 4.0 * pool_d[stop] * _SLACK:
                 stop += 1
-            keep = stop  # kept members are packed at the end of the prefix, in order
-            for u in range(stop - 1, lo - 1, -1):
-                m2 = pool_d[u]
-                i = pool_i[u]
-                lower = np.sqrt(_d2(pool_z, u, zc, step)) - zerr
-                if lower <= 0.0 or lower * lower < m2 * _SLACK:
-                    d2 = _d2(x, i, xc, step)
-                    n_full += 1
-                    if d2 < m2:
-                        mover_i[n_moved] = i
-                        mover_d[n_moved] = d2
-                        n_moved += 1
-                        continue
+            # pass 1, the hot loop: members the projected bound cannot exclude
+            n_cand = 0
+            for u in range(lo, stop):
+                if _d2_f32(pool_z, u, zc, step) < pool_t[u]:
+                    cand[n_cand] = u
+                    n_cand += 1
+            # pass 2: exact distances of the candidates; movers leave the segment
+            first_moved = n_moved
+            for c in range(n_cand):
+                u = cand[c]
+                d2 = _d2(x, pool_i[u], xc, step)
+                if d2 < pool_d[u]:
+                    mover_i[n_moved] = pool_i[u]
+                    mover_d[n_moved] = d2
+                    cand[n_moved - first_moved] = u  # pool positions of this cluster's movers, ascending
+                    n_moved += 1
+            n_exact += n_cand
+            if n_moved == first_moved:
+                continue
+            # pass 3: close the gaps, packing kept members towards the end of the prefix
+            last = cand[n_moved - first_moved - 1]
+            keep = last + 1
+            k = n_moved - first_moved - 1
+            for u in range(last, lo - 1, -1):
+                if k >= 0 and cand[k] == u:
+                    k -= 1
+                    continue
                 keep -= 1
                 if keep != u:
-                    pool_i[keep] = i
-                    pool_d[keep] = m2
+                    pool_i[keep] = pool_i[u]
+                    pool_d[keep] = pool_d[u]
+                    pool_t[keep] = pool_t[u]
                     pool_z[keep] = pool_z[u]
             seg_lo[j] = keep
             if keep < hi:
@@ -143,12 +181,13 @@ def _steps(x, z, zerr, pool_i, pool_d, pool_z, used, seg_lo, seg_hi, radius2, fa
             else:
                 radius2[j] = -1.0
         if used + n_moved > pool_i.shape[0]:
-            used = _compact(pool_i, pool_d, pool_z, seg_lo, seg_hi, step)
+            used = _compact(pool_i, pool_d, pool_t, pool_z, seg_lo, seg_hi, step)
         order = _sorted_desc(mover_i[:n_moved], mover_d[:n_moved])
         for t in range(n_moved):
             i = mover_i[order[t]]
             pool_i[used + t] = i
             pool_d[used + t] = mover_d[order[t]]
+            pool_t[used + t] = _threshold(mover_d[order[t]], zerr)
             pool_z[used + t] = z[i]
         seg_lo[step], seg_hi[step] = used, used + n_moved
         if n_moved:
@@ -156,7 +195,7 @@ def _steps(x, z, zerr, pool_i, pool_d, pool_z, used, seg_lo, seg_hi, radius2, fa
         else:
             radius2[step] = -1.0
         used += n_moved
-        touched[step] = n_full
+        touched[step] = n_exact
     return used
 
 
@@ -186,8 +225,8 @@ def _min_d2_from_pool(pool_i, pool_d, seg_lo, seg_hi, n_clusters, n):
 class KCenterState:
     """The pool, clusters and chosen centres of one greedy run (all preallocated).
 
-    Memory: the pool holds at most 2N entries of (int64, float64, k float32), i.e.
-    (16 + 4k) * 2N bytes; the centres (size, d + k) float32.
+    Memory: a pool of at most 2N entries of (int64, float64, float32, k float32), i.e.
+    (20 + 4k) * 2N bytes, and the centres (size, d + k) float32.
     """
 
     def __init__(self, x: np.ndarray, z: np.ndarray, zerr: float, size: int, start: int):
@@ -197,6 +236,7 @@ class KCenterState:
         cap = 2 * n  # live entries are always n; dead ones are compacted away when full
         self.pool_i = np.empty(cap, np.int64)
         self.pool_d = np.empty(cap)
+        self.pool_t = np.empty(cap, np.float32)
         self.pool_z = np.empty((cap, k), np.float32)
         self.seg_lo = np.zeros(size, np.int64)
         self.seg_hi = np.zeros(size, np.int64)
@@ -207,9 +247,10 @@ class KCenterState:
         self.selected = np.empty(size, np.int64)
         self.mover_i = np.empty(n, np.int64)
         self.mover_d = np.empty(n)
+        self.cand = np.empty(n, np.int64)
         self.touched = np.zeros(size, np.int64)
         self.touched[0] = n
-        self.used = _first_cluster(x, z, start, self.pool_i, self.pool_d, self.pool_z)
+        self.used = _first_cluster(x, z, self.zerr, start, self.pool_i, self.pool_d, self.pool_t, self.pool_z)
         self.selected[0], self.xc[0], self.zc[0] = start, x[start], z[start]
         self.seg_lo[0], self.seg_hi[0] = 0, n
         self.radius2[0], self.far[0] = self.pool_d[0], self.pool_i[0]
@@ -223,13 +264,13 @@ class KCenterState:
             _dense_steps(self.x, self.min_d2, self.selected, self.done, hi)
             self.touched[self.done:hi] = len(self.x)
         else:
-            self.used = _steps(self.x, self.z, self.zerr, self.pool_i, self.pool_d, self.pool_z, self.used,
-                               self.seg_lo, self.seg_hi, self.radius2, self.far, self.xc, self.zc,
-                               self.selected, self.mover_i, self.mover_d, self.touched, self.done, hi)
+            self.used = _steps(self.x, self.z, self.zerr, self.pool_i, self.pool_d, self.pool_t, self.pool_z,
+                               self.used, self.seg_lo, self.seg_hi, self.radius2, self.far, self.xc, self.zc,
+                               self.selected, self.mover_i, self.mover_d, self.cand, self.touched, self.done, hi)
         self.done = hi
 
     def switch_to_dense(self) -> None:
         """Continue with full passes (same rule, same distances); the pool is dropped."""
         if self.min_d2 is None:
             self.min_d2 = _min_d2_from_pool(self.pool_i, self.pool_d, self.seg_lo, self.seg_hi, self.done, len(self.x))
-            self.pool_i = self.pool_d = self.pool_z = None
+            self.pool_i = self.pool_d = self.pool_t = self.pool_z = None
