@@ -30,7 +30,7 @@ continues with plain full passes: the same rule and the same sums.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, get_thread_id, njit, prange
 
 # Reassociation lets LLVM vectorise the sums; the result is deterministic for a given CPU,
 # and a different vector width can only move a distance by ~1e-16 relative.
@@ -107,11 +107,14 @@ def _compact(pool_i, pool_d, pool_t, pool_z, seg_lo, seg_hi, n_clusters):
     return w
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _steps(x, z, zerr, pool_i, pool_d, pool_t, pool_z, used, seg_lo, seg_hi, radius2, far,
-           xc, zc, selected, mover_i, mover_d, cand, touched, step_lo, step_hi):
+           xc, zc, selected, mover_i, mover_d, mover_n, cand, exact_n, touched, step_lo, step_hi):
     """Run greedy steps [step_lo, step_hi); return the pool entries in use afterwards.
 
+    The clusters of one step are independent (disjoint segments): they are processed in
+    parallel, each thread collecting its movers in its own row of ``mover_*`` and
+    ``cand``; the movers are then sorted, which makes the result independent of threads.
     ``touched[step]``: how many points got an exact d-dim distance at that step.
     """
     for step in range(step_lo, step_hi):
@@ -124,9 +127,10 @@ def _steps(x, z, zerr, pool_i, pool_d, pool_t, pool_z, used, seg_lo, seg_hi, rad
         selected[step] = p
         xc[step] = x[p]
         zc[step] = z[p]
-        n_moved = 0
-        n_exact = 0
-        for j in range(step):
+        mover_n[:] = 0
+        exact_n[:] = 0
+        for j in prange(step):
+            tid = get_thread_id()
             r2 = radius2[j]
             if r2 <= 0.0:  # empty, or every member sits on its centre
                 continue
@@ -145,27 +149,28 @@ def _steps(x, z, zerr, pool_i, pool_d, pool_t, pool_z, used, seg_lo, seg_hi, rad
             n_cand = 0
             for u in range(lo, stop):
                 if _d2_f32(pool_z, u, zc, step) < pool_t[u]:
-                    cand[n_cand] = u
+                    cand[tid, n_cand] = u
                     n_cand += 1
+            exact_n[tid] += n_cand
             # pass 2: exact distances of the candidates; movers leave the segment
-            first_moved = n_moved
+            n_here = 0
             for c in range(n_cand):
-                u = cand[c]
+                u = cand[tid, c]
                 d2 = _d2(x, pool_i[u], xc, step)
                 if d2 < pool_d[u]:
-                    mover_i[n_moved] = pool_i[u]
-                    mover_d[n_moved] = d2
-                    cand[n_moved - first_moved] = u  # pool positions of this cluster's movers, ascending
-                    n_moved += 1
-            n_exact += n_cand
-            if n_moved == first_moved:
+                    mover_i[tid, mover_n[tid]] = pool_i[u]
+                    mover_d[tid, mover_n[tid]] = d2
+                    mover_n[tid] += 1
+                    cand[tid, n_here] = u  # pool positions of this cluster's movers, ascending
+                    n_here += 1
+            if n_here == 0:
                 continue
             # pass 3: close the gaps, packing kept members towards the end of the prefix
-            last = cand[n_moved - first_moved - 1]
+            last = cand[tid, n_here - 1]
             keep = last + 1
-            k = n_moved - first_moved - 1
+            k = n_here - 1
             for u in range(last, lo - 1, -1):
-                if k >= 0 and cand[k] == u:
+                if k >= 0 and cand[tid, k] == u:
                     k -= 1
                     continue
                 keep -= 1
@@ -180,14 +185,22 @@ def _steps(x, z, zerr, pool_i, pool_d, pool_t, pool_z, used, seg_lo, seg_hi, rad
                 far[j] = pool_i[keep]
             else:
                 radius2[j] = -1.0
+        n_moved = mover_n.sum()
         if used + n_moved > pool_i.shape[0]:
             used = _compact(pool_i, pool_d, pool_t, pool_z, seg_lo, seg_hi, step)
-        order = _sorted_desc(mover_i[:n_moved], mover_d[:n_moved])
+        moved_i = np.empty(n_moved, np.int64)
+        moved_d = np.empty(n_moved)
+        w = 0
+        for t in range(mover_n.shape[0]):
+            moved_i[w:w + mover_n[t]] = mover_i[t, :mover_n[t]]
+            moved_d[w:w + mover_n[t]] = mover_d[t, :mover_n[t]]
+            w += mover_n[t]
+        order = _sorted_desc(moved_i, moved_d)
         for t in range(n_moved):
-            i = mover_i[order[t]]
+            i = moved_i[order[t]]
             pool_i[used + t] = i
-            pool_d[used + t] = mover_d[order[t]]
-            pool_t[used + t] = _threshold(mover_d[order[t]], zerr)
+            pool_d[used + t] = moved_d[order[t]]
+            pool_t[used + t] = _threshold(moved_d[order[t]], zerr)
             pool_z[used + t] = z[i]
         seg_lo[step], seg_hi[step] = used, used + n_moved
         if n_moved:
@@ -195,7 +208,7 @@ def _steps(x, z, zerr, pool_i, pool_d, pool_t, pool_z, used, seg_lo, seg_hi, rad
         else:
             radius2[step] = -1.0
         used += n_moved
-        touched[step] = n_exact
+        touched[step] = exact_n.sum()
     return used
 
 
@@ -245,9 +258,12 @@ class KCenterState:
         self.xc = np.empty((size, d), np.float32)
         self.zc = np.empty((size, k), np.float32)
         self.selected = np.empty(size, np.int64)
-        self.mover_i = np.empty(n, np.int64)
-        self.mover_d = np.empty(n)
-        self.cand = np.empty(n, np.int64)
+        threads = get_num_threads()
+        self.mover_i = np.empty((threads, n), np.int64)
+        self.mover_d = np.empty((threads, n))
+        self.mover_n = np.zeros(threads, np.int64)
+        self.cand = np.empty((threads, n), np.int64)
+        self.exact_n = np.zeros(threads, np.int64)
         self.touched = np.zeros(size, np.int64)
         self.touched[0] = n
         self.used = _first_cluster(x, z, self.zerr, start, self.pool_i, self.pool_d, self.pool_t, self.pool_z)
@@ -266,7 +282,8 @@ class KCenterState:
         else:
             self.used = _steps(self.x, self.z, self.zerr, self.pool_i, self.pool_d, self.pool_t, self.pool_z,
                                self.used, self.seg_lo, self.seg_hi, self.radius2, self.far, self.xc, self.zc,
-                               self.selected, self.mover_i, self.mover_d, self.cand, self.touched, self.done, hi)
+                               self.selected, self.mover_i, self.mover_d, self.mover_n, self.cand, self.exact_n,
+                               self.touched, self.done, hi)
         self.done = hi
 
     def switch_to_dense(self) -> None:
