@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ad_core.data.io import write_json
+from experiments.scenarios import SCENARIOS
 
 GOLDEN_ROOT = Path(__file__).resolve().parent.parent / "golden"
 METRICS = ("image_auroc", "image_auprc", "image_f1", "image_accuracy", "threshold", "pixel_auroc", "pro")
@@ -89,3 +90,14 @@ def check_golden(request: pytest.FixtureRequest, folder: str, result: dict, meth
     if golden is None:
         pytest.fail(f"No golden at {path}. Record one with: pytest -m <marker> --regen-all")
     pytest.fail(f"{result['scenario']} / {method} / {category} differs from {path}:\n  " + "\n  ".join(problems))
+
+
+def method_keys(scenario) -> list[str]:
+    if scenario.coreset_ratios:
+        return [f"{m}@rho={r:g}" for m in scenario.methods for r in scenario.coreset_ratios]
+    return list(scenario.methods)
+
+
+def cases(categories, scenarios=tuple(SCENARIOS)) -> list:
+    return [pytest.param(s, m, c, id=f"{s}-{m}-{c}")
+            for s in scenarios for m in method_keys(SCENARIOS[s]) for c in categories]

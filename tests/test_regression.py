@@ -3,6 +3,7 @@
 - ``regression`` (CI): the embedded default dataset with the offline ImageNet-pretrained
   EfficientNet-Lite0, the study's settings otherwise (seed 42, 224, coreset 5%, k=9,
   100 PaDiM dims, 1000-step tau, PRO to 0.3).
+- ELPV (real solar-cell images): tests/test_regression_elpv.py;
 - ``gpu``: the user's MVTec AD ($MVTEC_ROOT) with the study's ResNet-50; weights from the
   torchvision cache or $AD_REPRO_WEIGHTS; goldens in golden/mvtec-resnet50/ are recorded on
   the user's machine (``--regen-all``), since MVTec AD cannot be obtained here.
@@ -18,22 +19,10 @@ import pytest
 
 from ad_core.data.embedded import CATEGORIES as EMBEDDED
 from experiments.runner import RunConfig
-from experiments.scenarios import SCENARIOS
 from experiments.study import run_study
-from tests.golden import check_golden
+from tests.golden import cases, check_golden
 
 STUDY_CATEGORIES = ("hazelnut", "carpet", "zipper")
-
-
-def method_keys(scenario) -> list[str]:
-    if scenario.coreset_ratios:
-        return [f"{m}@rho={r:g}" for m in scenario.methods for r in scenario.coreset_ratios]
-    return list(scenario.methods)
-
-
-def cases(categories) -> list:
-    return [pytest.param(s, m, c, id=f"{s}-{m}-{c}")
-            for s, sc in SCENARIOS.items() for m in method_keys(sc) for c in categories]
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,9 @@
 embedding: layer1 + layer2 + layer3 maps, the deeper ones resized (nearest, as anomalib's
 ``PadimModel``) to layer1's grid and concatenated; a fixed seeded random subset of
 ``n_features`` dims.  fit: per position, mean and covariance of the training embeddings
-(+ eps * I), accumulated batch by batch in float64 (sums and outer-product sums), so the
-training embeddings are never held together.  score: Mahalanobis distance per position;
+(+ eps * I), accumulated batch by batch as sums and outer-product sums, so the training
+embeddings are never held together; in float64, because cov = E[xx^T] - mu mu^T cancels
+badly in float32 on post-ReLU features with large means (the only non-fp32 step).  score: Mahalanobis distance per position;
 image score = max; map bilinearly upsampled to 224x224 (optional blur).
 """
 
