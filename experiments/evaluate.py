@@ -29,7 +29,9 @@ class ScoreSet:
             values = [getattr(p, name) for p in parts]
             return None if any(v is None for v in values) else np.concatenate(values)
 
-        return ScoreSet(sum((p.relpaths for p in parts), []), cat("labels"), cat("scores"), cat("maps"), cat("masks"))
+        masks = cat("masks")  # maps are only read where masks exist: not concatenated (loaded) otherwise
+        maps = cat("maps") if masks is not None else None
+        return ScoreSet(sum((p.relpaths for p in parts), []), cat("labels"), cat("scores"), maps, masks)
 
 
 def evaluate(test: ScoreSet, threshold: float) -> dict[str, object]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ad_core import SEED
 from ad_core.data.dataset import ImageSet
-from ad_core.data.io import atomic_write_bytes, write_json
+from ad_core.data.io import atomic_save_npy, atomic_write_bytes, write_json
 from ad_core.data.layout import Sample
 from ad_core.features import FeatureExtractor
 from ad_core.features.backbones import describe_weights
@@ -139,16 +139,20 @@ class StudyRun:
             return self._scores[key]
         samples = self.samples(category, domain, split)
         cache = self.out / "cache" / "scores" / model_name / f"{domain}_{category}_{split}.npz"
+        # Test maps (N, 224, 224) float32 live in their own .npy, memory-mapped: a run holds
+        # maps of every (model, domain) pair, which would otherwise grow RSS by 200 kB an image.
+        maps_path = cache.with_name(f"{cache.stem}_maps.npy")
         if cache.is_file():
-            data = np.load(cache)
-            scores, maps = data["scores"], (data["maps"] if "maps" in data else None)
+            scores = np.load(cache)["scores"]
         else:
             scores, maps = model.score(self.store.batches(samples))  # type: ignore[attr-defined]
-            if split != "test":
-                maps = None  # validation only needs image scores
+            if split == "test":  # validation and uncertain cells only need image scores
+                atomic_save_npy(maps_path, maps)  # before the scores file, which marks the entry complete
+            del maps
             buf = io.BytesIO()
-            np.savez(buf, scores=scores, **({"maps": maps} if maps is not None else {}))
+            np.savez(buf, scores=scores)
             atomic_write_bytes(cache, buf.getvalue())
+        maps = np.load(maps_path, mmap_mode="r") if split == "test" else None
         masks = ImageSet(samples).masks() if (split == "test" and self.has_masks) else None
         result = ScoreSet([s.relpath for s in samples], np.array([s.label for s in samples]), scores, maps, masks)
         self._scores[key] = result
