@@ -142,7 +142,7 @@ class StudyRun:
         # Test maps (N, 224, 224) float32 live in their own .npy, memory-mapped: a run holds
         # maps of every (model, domain) pair, which would otherwise grow RSS by 200 kB an image.
         maps_path = cache.with_name(f"{cache.stem}_maps.npy")
-        if cache.is_file():
+        if cache.is_file() and (split != "test" or maps_path.is_file()):
             scores = np.load(cache)["scores"]
         else:
             scores, maps = model.score(self.store.batches(samples))  # type: ignore[attr-defined]

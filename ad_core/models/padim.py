@@ -5,8 +5,9 @@ embedding: layer1 + layer2 + layer3 maps, the deeper ones resized (nearest, as a
 ``n_features`` dims.  fit: per position, mean and covariance of the training embeddings
 (+ eps * I), accumulated batch by batch as sums and outer-product sums, so the training
 embeddings are never held together; in float64, because cov = E[xx^T] - mu mu^T cancels
-badly in float32 on post-ReLU features with large means (the only non-fp32 step).  score: Mahalanobis distance per position;
-image score = max; map bilinearly upsampled to 224x224 (optional blur).
+badly in float32 on post-ReLU features with large means (the only non-fp32 step).
+score: Mahalanobis distance per position; image score = max; map bilinearly upsampled to
+224x224 (optional blur).
 """
 
 from __future__ import annotations
