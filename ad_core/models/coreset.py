@@ -44,7 +44,6 @@ def greedy_coreset(features: torch.Tensor, size: int, start: int, progress: bool
     return the greedy rule's indices (they can differ only where two candidates are equally
     far to float32 precision).
     """
-    _check_size(features.shape[0], size)
     if features.is_cuda:
         return greedy_coreset_dense(features, size, start, progress)
     return greedy_coreset_cpu(features.detach().float().contiguous().numpy(), size, start, progress)

@@ -239,7 +239,8 @@ class KCenterState:
     """The pool, clusters and chosen centres of one greedy run (all preallocated).
 
     Memory: a pool of at most 2N entries of (int64, float64, float32, k float32), i.e.
-    (20 + 4k) * 2N bytes, and the centres (size, d + k) float32.
+    (20 + 4k) * 2N bytes, per-thread scratch of 24N bytes a thread, and the centres
+    (size, d + k) float32.
     """
 
     def __init__(self, x: np.ndarray, z: np.ndarray, zerr: float, size: int, start: int):
@@ -290,4 +291,4 @@ class KCenterState:
         """Continue with full passes (same rule, same distances); the pool is dropped."""
         if self.min_d2 is None:
             self.min_d2 = _min_d2_from_pool(self.pool_i, self.pool_d, self.seg_lo, self.seg_hi, self.done, len(self.x))
-            self.pool_i = self.pool_d = self.pool_t = self.pool_z = None
+            self.pool_i = self.pool_d = self.pool_t = self.pool_z = self.z = None
