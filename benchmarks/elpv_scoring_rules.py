@@ -49,7 +49,7 @@ def main() -> None:
         samples = run.samples(cat, "clean", "test")
         labels = np.array([s.label for s in samples])
         test = run.store.batches(samples)
-        _, model, _ = run.model("patchcore", cat, "clean")
+        model = run.model("patchcore", cat, "clean").model
         row = []
         for rule in ("study", "none", "paper"):
             model.reweighting = rule

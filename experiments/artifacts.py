@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 
-from ad_core.data.io import atomic_write_bytes, write_json
+from ad_core.data.io import atomic_open, write_json
 from ad_core.errors import DatasetError
+from experiments.results import RECORDED, ScenarioResult
 
-SUMMARY_COLUMNS = ("scenario", "method", "category", "image_auroc", "image_auprc", "image_f1",
-                   "image_accuracy", "threshold", "pixel_auroc", "pro")
+SUMMARY_COLUMNS = ("scenario", "method", "category", *RECORDED)
 GUARD = "run_config.json"
 
 
@@ -31,28 +30,25 @@ def guard_config(out: Path, fingerprint: dict[str, object]) -> None:
         write_json(path, fingerprint)
 
 
-def _csv_bytes(header: tuple[str, ...] | list[str], rows: list[list[object]]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue().encode()
+def _write_csv(path: Path, header: tuple[str, ...] | list[str], rows: list[list[object]]) -> None:
+    with atomic_open(path, "w") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
-def write_scenario(out: Path, result: dict[str, object]) -> dict[str, object]:
+def write_scenario(out: Path, result: ScenarioResult) -> dict[str, object]:
     """Write results/<scenario>.json, thresholds/<scenario>.json and scores/<scenario>/*.csv."""
-    name = str(result["scenario"])
-    public = {k: v for k, v in result.items() if not k.startswith("_")}
-    write_json(out / "results" / f"{name}.json", public)
-    write_json(out / "thresholds" / f"{name}.json", result["_thresholds"])
-    for method, per_class in result["_per_image"].items():  # type: ignore[union-attr]
-        taus = result["_thresholds"][method]  # type: ignore[index]
-        for cat, scores in per_class.items():
-            rows = [[p, int(y), f"{s:.8g}", int(s >= taus[cat])]
+    public = result.to_json()
+    write_json(out / "results" / f"{result.scenario}.json", public)
+    write_json(out / "thresholds" / f"{result.scenario}.json", result.thresholds())
+    for m in result.methods:
+        for cat, scores in m.per_image.items():
+            tau = m.thresholds[cat]
+            rows = [[p, int(y), f"{s:.8g}", int(s >= tau)]
                     for p, y, s in zip(scores.relpaths, scores.labels, scores.scores)]
-            safe = method.replace("@", "_").replace("=", "")
-            atomic_write_bytes(out / "scores" / name / f"{safe}_{cat}.csv",
-                               _csv_bytes(("relpath", "label", "score", "predicted_anomalous"), rows))
+            _write_csv(out / "scores" / result.scenario / f"{m.slug}_{cat}.csv",
+                       ("relpath", "label", "score", "predicted_anomalous"), rows)
     return public
 
 
@@ -81,5 +77,5 @@ def load_results(out: Path) -> list[dict[str, object]]:
 def write_summary(out: Path) -> list[dict[str, object]]:
     """results/summary.csv over every results/<scenario>.json present (runs accumulate)."""
     results = load_results(out)
-    atomic_write_bytes(out / "results" / "summary.csv", _csv_bytes(SUMMARY_COLUMNS, summary_rows(results)))
+    _write_csv(out / "results" / "summary.csv", SUMMARY_COLUMNS, summary_rows(results))
     return results

@@ -68,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--seed", type=int, default=SEED, help=f"split and shift seed (default: {SEED})")
     prep.set_defaults(func=_cmd_prepare)
 
-    from experiments.scenarios import METHODS, SCENARIOS
     from ad_core.features import BACKBONES
+    from experiments.methods import METHODS
+    from experiments.scenarios import SCENARIOS
 
     run = sub.add_parser(
         "run", help="run scenarios end to end: models, thresholds, metrics, figures, report",
@@ -84,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--categories", nargs="+", help="categories (default: all found under --data)")
     run.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), metavar="SCENARIO",
                      help=f"scenarios to run (default: all): {', '.join(SCENARIOS)}")
-    run.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
-                     help="methods (default: both)")
+    run.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS), metavar="METHOD",
+                     help="methods (default: all): " + "; ".join(f"{n}: {m.description}" for n, m in METHODS.items()))
     run.add_argument("--backbone", choices=sorted(BACKBONES),
                      help="feature backbone (default: resnet50, or efficientnet_lite0 on the embedded dataset)")
     run.add_argument("--weights", help="'torchvision' (weights API / TORCH_HOME cache), 'package' "

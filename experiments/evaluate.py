@@ -2,54 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from ad_core.errors import UndefinedMetricError
 from ad_core.metrics import image_metrics, pixel_auroc, pro_score
 from ad_core.metrics.image import image_auroc
+from experiments.results import ClassResult, ScoreSet
 
 NO_MASKS = "the dataset has no ground-truth masks (image-level only)"
+NO_MAPS = "the method scores whole images and makes no anomaly maps (image-level only)"
 
 
-@dataclass
-class ScoreSet:
-    """Scores of one model on one split: image scores (N,), maps (N, S, S) or None, labels (N,)."""
-
-    relpaths: list[str]
-    labels: np.ndarray
-    scores: np.ndarray
-    maps: np.ndarray | None = None
-    masks: np.ndarray | None = None  # (N, S, S) bool, None for image-level-only data
-
-    @staticmethod
-    def concat(parts: list["ScoreSet"]) -> "ScoreSet":
-        def cat(name: str) -> np.ndarray | None:
-            values = [getattr(p, name) for p in parts]
-            return None if any(v is None for v in values) else np.concatenate(values)
-
-        masks = cat("masks")  # maps are only read where masks exist: not concatenated (loaded) otherwise
-        maps = cat("maps") if masks is not None else None
-        return ScoreSet(sum((p.relpaths for p in parts), []), cat("labels"), cat("scores"), maps, masks)
-
-
-def evaluate(test: ScoreSet, threshold: float) -> dict[str, object]:
+def evaluate(test: ScoreSet, threshold: float) -> ClassResult:
     """Image metrics at ``threshold`` plus pixel AUROC and PRO (None + reason when undefined)."""
     im = image_metrics(test.scores, test.labels, threshold)
-    out: dict[str, object] = {
-        "image_auroc": im.auroc, "image_auprc": im.auprc, "image_f1": im.f1,
-        "image_accuracy": im.accuracy, "threshold": im.threshold,
-        "pixel_auroc": None, "pro": None, "confusion": im.confusion,
-    }
-    if test.masks is None or test.maps is None:
-        out["pixel_metrics_absent"] = NO_MASKS
-        return out
-    try:
-        out["pixel_auroc"] = pixel_auroc(test.maps, test.masks)
-        out["pro"] = pro_score(test.maps, test.masks)
-    except UndefinedMetricError as exc:
-        out["pixel_metrics_absent"] = str(exc)
+    out = ClassResult(image_auroc=im.auroc, image_auprc=im.auprc, image_f1=im.f1, image_accuracy=im.accuracy,
+                      threshold=im.threshold, pixel_auroc=None, pro=None, confusion=im.confusion)
+    if test.masks is None:
+        out.pixel_metrics_absent = NO_MASKS
+    elif test.maps is None:
+        out.pixel_metrics_absent = NO_MAPS
+    else:
+        try:
+            out.pixel_auroc = pixel_auroc(test.maps, test.masks)
+            out.pro = pro_score(test.maps, test.masks)
+        except UndefinedMetricError as exc:
+            out.pixel_metrics_absent = str(exc)
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ad_core import SEED
 from ad_core.data.embedded import CATEGORIES as EMBEDDED_CATEGORIES
 from ad_core.data.embedded import make_embedded_dataset
 from ad_core.data.layout import CategoryFiles, discover_category, list_categories
@@ -24,7 +25,7 @@ BUILT_IN = ("embedded", "elpv")
 
 
 def resolve_data_root(data: str | Path | None, out: Path, dataset: str = "embedded",
-                      seed: int = 42) -> tuple[Path, str]:
+                      seed: int = SEED) -> tuple[Path, str]:
     """(root, dataset name): the user's folder, or a built-in dataset written under ``out``.
 
     Built-in: ``embedded`` (made from scikit-image's photographs) or ``elpv`` (the PyPI

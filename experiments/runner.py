@@ -1,9 +1,11 @@
-"""One runner for every scenario: models, scores and thresholds computed once and shared."""
+"""One runner for every scenario: it sequences fit, score, calibrate and evaluate.
+
+Models, scores and thresholds are computed once and shared by the scenarios of a run;
+their on-disk formats live in ``experiments.cache``, the methods in ``experiments.methods``.
+"""
 
 from __future__ import annotations
 
-import io
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,20 +14,20 @@ import numpy as np
 
 from ad_core import SEED
 from ad_core.data.dataset import ImageSet
-from ad_core.data.io import atomic_save_npy, atomic_write_bytes, write_json
 from ad_core.data.layout import Sample
+from ad_core.data.preprocess import Preprocessor
 from ad_core.features import FeatureExtractor
 from ad_core.features.backbones import describe_weights
 from ad_core.features.extractor import resolve_device
-from ad_core.metrics import macro_mean
-from ad_core.models import PaDiM, PatchCore
 from ad_core.thresholds import f1_optimal_threshold
-from experiments.evaluate import ScoreSet, cross_class_confusion, evaluate, evaluate_uncertain, feature_separation
-from experiments.feature_store import FeatureStore, file_digest
+from experiments.cache import FeatureStore, ModelStore, ScoreCache, file_digest
+from experiments.evaluate import cross_class_confusion, evaluate, evaluate_uncertain, feature_separation
+from experiments.methods import METHODS, AnomalyModel, get_method
 from experiments.prepare import BUILT_IN, PreparedCategory, default_categories, prepare_category, resolve_data_root
-from experiments.scenarios import METHODS, Scenario
+from experiments.results import MethodResult, ScenarioResult, ScoreSet
+from experiments.scenarios import Scenario
 
-METRIC_KEYS = ("image_auroc", "image_auprc", "image_f1", "image_accuracy", "threshold", "pixel_auroc", "pro")
+EXTRACTED_LAYERS = ("layer1", "layer2", "layer3")  # one backbone pass serves every method
 
 
 @dataclass
@@ -47,7 +49,7 @@ class RunConfig:
     k: int = 9
     projection_dim: int = 128
     padim_features: int = 100
-    image_size: int = 224
+    image_size: int = 224  # preprocessing, masks, maps and metrics all work at this size
     progress: bool = True
 
     def resolved_backbone(self, dataset: str) -> str:
@@ -56,10 +58,19 @@ class RunConfig:
         return "efficientnet_lite0" if dataset in BUILT_IN and self.data is None else "resnet50"
 
 
+@dataclass
+class FittedModel:
+    name: str  # models/<name><suffix>
+    model: AnomalyModel
+    meta: dict  # fit_seconds, n_train_images and the model's fit_summary()
+
+
 class StudyRun:
     """Prepared data + feature store + memoised models/scores for one ``--out`` folder."""
 
     def __init__(self, config: RunConfig):
+        for method in config.methods:
+            get_method(method)  # an unknown name fails here, listing the registered ones
         self.config = config
         self.out = Path(config.out)
         self.root, self.dataset = resolve_data_root(config.data, self.out, config.dataset, config.seed)
@@ -73,12 +84,15 @@ class StudyRun:
             weights = f"file-sha256:{file_digest(Path(weights))}"
         self.store = FeatureStore(
             self.out / "cache" / "features",
-            {"backbone": self.backbone, "weights": weights or "default", "layers": ["layer1", "layer2", "layer3"],
+            {"backbone": self.backbone, "weights": weights or "default", "layers": list(EXTRACTED_LAYERS),
              "image_size": config.image_size, "seed": config.seed},
-            lambda: FeatureExtractor(self.backbone, ("layer1", "layer2", "layer3"), config.weights,
+            lambda: FeatureExtractor(self.backbone, EXTRACTED_LAYERS, config.weights,
                                      config.device, config.batch_size, config.seed),
-            config.batch_size, config.progress)
-        self._models: dict[str, tuple[object, dict]] = {}
+            config.batch_size, config.progress, config.image_size)
+        self.device = str(resolve_device(config.device))
+        self.model_store = ModelStore(self.out / "models", self.device)
+        self.score_cache = ScoreCache(self.out / "cache" / "scores")
+        self._models: dict[str, FittedModel] = {}
         self._scores: dict[tuple[str, str, str, str], ScoreSet] = {}
 
     # -- data -------------------------------------------------------------------------
@@ -90,6 +104,10 @@ class StudyRun:
         names = {"train": p.splits.train, "val": p.splits.val(), "test": p.splits.test()}[split]
         return p.splits.samples(files, names)
 
+    def image_file(self, category: str, domain: str, relpath: str) -> Path:
+        p = self.prepared[category]
+        return (p.clean if domain == "clean" else p.shifted).by_relpath()[relpath].path
+
     # -- models -----------------------------------------------------------------------
     def model_name(self, method: str, scope: str, domain: str, ratio: float | None) -> str:
         name = f"{method}_{scope}_{domain}"
@@ -97,113 +115,85 @@ class StudyRun:
             name += f"_coreset_{round(ratio * 100):02d}"
         return name
 
-    def _new_model(self, method: str, ratio: float | None) -> PatchCore | PaDiM:
-        c, device = self.config, self.store_device()
-        if method == "patchcore":
-            return PatchCore(coreset_ratio=ratio or c.coreset_ratio, projection_dim=c.projection_dim, k=c.k,
-                             image_size=c.image_size, seed=c.seed, device=device, progress=c.progress)
-        return PaDiM(n_features=c.padim_features, image_size=c.image_size, seed=c.seed, device=device)
-
-    def store_device(self) -> str:
-        return str(resolve_device(self.config.device))
-
-    def model(self, method: str, scope: str, domain: str, ratio: float | None = None) -> tuple[str, object, dict]:
-        """Fitted model (memoised, saved under models/, reloaded on a rerun) and its fit info."""
+    def model(self, method: str, scope: str, domain: str, ratio: float | None = None) -> FittedModel:
+        """The fitted model (memoised, saved under models/, reloaded on a rerun) and its fit record."""
         name = self.model_name(method, scope, domain, ratio)
         if name in self._models:
-            return name, *self._models[name]
-        suffix = ".npy" if method == "patchcore" else ".pt"
-        path, meta_path = self.out / "models" / f"{name}{suffix}", self.out / "models" / f"{name}.fit.json"
-        cls = PatchCore if method == "patchcore" else PaDiM
-        if path.is_file() and meta_path.is_file():
-            model, meta = cls.load(path, device=self.store_device()), json.loads(meta_path.read_text())
-        else:
+            return self._models[name]
+        spec = get_method(method)
+        loaded = self.model_store.load(name, spec)
+        if loaded is None:
             scopes = self.categories if scope == "unified" else [scope]
             train = [s for cat in scopes for s in self.samples(cat, domain, "train")]
-            batches = self.store.batches(train, layers=None)
-            model = self._new_model(method, ratio)
+            model = spec.build(self.config, self.device, **({} if ratio is None else {"coreset_ratio": ratio}))
             t0 = time.perf_counter()
-            model.fit(batches)
-            meta = {"fit_seconds": time.perf_counter() - t0, "n_train_images": len(train)}
-            if method == "patchcore":
-                meta["memory_bank_size"] = int(model.memory_bank_.shape[0])
-            model.save(path)
-            write_json(meta_path, meta)
-        self._models[name] = (model, meta)
-        return name, model, meta
+            model.fit(self.store.batches(train))
+            meta = {"fit_seconds": time.perf_counter() - t0, "n_train_images": len(train), **model.fit_summary()}
+            self.model_store.save(name, spec, model, meta)
+            loaded = model, meta
+        self._models[name] = FittedModel(name, *loaded)
+        return self._models[name]
 
     # -- scores -----------------------------------------------------------------------
-    def scores(self, model_name: str, model: object, category: str, domain: str, split: str) -> ScoreSet:
-        key = (model_name, category, domain, split)
+    def scores(self, fitted: FittedModel, category: str, domain: str, split: str) -> ScoreSet:
+        """Scores of one split (cached); test maps are kept (memory-mapped), other splits' dropped."""
+        key = (fitted.name, category, domain, split)
         if key in self._scores:
             return self._scores[key]
         samples = self.samples(category, domain, split)
-        cache = self.out / "cache" / "scores" / model_name / f"{domain}_{category}_{split}.npz"
-        # Test maps (N, 224, 224) float32 live in their own .npy, memory-mapped: a run holds
-        # maps of every (model, domain) pair, which would otherwise grow RSS by 200 kB an image.
-        maps_path = cache.with_name(f"{cache.stem}_maps.npy")
-        if cache.is_file() and (split != "test" or maps_path.is_file()):
-            scores = np.load(cache)["scores"]
+        keep_maps = split == "test"
+        cached = self.score_cache.load(fitted.name, domain, category, split, need_maps=keep_maps)
+        if cached is None:
+            scores, maps = fitted.model.score(self.store.batches(samples))
+            maps = self.score_cache.save(fitted.name, domain, category, split, scores, maps, keep_maps)
         else:
-            scores, maps = model.score(self.store.batches(samples))  # type: ignore[attr-defined]
-            if split == "test":  # validation and uncertain cells only need image scores
-                atomic_save_npy(maps_path, maps)  # before the scores file, which marks the entry complete
-            del maps
-            buf = io.BytesIO()
-            np.savez(buf, scores=scores)
-            atomic_write_bytes(cache, buf.getvalue())
-        maps = np.load(maps_path, mmap_mode="r") if split == "test" else None
-        masks = ImageSet(samples).masks() if (split == "test" and self.has_masks) else None
+            scores, maps = cached
+        masks = None
+        if keep_maps and self.has_masks:
+            masks = ImageSet(samples, Preprocessor(size=self.config.image_size)).masks()
         result = ScoreSet([s.relpath for s in samples], np.array([s.label for s in samples]), scores, maps, masks)
         self._scores[key] = result
         return result
 
     # -- scenarios --------------------------------------------------------------------
-    def run_scenario(self, scenario: Scenario) -> dict[str, object]:
-        methods: dict[str, object] = {}
-        thresholds: dict[str, dict[str, float]] = {}
-        per_image: dict[str, dict[str, ScoreSet]] = {}
-        for method in [m for m in scenario.methods if m in self.config.methods]:
-            for ratio in scenario.coreset_ratios or (None,):
-                key = method if ratio is None else f"{method}@rho={ratio:g}"
-                methods[key], thresholds[key], per_image[key] = self._run_method(scenario, method, ratio)
-        return {"scenario": scenario.name, "description": scenario.description,
-                "config": self.describe(), "methods": methods,
-                "_thresholds": thresholds, "_per_image": per_image}
+    def scenario_methods(self, scenario: Scenario) -> list[str]:
+        """The scenario's methods that this run selected, in registry order."""
+        wanted = scenario.methods or tuple(METHODS)
+        return [m for m in wanted if m in self.config.methods]
 
-    def _run_method(self, sc: Scenario, method: str, ratio: float | None):
-        def fitted(cat: str):
+    def run_scenario(self, scenario: Scenario) -> ScenarioResult:
+        methods = [self._run_method(scenario, method, ratio)
+                   for method in self.scenario_methods(scenario)
+                   for ratio in scenario.coreset_ratios or (None,)]
+        return ScenarioResult(scenario.name, scenario.description, self.describe(), methods)
+
+    def _run_method(self, sc: Scenario, method: str, ratio: float | None) -> MethodResult:
+        def fitted(cat: str) -> FittedModel:
             return self.model(method, "unified" if sc.unified else cat, sc.fit_domain, ratio)
 
-        val = {}
-        for c in self.categories:
-            name, model, _ = fitted(c)
-            val[c] = self.scores(name, model, c, sc.calib_domain, "val")
+        val = {c: self.scores(fitted(c), c, sc.calib_domain, "val") for c in self.categories}
         if sc.global_threshold:
             pooled = ScoreSet.concat(list(val.values()))
             tau_global = f1_optimal_threshold(pooled.scores, pooled.labels).value
             taus = {c: tau_global for c in self.categories}
         else:
             taus = {c: f1_optimal_threshold(v.scores, v.labels).value for c, v in val.items()}
-        per_class, tests = {}, {}
+        result = MethodResult(method, ratio, {}, taus)
         for c in self.categories:
-            name, model, meta = fitted(c)
-            tests[c] = self.scores(name, model, c, sc.eval_domain, "test")
-            per_class[c] = evaluate(tests[c], taus[c])
+            model = fitted(c)
+            test = result.per_image[c] = self.scores(model, c, sc.eval_domain, "test")
+            metrics = result.per_class[c] = evaluate(test, taus[c])
             if self.samples(c, sc.eval_domain, "uncertain"):
-                uncertain = self.scores(name, model, c, sc.eval_domain, "uncertain")
-                per_class[c]["uncertain"] = evaluate_uncertain(uncertain, tests[c], taus[c])
+                uncertain = self.scores(model, c, sc.eval_domain, "uncertain")
+                metrics.uncertain = evaluate_uncertain(uncertain, test, taus[c])
             if sc.coreset_ratios is not None:
-                per_class[c].update(memory_bank_size=meta.get("memory_bank_size"), fit_seconds=meta["fit_seconds"])
-        result: dict[str, object] = {
-            "per_class": per_class,
-            "mean": macro_mean({c: {k: m[k] for k in METRIC_KEYS if k in m} for c, m in per_class.items()}),
-        }
+                metrics.memory_bank_size = model.meta.get("memory_bank_size")
+                metrics.fit_seconds = model.meta["fit_seconds"]
         if sc.global_threshold:
-            result["pooled"] = evaluate(ScoreSet.concat(list(tests.values())), tau_global)
+            result.pooled = evaluate(ScoreSet.concat(list(result.per_image.values())), tau_global)
         if sc.shortcut_analysis:
-            result["shortcut"] = self._shortcut(tests, taus)
-        return result, taus, tests
+            result.shortcut = self._shortcut(result.per_image, taus)
+        return result
 
     def _shortcut(self, tests: dict[str, ScoreSet], taus: dict[str, float]) -> dict[str, object]:
         normals = {c: t.scores[t.labels == 0] for c, t in tests.items()}
@@ -220,15 +210,14 @@ class StudyRun:
         c = self.config
         return {"dataset": self.dataset, "data_root": str(self.root), "categories": self.categories,
                 "backbone": self.backbone, "weights": self.store.config["weights"],
-                "weights_source": describe_weights(self.backbone, c.weights, c.seed), "seed": c.seed, "image_size": c.image_size,
-                "patchcore": {"coreset_ratio": c.coreset_ratio, "k": c.k, "projection_dim": c.projection_dim,
-                              "layers": ["layer2", "layer3"], "reweighting": "study"},
-                "padim": {"n_features": c.padim_features, "eps": 0.01, "layers": ["layer1", "layer2", "layer3"]},
+                "weights_source": describe_weights(self.backbone, c.weights, c.seed), "seed": c.seed,
+                "image_size": c.image_size,
+                **{name: spec.describe(c) for name, spec in METHODS.items()},
                 "threshold": "F1-optimal over 1000 steps of the validation score range"}
 
 
 def config_fingerprint(run: StudyRun) -> dict[str, object]:
     d = run.describe()
-    return {k: d[k] for k in ("dataset", "data_root", "backbone", "weights", "seed", "image_size", "patchcore", "padim")}
+    return {k: d[k] for k in ("dataset", "data_root", "backbone", "weights", "seed", "image_size", *METHODS)}
 
 

@@ -19,21 +19,16 @@ def run_study(config: RunConfig) -> tuple[list[dict], dict[str, float]]:
     run = StudyRun(config)
     guard_config(run.out, config_fingerprint(run))
     timings: dict[str, float] = {"prepare": time.perf_counter() - t_start}
-    figs = run.out / "visualizations"
     for sc in scenarios:
-        if not [m for m in sc.methods if m in config.methods]:
+        if not run.scenario_methods(sc):
             continue
         t0 = time.perf_counter()
         result = run.run_scenario(sc)
+        ctx = plots.FigureContext(lambda cat, relpath, d=sc.eval_domain: run.image_file(cat, d, relpath),
+                                  config.image_size)
+        drawn = plots.draw(result, sc.figures, run.out / "visualizations", ctx)
+        result.figures = [p.relative_to(run.out).as_posix() for p in drawn]
         write_scenario(run.out, result)
-        plots.roc_curves(result, figs)
-        plots.confusion_matrices(result, figs)
-        samples_of = {c: {s.relpath: s.path for s in run.samples(c, sc.eval_domain, "test")} for c in run.categories}
-        plots.overlays(result, samples_of, figs)
-        if sc.coreset_ratios:
-            plots.coreset_tradeoff(result, figs)
-        if sc.shortcut_analysis:
-            plots.cross_class_heatmaps(result, figs)
         timings[sc.name] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     timings["features_computed"] = run.store.n_computed

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from ad_core.data.io import write_json
+from experiments.methods import METHODS
+from experiments.results import RECORDED, method_key
 from experiments.scenarios import SCENARIOS
 
 GOLDEN_ROOT = Path(__file__).resolve().parent.parent / "golden"
-METRICS = ("image_auroc", "image_auprc", "image_f1", "image_accuracy", "threshold", "pixel_auroc", "pro")
 
 # Written into each golden file on regeneration; the checks read them back from the file.
 DEFAULT_TOLERANCES = {
@@ -33,9 +34,9 @@ DEFAULT_TOLERANCES = {
 
 
 def flat_metrics(per_class: dict) -> dict:
-    """The checked numbers of one (method, class): METRICS, plus each uncertain group's AUROC
+    """The checked numbers of one (method, class): RECORDED, plus each uncertain group's AUROC
     against the test normals as ``uncertain_<group>_auroc`` where the dataset has such groups."""
-    flat = {k: per_class.get(k) for k in METRICS}
+    flat = {k: per_class.get(k) for k in RECORDED}
     for group, entry in sorted((per_class.get("uncertain") or {}).items()):
         if isinstance(entry, dict):
             flat[f"uncertain_{group}_auroc"] = entry["auroc_vs_test_normals"]
@@ -93,9 +94,8 @@ def check_golden(request: pytest.FixtureRequest, folder: str, result: dict, meth
 
 
 def method_keys(scenario) -> list[str]:
-    if scenario.coreset_ratios:
-        return [f"{m}@rho={r:g}" for m in scenario.methods for r in scenario.coreset_ratios]
-    return list(scenario.methods)
+    """Every (method, ratio) key a full run of ``scenario`` produces (all registered methods)."""
+    return [method_key(m, r) for m in (scenario.methods or tuple(METHODS)) for r in scenario.coreset_ratios or (None,)]
 
 
 def cases(categories, scenarios=tuple(SCENARIOS)) -> list:

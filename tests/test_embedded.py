@@ -23,7 +23,7 @@ def embedded(tmp_path_factory):
 
 
 def test_three_kinds_of_category():
-    kinds = {c: (SOURCES[c][1], SOURCES[c][2]) for c in CATEGORIES}
+    kinds = {c: (SOURCES[c][1], SOURCES[c][0]().ndim == 2) for c in CATEGORIES}  # (kind, grayscale)
     assert ("object", False) in kinds.values()
     assert any(kind == "texture" for kind, _ in kinds.values())
     assert any(gray for _, gray in kinds.values())
@@ -36,7 +36,7 @@ def test_layout_is_valid_and_complete(embedded, category):
     assert len(files.train_good) == 5 and len(files.test_good) == 2
     assert files.defects == sorted(DEFECTS) and files.has_masks
     img = Image.open(files.train_good[0].path)
-    assert img.size == (96, 96) and img.mode == ("L" if SOURCES[category][2] else "RGB")
+    assert img.size == (96, 96) and img.mode == ("L" if SOURCES[category][0]().ndim == 2 else "RGB")
 
 
 @pytest.mark.parametrize("category", CATEGORIES)

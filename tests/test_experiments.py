@@ -83,11 +83,13 @@ def test_every_artifact_is_written(first_run):
     for f in ("patchcore_brick_clean.npy", "padim_brick_clean.pt", "patchcore_unified_clean.npy",
               "patchcore_brick_shift_coreset_01.npy", "patchcore_brick_shift_coreset_10.npy"):
         assert (out / "models" / f).is_file(), f
-    for f in ("roc_clean.png", "confusion_clean.png", "overlays_clean_patchcore.png", "coreset_tradeoff.png",
-              "cross_class_patchcore.png"):
+    for f in ("roc_clean.png", "confusion_clean.png", "overlays_clean_patchcore.png",
+              "coreset_tradeoff_coreset_ablation.png", "cross_class_unified_patchcore.png"):
         assert (out / "visualizations" / f).stat().st_size > 1000, f
     report = (out / "report.md").read_text()
-    assert "## coreset_ablation" in report and "coreset_tradeoff.png" in report
+    assert "## coreset_ablation" in report and "coreset_tradeoff_coreset_ablation.png" in report
+    for r in results:  # every figure a scenario lists exists and the report shows it
+        assert r["figures"] and all((out / f).is_file() and f"({f})" in report for f in r["figures"])
     assert (out / "splits" / "brick.json").is_file()
     assert (out / "data" / f"{first_run_data_name(out)}-shift" / "brick" / "shift_params.json").is_file()
     assert timings["features_computed"] == 2 * 2 * (10 + 4 + 5)  # each image once per domain

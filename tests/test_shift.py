@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from ad_core.data.io import read_image, read_mask
 from ad_core.data.layout import discover_category
-from ad_core.shift import ShiftParams, apply_shift, image_rng, sample_shift_params, write_shifted_category
+from ad_core.seeding import rng_for
+from ad_core.shift import ShiftParams, apply_shift, sample_shift_params, write_shifted_category
 from ad_core.shift.transform import ILLUM_KINDS, illumination_map
 
 pytestmark = pytest.mark.fast
@@ -42,11 +43,11 @@ def test_effect_probabilities_are_one_half():
 
 
 def test_per_image_generator_is_deterministic_and_distinct():
-    a = sample_shift_params(image_rng(42, "carpet", "test/good/000.png"))
-    assert a == sample_shift_params(image_rng(42, "carpet", "test/good/000.png"))
-    assert a != sample_shift_params(image_rng(42, "carpet", "test/good/001.png"))
-    assert a != sample_shift_params(image_rng(42, "zipper", "test/good/000.png"))
-    assert a != sample_shift_params(image_rng(43, "carpet", "test/good/000.png"))
+    a = sample_shift_params(rng_for(42, "carpet", "test/good/000.png"))
+    assert a == sample_shift_params(rng_for(42, "carpet", "test/good/000.png"))
+    assert a != sample_shift_params(rng_for(42, "carpet", "test/good/001.png"))
+    assert a != sample_shift_params(rng_for(42, "zipper", "test/good/000.png"))
+    assert a != sample_shift_params(rng_for(43, "carpet", "test/good/000.png"))
     assert ShiftParams.from_json(json.loads(json.dumps(a.to_json()))) == a
 
 

@@ -38,9 +38,6 @@ class ImageSet(Dataset):
         x, m = self.preprocess(image, mask)
         return {"image": x, "mask": m, "label": sample.label, "relpath": sample.relpath}
 
-    def labels(self) -> np.ndarray:
-        return np.array([s.label for s in self.samples], dtype=np.int64)
-
     def masks(self) -> np.ndarray:
         """All masks at model resolution, bool (N, S, S), for pixel metrics (no image decode)."""
         size = self.preprocess.size

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ad_core import SEED
 from ad_core.data.io import atomic_write_bytes, write_json
 from ad_core.errors import DatasetError
 
@@ -50,7 +51,7 @@ def elpv_labels() -> list[tuple[Path, float, str]]:
     return rows
 
 
-def make_elpv_dataset(root: str | Path, seed: int = 42, categories: tuple[str, ...] = CATEGORIES) -> Path:
+def make_elpv_dataset(root: str | Path, seed: int = SEED, categories: tuple[str, ...] = CATEGORIES) -> Path:
     """Write the MVTec-layout copy under ``root`` (kept if complete for the same seed)."""
     root = Path(root)
     marker = root / MARKER

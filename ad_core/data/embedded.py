@@ -23,6 +23,7 @@ from skimage.draw import ellipse, line, polygon
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from ad_core import SEED
 from ad_core.data.io import write_image, write_json
 from ad_core.seeding import rng_for
 
@@ -38,14 +39,14 @@ class EmbeddedSpec:
     n_test_good: int = 12
     n_per_defect: int = 4
     size: int = 256
-    seed: int = 42
+    seed: int = SEED
 
 
-# category -> (source loader, kind, grayscale)
+# category -> (source loader, kind); grayscale follows the source image
 SOURCES = {
-    "coffee": (skdata.coffee, "object", False),
-    "brick": (skdata.brick, "texture", True),
-    "tissue": (skdata.immunohistochemistry, "texture", False),
+    "coffee": (skdata.coffee, "object"),
+    "brick": (skdata.brick, "texture"),
+    "tissue": (skdata.immunohistochemistry, "texture"),
 }
 CATEGORIES = tuple(SOURCES)
 
@@ -63,7 +64,7 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
 
 def _normal_image(category: str, rng: np.random.Generator, size: int) -> np.ndarray:
     """One defect-free image, float32 in [0, 1], (size, size) or (size, size, 3)."""
-    loader, kind, _gray = SOURCES[category]
+    loader, kind = SOURCES[category]
     src = _to_float(loader())
     if kind == "object":
         # cup centred near (x=290, y=200) in the 400x600 photo: pose jitter, then crop

@@ -12,9 +12,13 @@ Decisions (documented in the README):
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -116,32 +120,30 @@ def read_mask(path: str | Path, image_size: tuple[int, int] | None = None) -> np
     return arr > 0
 
 
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` (rename).
+
+    The one atomic-write helper of the project: a reader (or a restarted run) sees the old
+    file or the complete new one, never a half-written file; on an error the temporary
+    file is removed and ``path`` is untouched.  ``mode``: "wb" or "w" (UTF-8 text).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file + rename (no half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
-    """``np.save`` through a temporary file + rename, streamed (no in-memory copy of a large array)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically (see ``atomic_open``)."""
+    with atomic_open(path) as fh:
+        fh.write(data)
 
 
 def write_image(path: str | Path, array: np.ndarray) -> None:
@@ -149,19 +151,15 @@ def write_image(path: str | Path, array: np.ndarray) -> None:
 
     The format follows the file's suffix (PNG for ``.png``), so copies keep their names.
     """
-    import io
-
     path = Path(path)
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
     fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format=fmt)
-    atomic_write_bytes(path, buf.getvalue())
+    with atomic_open(path) as fh:
+        Image.fromarray(np.ascontiguousarray(array)).save(fh, format=fmt)
 
 
 def write_json(path: str | Path, obj: object) -> None:
     """Write ``obj`` as indented JSON atomically."""
-    import json
-
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    with atomic_open(path, "w") as fh:
+        fh.write(json.dumps(obj, indent=2, sort_keys=False) + "\n")

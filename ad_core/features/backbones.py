@@ -14,6 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
+from ad_core import SEED
 from ad_core.features.weights import WeightsError, how_to_provide, load_by_name_or_position, load_state_file
 
 
@@ -59,7 +60,7 @@ BACKBONES: dict[str, BackboneInfo] = {
 }
 
 
-def describe_weights(name: str, weights: str | None, seed: int = 42) -> str:
+def describe_weights(name: str, weights: str | None, seed: int = SEED) -> str:
     """The source string a backbone built with these arguments records (no loading)."""
     info = BACKBONES[name]
     weights = weights or info.default_weights
@@ -110,7 +111,7 @@ def _load_weights(model: nn.Module, name: str, info: BackboneInfo, weights: str,
     return describe_weights(name, weights, seed)
 
 
-def build_backbone(name: str, weights: str | None = None, seed: int = 42) -> tuple[list[tuple[str, nn.Module]], str]:
+def build_backbone(name: str, weights: str | None = None, seed: int = SEED) -> tuple[list[tuple[str, nn.Module]], str]:
     """Stages of a frozen, eval-mode backbone and the weights source used.
 
     ``weights``: "torchvision", "package", "random" (tests only) or a file path;

@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ad_core import SEED
 from ad_core.features.backbones import BACKBONES, build_backbone
 
 
@@ -32,7 +33,7 @@ class FeatureExtractor:
         weights: str | None = None,
         device: str | torch.device = "auto",
         batch_size: int = 16,
-        seed: int = 42,
+        seed: int = SEED,
     ):
         stages, self.weights_source = build_backbone(backbone, weights, seed)
         names = [n for n, _ in stages]

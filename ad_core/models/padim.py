@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ad_core.data.io import atomic_write_bytes
+from ad_core import SEED
+from ad_core.data.io import atomic_open
 from ad_core.models.common import FeatureBatches, as_batches, upsample_maps
 
 
@@ -39,7 +40,7 @@ class PaDiM:
         layers: tuple[str, ...] = ("layer1", "layer2", "layer3"),
         blur_sigma: float | None = None,
         image_size: int = 224,
-        seed: int = 42,
+        seed: int = SEED,
         device: str = "cpu",
     ):
         self.n_features = n_features
@@ -97,7 +98,6 @@ class PaDiM:
             if total is None:
                 total = torch.zeros(h * w, d, dtype=torch.float64, device=emb.device)
                 outer = torch.zeros(h * w, d, d, dtype=torch.float64, device=emb.device)
-                self.grid_ = (h, w)
             total += x.sum(2)
             outer.baddbmm_(x, x.transpose(1, 2))  # in place: no (P, d, d) temporary per batch
             n += b
@@ -114,6 +114,10 @@ class PaDiM:
         self.inv_covariance_ = inv  # (P, d, d)
         self.n_train_images_ = n
         return self
+
+    def fit_summary(self) -> dict[str, int]:
+        """Sizes of the learned state: grid positions (one Gaussian each) and training images."""
+        return {"n_positions": int(self.mean_.shape[0]), "n_train_images": int(self.n_train_images_)}
 
     def distances(self, features: FeatureBatches) -> torch.Tensor:
         """Mahalanobis distance grids (N, H, W)."""
@@ -136,12 +140,9 @@ class PaDiM:
 
     def save(self, path: str | Path) -> None:
         """Means, inverse covariances, chosen dims and hyperparameters in one ``.pt`` (atomic)."""
-        import io
-
-        buf = io.BytesIO()
-        torch.save({"params": self.get_params(), "mean": self.mean_, "inv_covariance": self.inv_covariance_,
-                    "dims": self.dims_, "grid": list(self.grid_), "n_train_images": self.n_train_images_}, buf)
-        atomic_write_bytes(path, buf.getvalue())
+        with atomic_open(path) as fh:
+            torch.save({"params": self.get_params(), "mean": self.mean_, "inv_covariance": self.inv_covariance_,
+                        "dims": self.dims_, "n_train_images": self.n_train_images_}, fh)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "PaDiM":
@@ -150,5 +151,5 @@ class PaDiM:
         params["layers"] = tuple(params["layers"])
         model = cls(**params, device=device)
         model.mean_, model.inv_covariance_, model.dims_ = state["mean"], state["inv_covariance"], state["dims"]
-        model.grid_, model.n_train_images_ = tuple(state["grid"]), state["n_train_images"]
+        model.n_train_images_ = state["n_train_images"]
         return model

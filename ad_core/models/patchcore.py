@@ -23,7 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ad_core.data.io import atomic_write_bytes, write_json
+from ad_core import SEED
+from ad_core.data.io import atomic_open, write_json
 from ad_core.models.common import FeatureBatches, as_batches, coreset_size, upsample_maps
 from ad_core.models.coreset import greedy_coreset, jl_matrix, start_index
 from ad_core.models.knn import NearestNeighbours
@@ -62,7 +63,7 @@ class PatchCore:
         reweighting: str = "study",
         blur_sigma: float | None = None,
         image_size: int = 224,
-        seed: int = 42,
+        seed: int = SEED,
         device: str = "cpu",
         progress: bool = False,
     ):
@@ -135,6 +136,10 @@ class PatchCore:
         self._index = None
         return self
 
+    def fit_summary(self) -> dict[str, int]:
+        """Sizes of the learned state: memory-bank entries and the training patches they cover."""
+        return {"memory_bank_size": int(self.memory_bank_.shape[0]), "n_train_patches": int(self.n_train_patches_)}
+
     def _knn(self) -> NearestNeighbours:
         if getattr(self, "_index", None) is None:
             self._index = NearestNeighbours(self.memory_bank_, self.device)
@@ -183,12 +188,9 @@ class PatchCore:
 
     def save(self, path: str | Path) -> None:
         """Memory bank to ``path`` (.npy) and hyperparameters to ``path`` with .json."""
-        import io
-
         path = Path(path)
-        buf = io.BytesIO()
-        np.save(buf, self.memory_bank_)
-        atomic_write_bytes(path, buf.getvalue())
+        with atomic_open(path) as fh:
+            np.save(fh, self.memory_bank_)
         write_json(path.with_suffix(".json"), {**self.get_params(), "n_train_patches": self.n_train_patches_})
 
     @classmethod

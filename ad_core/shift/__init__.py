@@ -1,6 +1,6 @@
 """MVTec-Shift: the study's synthetic domain shift (STUDY.md §3)."""
 
 from ad_core.shift.generate import write_shifted_category
-from ad_core.shift.transform import ShiftParams, apply_shift, image_rng, sample_shift_params
+from ad_core.shift.transform import ShiftParams, apply_shift, sample_shift_params
 
-__all__ = ["ShiftParams", "apply_shift", "image_rng", "sample_shift_params", "write_shifted_category"]
+__all__ = ["ShiftParams", "apply_shift", "sample_shift_params", "write_shifted_category"]

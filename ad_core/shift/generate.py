@@ -7,16 +7,18 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ad_core import SEED
 from ad_core.data.dataset import load_pair
 from ad_core.data.io import write_image, write_json
 from ad_core.data.layout import CategoryFiles
-from ad_core.shift.transform import apply_shift, image_rng, sample_shift_params
+from ad_core.seeding import rng_for
+from ad_core.shift.transform import apply_shift, sample_shift_params
 
 PARAMS_LOG = "shift_params.json"
 
 
 def write_shifted_category(
-    files: CategoryFiles, out_root: str | Path, seed: int = 42, progress: bool = True
+    files: CategoryFiles, out_root: str | Path, seed: int = SEED, progress: bool = True
 ) -> Path:
     """Shift every image of ``files`` into ``out_root/<category>`` (same relative names).
 
@@ -35,7 +37,7 @@ def write_shifted_category(
     params_log: dict[str, dict[str, object]] = {}
     for sample in tqdm(samples, desc=f"shift {files.name}", disable=not progress, leave=False):
         image, mask = load_pair(sample)
-        params = sample_shift_params(image_rng(seed, files.name, sample.relpath))
+        params = sample_shift_params(rng_for(seed, files.name, sample.relpath))  # per image: (seed, category, relpath)
         shifted, shifted_mask = apply_shift(image, mask if sample.mask is not None else None, params)
         write_image(dst / sample.relpath, shifted)
         if shifted_mask is not None:

@@ -18,7 +18,6 @@ from scipy.ndimage import gaussian_filter
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from ad_core.seeding import rng_for
 
 ROTATION_DEG = 10.0
 SCALE_RANGE = (0.9, 1.0)
@@ -70,15 +69,6 @@ class ShiftParams:
             self.blur_sigma, False, self.noise_sigma, self.noise_seed, None,
             self.illumination_strength,
         )
-
-
-def image_rng(seed: int, category: str, relpath: str) -> np.random.Generator:
-    """Generator for one image, from (seed, category, split/defect/file name).
-
-    ``relpath`` (e.g. ``test/crack/003.png``) carries the split folder and file name; a
-    SHA-256 seed makes it identical across runs and machines.
-    """
-    return rng_for(seed, category, relpath)
 
 
 def sample_shift_params(rng: np.random.Generator) -> ShiftParams:

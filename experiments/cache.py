@@ -1,0 +1,163 @@
+"""Every on-disk cache of a run and its file format: features, fitted models, scores.
+
+All writes go through ``ad_core.data.io.atomic_open`` (temporary file + rename), so a
+killed run leaves only complete entries and a restart continues where it stopped.
+
+Features (``cache/features/<config digest>/``), content-keyed: SHA-256 of the image file's bytes, under a folder keyed by the extractor
+configuration (backbone, weights, layers, preprocessing).  Clean and shifted copies of an
+image have different bytes, hence different entries; every scenario and every rerun
+shares the same entries.
+
+Models (``models/<name><suffix>`` + ``<name>.fit.json``) and scores
+(``cache/scores/<model>/<domain>_<category>_<split>.npz`` + ``_maps.npy``) are keyed by name
+within one ``--out``, whose configuration ``experiments.artifacts.guard_config`` pins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ad_core.data.dataset import ImageSet
+from ad_core.data.io import atomic_open, write_json
+from ad_core.data.layout import Sample
+from ad_core.data.preprocess import Preprocessor
+from ad_core.features import FeatureExtractor
+from experiments.methods import AnomalyModel, MethodSpec
+
+
+def file_digest(path: Path, _memo: dict[tuple[str, int, int], str] = {}) -> str:  # noqa: B006
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _memo:
+        _memo[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return _memo[key]
+
+
+class FeatureStore:
+    """Feature maps of samples, from the cache or computed (and cached) on first use."""
+
+    def __init__(self, cache_dir: Path, config: dict[str, object],
+                 make_extractor: Callable[[], FeatureExtractor], batch_size: int = 16, progress: bool = True,
+                 image_size: int = 224):
+        self.config = config
+        self.preprocess = Preprocessor(size=image_size)
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        self.root = Path(cache_dir) / digest
+        self._make_extractor = make_extractor
+        self._extractor: FeatureExtractor | None = None
+        self.batch_size = batch_size
+        self.progress = progress
+        self.n_computed = 0
+        if not (self.root / "config.json").is_file():
+            write_json(self.root / "config.json", config)
+
+    def _path(self, sample: Sample) -> Path:
+        h = file_digest(sample.path)
+        return self.root / h[:2] / f"{h}.pt"
+
+    def ensure(self, samples: Sequence[Sample]) -> None:
+        """Compute and cache the features of every sample not cached yet."""
+        missing = [s for s in dict.fromkeys(samples) if not self._path(s).is_file()]
+        if not missing:
+            return
+        if self._extractor is None:
+            self._extractor = self._make_extractor()
+        start = 0
+        for batch in self._extractor.batches(ImageSet(missing, self.preprocess), progress=self.progress):
+            n = next(iter(batch.values())).shape[0]
+            for j in range(n):
+                with atomic_open(self._path(missing[start + j])) as fh:
+                    torch.save({k: v[j].clone() for k, v in batch.items()}, fh)
+            start += n
+        self.n_computed += len(missing)
+
+    def load(self, sample: Sample) -> dict[str, torch.Tensor]:
+        return torch.load(self._path(sample), map_location="cpu", weights_only=True)
+
+    def batches(self, samples: Sequence[Sample], layers: Sequence[str] | None = None) -> "CachedBatches":
+        self.ensure(samples)
+        return CachedBatches(self, list(samples), tuple(layers) if layers else None)
+
+
+class CachedBatches:
+    """Re-iterable batches ``{layer: (B, C, h, w)}`` read from the cache in sample order."""
+
+    def __init__(self, store: FeatureStore, samples: list[Sample], layers: tuple[str, ...] | None):
+        self.store, self.samples, self.layers = store, samples, layers
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        bs = self.store.batch_size
+        for lo in range(0, len(self.samples), bs):
+            items = [self.store.load(s) for s in self.samples[lo:lo + bs]]
+            keys = self.layers or tuple(items[0])
+            yield {k: torch.stack([it[k] for it in items]) for k in keys}
+
+
+class ModelStore:
+    """Fitted models of a run: ``<name><suffix>`` (the method's own format) + ``<name>.fit.json``."""
+
+    def __init__(self, root: Path, device: str):
+        self.root, self.device = Path(root), device
+
+    def load(self, name: str, spec: MethodSpec) -> tuple[AnomalyModel, dict] | None:
+        """The saved model and its fit record, or None when either file is missing."""
+        path, meta_path = self.root / f"{name}{spec.suffix}", self.root / f"{name}.fit.json"
+        if not (path.is_file() and meta_path.is_file()):
+            return None
+        return spec.load(path, self.device), json.loads(meta_path.read_text())
+
+    def save(self, name: str, spec: MethodSpec, model: AnomalyModel, meta: dict) -> None:
+        model.save(self.root / f"{name}{spec.suffix}")
+        write_json(self.root / f"{name}.fit.json", meta)  # last: it marks the entry complete
+
+
+class ScoreCache:
+    """Image scores (``.npz``) and, where kept, anomaly maps (``_maps.npy``, memory-mapped on load).
+
+    A run holds the test maps of every (model, domain) pair; memory-mapping them keeps RSS
+    from growing by 200 kB an image.  ``maps`` in the entry: "kept", "dropped" (validation
+    and uncertain splits need image scores only) or "none" (the method makes no maps).
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def _paths(self, model: str, domain: str, category: str, split: str) -> tuple[Path, Path]:
+        scores = self.root / model / f"{domain}_{category}_{split}.npz"
+        return scores, scores.with_name(f"{scores.stem}_maps.npy")
+
+    def load(self, model: str, domain: str, category: str, split: str, need_maps: bool
+             ) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """(scores, maps or None), or None when the entry is missing or lacks the maps asked for."""
+        scores_path, maps_path = self._paths(model, domain, category, split)
+        if not scores_path.is_file():
+            return None
+        with np.load(scores_path) as entry:
+            scores = entry["scores"]
+            maps_state = str(entry["maps"]) if "maps" in entry else ("kept" if split == "test" else "dropped")
+        if maps_state == "kept" and maps_path.is_file():
+            return scores, np.load(maps_path, mmap_mode="r")
+        if maps_state == "none" or not need_maps:
+            return scores, None
+        return None
+
+    def save(self, model: str, domain: str, category: str, split: str, scores: np.ndarray,
+             maps: np.ndarray | None, keep_maps: bool) -> np.ndarray | None:
+        """Write the entry; return the kept maps, memory-mapped (or None)."""
+        scores_path, maps_path = self._paths(model, domain, category, split)
+        state = "none" if maps is None else ("kept" if keep_maps else "dropped")
+        if state == "kept":
+            with atomic_open(maps_path) as fh:  # before the scores file, which marks the entry complete
+                np.save(fh, maps)
+        with atomic_open(scores_path) as fh:
+            np.savez(fh, scores=scores, maps=np.array(state))
+        return np.load(maps_path, mmap_mode="r") if state == "kept" else None

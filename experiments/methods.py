@@ -1,0 +1,74 @@
+"""The method registry: one entry per anomaly-detection method the runner can fit and score.
+
+An entry names the model class (imported on first use), which run-configuration fields
+become which constructor arguments, the saved model's file suffix and a description.
+The runner, CLI, scenarios, report and golden tests read this table; adding a method is
+one model file in ``ad_core/models/`` plus one entry here (docs/protocol.md §5, §6, §10).
+
+A registered class follows the scikit-learn habit (docs/protocol.md): ``Model(**params,
+device=...)``, ``fit(feature_batches) -> self``, ``score(feature_batches) -> (image scores
+(N,), maps (N, S, S) or None)``, ``save(path)``, ``Model.load(path, device=...)``,
+``get_params() -> dict`` and ``fit_summary() -> dict`` (sizes of the learned state).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from experiments.runner import RunConfig
+
+
+class AnomalyModel(Protocol):
+    def fit(self, features: Any) -> AnomalyModel: ...
+    def score(self, features: Any) -> tuple[np.ndarray, np.ndarray | None]: ...
+    def save(self, path: Any) -> None: ...
+    def get_params(self) -> dict[str, object]: ...
+    def fit_summary(self) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    model: str  # "module:Class"
+    suffix: str  # saved model file: models/<name>_<scope>_<domain><suffix>
+    description: str
+    config_params: Mapping[str, str] = field(default_factory=dict)  # constructor argument -> RunConfig field
+
+    def model_class(self) -> type:
+        module, cls = self.model.split(":")
+        return getattr(importlib.import_module(module), cls)
+
+    def build(self, config: RunConfig, device: str, **overrides: object) -> AnomalyModel:
+        """A new unfitted model with the run's settings (``overrides``: e.g. a swept coreset ratio)."""
+        params = {arg: getattr(config, name) for arg, name in self.config_params.items()}
+        return self.model_class()(**{**params, **overrides}, device=device)
+
+    def load(self, path: Any, device: str) -> AnomalyModel:
+        return self.model_class().load(path, device=device)
+
+    def describe(self, config: RunConfig) -> dict[str, object]:
+        """The model's hyperparameters under this configuration (recorded with every result)."""
+        return self.build(config, "cpu").get_params()
+
+
+METHODS: dict[str, MethodSpec] = {m.name: m for m in (
+    MethodSpec("patchcore", "ad_core.models.patchcore:PatchCore", ".npy",
+               "PatchCore (Roth et al. 2022): coreset memory bank of patch features, kNN distance",
+               {"coreset_ratio": "coreset_ratio", "projection_dim": "projection_dim", "k": "k",
+                "image_size": "image_size", "seed": "seed", "progress": "progress"}),
+    MethodSpec("padim", "ad_core.models.padim:PaDiM", ".pt",
+               "PaDiM (Defard et al. 2020): per-position Gaussian of patch features, Mahalanobis distance",
+               {"n_features": "padim_features", "image_size": "image_size", "seed": "seed"}),
+)}
+
+
+def get_method(name: str) -> MethodSpec:
+    if name not in METHODS:
+        raise ValueError(f"Unknown method {name!r}; registered methods: {', '.join(METHODS)}.")
+    return METHODS[name]
