@@ -1,0 +1,65 @@
+"""The method registry: every registered method honours the model contract the runner relies on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from experiments.methods import METHODS, get_method
+from experiments.plots import FIGURES
+from experiments.runner import RunConfig, StudyRun
+from experiments.scenarios import SCENARIOS
+
+pytestmark = pytest.mark.fast
+
+SIZE = 32  # model resolution of these small cases
+
+
+def feature_batches(n: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    """Small ResNet-shaped feature maps: layer1 (8 ch, 16x16), layer2 (16 ch, 8x8), layer3 (32 ch, 4x4)."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"layer1": (8, 16), "layer2": (16, 8), "layer3": (32, 4)}
+    return [{k: torch.rand(b, c, s, s, generator=g) for k, (c, s) in shapes.items()}
+            for b in (n // 2, n - n // 2)]
+
+
+def small_config() -> RunConfig:
+    return RunConfig(padim_features=10, image_size=SIZE, coreset_ratio=0.1, progress=False)
+
+
+def test_unknown_method_is_an_error_listing_the_registered_ones(tmp_path):
+    with pytest.raises(ValueError, match="Unknown method 'nope'; registered methods: patchcore, padim"):
+        get_method("nope")
+    with pytest.raises(ValueError, match="registered methods"):
+        StudyRun(RunConfig(out=tmp_path, methods=["patchcore", "nope"]))
+
+
+def test_scenarios_name_registered_methods_and_known_figures():
+    for sc in SCENARIOS.values():
+        assert set(sc.methods or METHODS) <= set(METHODS), sc.name
+        assert set(sc.figures) <= set(FIGURES), sc.name
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_registered_method_fits_scores_and_round_trips(name, tmp_path):
+    spec = get_method(name)
+    config = small_config()
+    model = spec.build(config, "cpu")
+    for arg, field in spec.config_params.items():  # run settings reach the constructor
+        if arg in model.get_params():
+            assert model.get_params()[arg] == getattr(config, field), arg
+    assert model.fit(feature_batches(6, 0)) is model
+    assert set(model.fit_summary()) and all(isinstance(v, int) and v > 0 for v in model.fit_summary().values())
+    test = feature_batches(5, 1)
+    scores, maps = model.score(test)
+    assert scores.shape == (5,) and scores.dtype == np.float64 and np.isfinite(scores).all()
+    assert maps is None or (maps.shape == (5, SIZE, SIZE) and np.isfinite(maps).all())
+    path = tmp_path / f"model{spec.suffix}"
+    model.save(path)
+    again = spec.load(path, "cpu")
+    assert again.get_params() == model.get_params()
+    scores2, maps2 = again.score(test)
+    np.testing.assert_array_equal(scores2, scores)
+    assert (maps2 is None) == (maps is None)
+    assert spec.describe(config) == model.get_params()
