@@ -6,4 +6,4 @@ Stages (data flows one way): ``data`` (MVTec layout, splits, embedded dataset) -
 
 __version__ = "0.1.0"
 
-SEED = 42  # the study's seed (STUDY.md §2)
+SEED = 42  # the study's seed (docs/protocol.md §2)

@@ -1,4 +1,4 @@
-"""Threshold calibration: the F1-optimal tau on a 1000-step grid (STUDY.md §7)."""
+"""Threshold calibration: the F1-optimal tau on a 1000-step grid (docs/protocol.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Image and pixel metrics (STUDY.md §7), PRO against its exact definition."""
+"""Image and pixel metrics (docs/protocol.md §7), PRO against its exact definition."""
 
 from __future__ import annotations
 

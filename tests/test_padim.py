@@ -1,4 +1,4 @@
-"""PaDiM (STUDY.md §6): streaming Gaussian, Mahalanobis, dims, persistence."""
+"""PaDiM (docs/protocol.md §6): streaming Gaussian, Mahalanobis, dims, persistence."""
 
 from __future__ import annotations
 

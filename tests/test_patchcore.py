@@ -1,4 +1,4 @@
-"""PatchCore (STUDY.md §5): embedding, coreset, kNN, reweighting, persistence."""
+"""PatchCore (docs/protocol.md §5): embedding, coreset, kNN, reweighting, persistence."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MVTec-Shift (STUDY.md §3): parameter ranges, determinism, mask/image alignment, writer."""
+"""MVTec-Shift (docs/protocol.md §3): parameter ranges, determinism, mask/image alignment, writer."""
 
 from __future__ import annotations
 

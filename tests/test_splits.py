@@ -1,4 +1,4 @@
-"""Seeded splits (STUDY.md §2): counts, determinism, JSON round trip, real MVTec counts."""
+"""Seeded splits (docs/protocol.md §2): counts, determinism, JSON round trip, real MVTec counts."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ad_core.errors import DatasetError
 
 pytestmark = pytest.mark.fast
 
-# STUDY.md §2 Table 1 (official MVTec AD): (n train/good, n test/good, n anomalous) -> counts
+# docs/protocol.md §2 Table 1 (official MVTec AD): (n train/good, n test/good, n anomalous) -> counts
 STUDY_COUNTS = {
     "hazelnut": ((391, 40, 70), dict(train=312, val_normal=79, val_anomalous=21, test_normal=40, test_anomalous=49)),
     "carpet": ((280, 28, 89), dict(train=224, val_normal=56, val_anomalous=26, test_normal=28, test_anomalous=63)),

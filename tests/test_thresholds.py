@@ -1,4 +1,4 @@
-"""F1-optimal threshold on the 1000-step grid (STUDY.md §7) against brute force."""
+"""F1-optimal threshold on the 1000-step grid (docs/protocol.md §7) against brute force."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reading images and masks from disk with the checks a user needs (STUDY.md §1).
+"""Reading images and masks from disk with the checks a user needs (docs/protocol.md §1).
 
 Decisions (documented in the README):
 - grayscale (L, I;16, 1-bit) images are kept single-channel here and repeated to 3 channels

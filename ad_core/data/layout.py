@@ -1,4 +1,4 @@
-"""Discovery of categories in MVTec AD layout (STUDY.md §1).
+"""Discovery of categories in MVTec AD layout (docs/protocol.md §1).
 
 Layout::
 

@@ -1,4 +1,4 @@
-"""The study's preprocessing (STUDY.md §1) with torchvision transforms v2.
+"""The study's preprocessing (docs/protocol.md §1) with torchvision transforms v2.
 
 Image: resize to 224x224 (bilinear, antialiased as PIL's resize is), scale to [0, 1],
 ImageNet normalisation; grayscale repeated to 3 channels.  Mask: the same resize with

@@ -1,4 +1,4 @@
-"""Seeded train/val/test splits of one category (STUDY.md §2), stored as JSON of file names.
+"""Seeded train/val/test splits of one category (docs/protocol.md §2), stored as JSON of file names.
 
 Rule: train = first ``floor(0.8 * n_good_train)`` of a seeded permutation of the sorted
 ``train/good`` files, val normals = the rest; val anomalies = first ``floor(0.3 * n_anom)``

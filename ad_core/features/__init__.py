@@ -1,4 +1,4 @@
-"""Feature extraction shared by PatchCore and PaDiM (STUDY.md §4)."""
+"""Feature extraction shared by PatchCore and PaDiM (docs/protocol.md §4)."""
 
 from ad_core.features.backbones import BACKBONES, build_backbone
 from ad_core.features.extractor import FeatureExtractor

@@ -1,4 +1,4 @@
-"""Pixel-level metrics: pixel AUROC and PRO (per-region overlap), STUDY.md §7.
+"""Pixel-level metrics: pixel AUROC and PRO (per-region overlap), docs/protocol.md §7.
 
 PRO follows the MVTec AD evaluation protocol exactly: regions are the 8-connected
 components of each ground-truth mask; at a threshold t, FPR = false-positive pixels / all

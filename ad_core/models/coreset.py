@@ -1,4 +1,4 @@
-"""Greedy (furthest-point) coreset on a Johnson-Lindenstrauss projection (STUDY.md §5).
+"""Greedy (furthest-point) coreset on a Johnson-Lindenstrauss projection (docs/protocol.md §5).
 
 Memory: the full patches are never held together; the caller streams them through the
 projection and keeps only the (N, 128) result.  No N x N distance matrix is ever formed.

@@ -1,4 +1,4 @@
-"""PaDiM as the study defines it (STUDY.md §6), in the scikit-learn habit.
+"""PaDiM as the study defines it (docs/protocol.md §6), in the scikit-learn habit.
 
 embedding: layer1 + layer2 + layer3 maps, the deeper ones resized (nearest, as anomalib's
 ``PadimModel``) to layer1's grid and concatenated; a fixed seeded random subset of

@@ -1,4 +1,4 @@
-"""PatchCore as the study defines it (STUDY.md §5), in the scikit-learn habit.
+"""PatchCore as the study defines it (docs/protocol.md §5), in the scikit-learn habit.
 
 embedding: 3x3 average pooling (stride 1, padding 1) on layer2 and layer3, layer3
 bilinearly upsampled to layer2's grid, concatenated -> one vector per patch.

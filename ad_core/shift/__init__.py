@@ -1,4 +1,4 @@
-"""MVTec-Shift: the study's synthetic domain shift (STUDY.md §3)."""
+"""MVTec-Shift: the study's synthetic domain shift (docs/protocol.md §3)."""
 
 from ad_core.shift.generate import write_shifted_category
 from ad_core.shift.transform import ShiftParams, apply_shift, sample_shift_params

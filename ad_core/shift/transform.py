@@ -1,4 +1,4 @@
-"""MVTec-Shift as a pure function of (image, mask, parameters) (STUDY.md §3).
+"""MVTec-Shift as a pure function of (image, mask, parameters) (docs/protocol.md §3).
 
 ``sample_shift_params(rng)`` draws every parameter in a fixed order (all draws happen
 whether or not a p=0.5 effect fires, so one effect never changes another's value);
