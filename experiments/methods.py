@@ -65,6 +65,7 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
     MethodSpec("padim", "ad_core.models.padim:PaDiM", ".pt",
                "PaDiM (Defard et al. 2020): per-position Gaussian of patch features, Mahalanobis distance",
                {"n_features": "padim_features", "image_size": "image_size", "seed": "seed"}),
+    MethodSpec("dn2", "ad_core.models.dn2:DN2", ".npz", "DN2 (Bergman et al. 2020): image-level 2-NN baseline"),
 )}
 
 
