@@ -107,23 +107,148 @@ def _compact(pool_i, pool_d, pool_t, pool_z, seg_lo, seg_hi, n_clusters):
     return w
 
 
+# The kernel's state travels as tuples of arrays (numba passes them by reference):
+#   pool     = (pool_i, pool_d, pool_t, pool_z): per entry, point index, squared distance to
+#              its centre, bound threshold, projected copy (k float32)
+#   clusters = (seg_lo, seg_hi, radius2, far): per cluster, its pool segment, squared radius,
+#              furthest member
+#   centres  = (xc, zc, selected): per chosen centre, its full and projected rows, point index
+#   scratch  = (mover_i, mover_d, mover_n, cand, exact_n): per-thread buffers of one step
+
+
+@njit(cache=True)
+def _next_centre(radius2: np.ndarray, far: np.ndarray, n_clusters: int) -> int:
+    """The furthest first entry over clusters: the largest radius, the lowest point index on ties."""
+    best, p = -1.0, -1
+    for j in range(n_clusters):
+        r2 = radius2[j]
+        if r2 > best or (r2 == best and far[j] < p):
+            best, p = r2, far[j]
+    return p
+
+
+@njit(cache=True)
+def _candidates(j, step, zerr, pool, clusters, centres, cand, tid):
+    """Pool positions of cluster ``j`` that may move to centre ``step`` (into ``cand[tid]``); their count.
+
+    The cluster is skipped when ``|c - a| >= 2R`` (projected lower bound first, then exact);
+    inside, only the sorted prefix with ``|c - a| < 2 r(x)`` is read, and of that only the
+    members whose float32 projected distance is below their precomputed threshold remain.
+    """
+    pool_d, pool_t, pool_z = pool[1], pool[2], pool[3]
+    seg_lo, seg_hi, radius2 = clusters[0], clusters[1], clusters[2]
+    xc, zc = centres[0], centres[1]
+    r2 = radius2[j]
+    if r2 <= 0.0:  # empty, or every member sits on its centre
+        return 0
+    limit = 4.0 * r2 * _SLACK
+    lower = np.sqrt(_d2(zc, step, zc, j)) - zerr
+    if lower > 0.0 and lower * lower >= limit:
+        return 0
+    cc2 = _d2(xc, step, xc, j)
+    if cc2 >= limit:
+        return 0
+    lo, hi = seg_lo[j], seg_hi[j]
+    stop = lo
+    while stop < hi and cc2 < 4.0 * pool_d[stop] * _SLACK:
+        stop += 1
+    n_cand = 0
+    for u in range(lo, stop):  # the hot loop
+        if _d2_f32(pool_z, u, zc, step) < pool_t[u]:
+            cand[tid, n_cand] = u
+            n_cand += 1
+    return n_cand
+
+
+@njit(cache=True)
+def _take_movers(j, step, n_cand, x, pool, clusters, centres, scratch, tid):
+    """Exact distances of the candidates; members closer to the new centre leave cluster ``j``.
+
+    Movers go to this thread's ``mover_*`` row; the kept members are packed towards the end of
+    the prefix (order kept), and the cluster's start, radius and furthest member are updated.
+    """
+    pool_i, pool_d, pool_t, pool_z = pool
+    seg_lo, seg_hi, radius2, far = clusters
+    xc = centres[0]
+    mover_i, mover_d, mover_n, cand = scratch[0], scratch[1], scratch[2], scratch[3]
+    n_here = 0
+    for c in range(n_cand):
+        u = cand[tid, c]
+        d2 = _d2(x, pool_i[u], xc, step)
+        if d2 < pool_d[u]:
+            mover_i[tid, mover_n[tid]] = pool_i[u]
+            mover_d[tid, mover_n[tid]] = d2
+            mover_n[tid] += 1
+            cand[tid, n_here] = u  # pool positions of this cluster's movers, ascending
+            n_here += 1
+    if n_here == 0:
+        return
+    lo, hi = seg_lo[j], seg_hi[j]
+    last = cand[tid, n_here - 1]
+    keep = last + 1
+    k = n_here - 1
+    for u in range(last, lo - 1, -1):
+        if k >= 0 and cand[tid, k] == u:
+            k -= 1
+            continue
+        keep -= 1
+        if keep != u:
+            pool_i[keep] = pool_i[u]
+            pool_d[keep] = pool_d[u]
+            pool_t[keep] = pool_t[u]
+            pool_z[keep] = pool_z[u]
+    seg_lo[j] = keep
+    if keep < hi:
+        radius2[j] = pool_d[keep]
+        far[j] = pool_i[keep]
+    else:
+        radius2[j] = -1.0
+
+
+@njit(cache=True)
+def _open_cluster(step, used, z, zerr, pool, clusters, scratch):
+    """The movers of all threads, sorted, become cluster ``step``'s segment; return the entries in use."""
+    pool_i, pool_d, pool_t, pool_z = pool
+    seg_lo, seg_hi, radius2, far = clusters
+    mover_i, mover_d, mover_n = scratch[0], scratch[1], scratch[2]
+    n_moved = mover_n.sum()
+    if used + n_moved > pool_i.shape[0]:
+        used = _compact(pool_i, pool_d, pool_t, pool_z, seg_lo, seg_hi, step)
+    moved_i = np.empty(n_moved, np.int64)
+    moved_d = np.empty(n_moved)
+    w = 0
+    for t in range(mover_n.shape[0]):
+        moved_i[w:w + mover_n[t]] = mover_i[t, :mover_n[t]]
+        moved_d[w:w + mover_n[t]] = mover_d[t, :mover_n[t]]
+        w += mover_n[t]
+    order = _sorted_desc(moved_i, moved_d)  # independent of which thread found which mover
+    for t in range(n_moved):
+        i = moved_i[order[t]]
+        pool_i[used + t] = i
+        pool_d[used + t] = moved_d[order[t]]
+        pool_t[used + t] = _threshold(moved_d[order[t]], zerr)
+        pool_z[used + t] = z[i]
+    seg_lo[step], seg_hi[step] = used, used + n_moved
+    if n_moved:
+        radius2[step], far[step] = pool_d[used], pool_i[used]
+    else:
+        radius2[step] = -1.0
+    return used + n_moved
+
+
 @njit(cache=True, parallel=True)
-def _steps(x, z, zerr, pool_i, pool_d, pool_t, pool_z, used, seg_lo, seg_hi, radius2, far,
-           xc, zc, selected, mover_i, mover_d, mover_n, cand, exact_n, touched, step_lo, step_hi):
+def _steps(x, z, zerr, pool, clusters, centres, scratch, used, touched, step_lo, step_hi):
     """Run greedy steps [step_lo, step_hi); return the pool entries in use afterwards.
 
     The clusters of one step are independent (disjoint segments): they are processed in
-    parallel, each thread collecting its movers in its own row of ``mover_*`` and
-    ``cand``; the movers are then sorted, which makes the result independent of threads.
+    parallel, each thread collecting its movers in its own row of the scratch buffers; the
+    movers are then sorted, which makes the result independent of threads.
     ``touched[step]``: how many points got an exact d-dim distance at that step.
     """
+    xc, zc, selected = centres
+    mover_n, cand, exact_n = scratch[2], scratch[3], scratch[4]
     for step in range(step_lo, step_hi):
-        # the next centre: the largest cluster radius, the lowest point index on ties
-        best, p = -1.0, -1
-        for j in range(step):
-            r2 = radius2[j]
-            if r2 > best or (r2 == best and far[j] < p):
-                best, p = r2, far[j]
+        p = _next_centre(clusters[2], clusters[3], step)
         selected[step] = p
         xc[step] = x[p]
         zc[step] = z[p]
@@ -131,83 +256,11 @@ def _steps(x, z, zerr, pool_i, pool_d, pool_t, pool_z, used, seg_lo, seg_hi, rad
         exact_n[:] = 0
         for j in prange(step):
             tid = get_thread_id()
-            r2 = radius2[j]
-            if r2 <= 0.0:  # empty, or every member sits on its centre
-                continue
-            limit = 4.0 * r2 * _SLACK
-            lower = np.sqrt(_d2(zc, step, zc, j)) - zerr
-            if lower > 0.0 and lower * lower >= limit:
-                continue
-            cc2 = _d2(xc, step, xc, j)
-            if cc2 >= limit:
-                continue
-            lo, hi = seg_lo[j], seg_hi[j]
-            stop = lo
-            while stop < hi and cc2 < 4.0 * pool_d[stop] * _SLACK:
-                stop += 1
-            # pass 1, the hot loop: members the projected bound cannot exclude
-            n_cand = 0
-            for u in range(lo, stop):
-                if _d2_f32(pool_z, u, zc, step) < pool_t[u]:
-                    cand[tid, n_cand] = u
-                    n_cand += 1
+            n_cand = _candidates(j, step, zerr, pool, clusters, centres, cand, tid)
             exact_n[tid] += n_cand
-            # pass 2: exact distances of the candidates; movers leave the segment
-            n_here = 0
-            for c in range(n_cand):
-                u = cand[tid, c]
-                d2 = _d2(x, pool_i[u], xc, step)
-                if d2 < pool_d[u]:
-                    mover_i[tid, mover_n[tid]] = pool_i[u]
-                    mover_d[tid, mover_n[tid]] = d2
-                    mover_n[tid] += 1
-                    cand[tid, n_here] = u  # pool positions of this cluster's movers, ascending
-                    n_here += 1
-            if n_here == 0:
-                continue
-            # pass 3: close the gaps, packing kept members towards the end of the prefix
-            last = cand[tid, n_here - 1]
-            keep = last + 1
-            k = n_here - 1
-            for u in range(last, lo - 1, -1):
-                if k >= 0 and cand[tid, k] == u:
-                    k -= 1
-                    continue
-                keep -= 1
-                if keep != u:
-                    pool_i[keep] = pool_i[u]
-                    pool_d[keep] = pool_d[u]
-                    pool_t[keep] = pool_t[u]
-                    pool_z[keep] = pool_z[u]
-            seg_lo[j] = keep
-            if keep < hi:
-                radius2[j] = pool_d[keep]
-                far[j] = pool_i[keep]
-            else:
-                radius2[j] = -1.0
-        n_moved = mover_n.sum()
-        if used + n_moved > pool_i.shape[0]:
-            used = _compact(pool_i, pool_d, pool_t, pool_z, seg_lo, seg_hi, step)
-        moved_i = np.empty(n_moved, np.int64)
-        moved_d = np.empty(n_moved)
-        w = 0
-        for t in range(mover_n.shape[0]):
-            moved_i[w:w + mover_n[t]] = mover_i[t, :mover_n[t]]
-            moved_d[w:w + mover_n[t]] = mover_d[t, :mover_n[t]]
-            w += mover_n[t]
-        order = _sorted_desc(moved_i, moved_d)
-        for t in range(n_moved):
-            i = moved_i[order[t]]
-            pool_i[used + t] = i
-            pool_d[used + t] = moved_d[order[t]]
-            pool_t[used + t] = _threshold(moved_d[order[t]], zerr)
-            pool_z[used + t] = z[i]
-        seg_lo[step], seg_hi[step] = used, used + n_moved
-        if n_moved:
-            radius2[step], far[step] = pool_d[used], pool_i[used]
-        else:
-            radius2[step] = -1.0
-        used += n_moved
+            if n_cand:
+                _take_movers(j, step, n_cand, x, pool, clusters, centres, scratch, tid)
+        used = _open_cluster(step, used, z, zerr, pool, clusters, scratch)
         touched[step] = exact_n.sum()
     return used
 
@@ -281,10 +334,11 @@ class KCenterState:
             _dense_steps(self.x, self.min_d2, self.selected, self.done, hi)
             self.touched[self.done:hi] = len(self.x)
         else:
-            self.used = _steps(self.x, self.z, self.zerr, self.pool_i, self.pool_d, self.pool_t, self.pool_z,
-                               self.used, self.seg_lo, self.seg_hi, self.radius2, self.far, self.xc, self.zc,
-                               self.selected, self.mover_i, self.mover_d, self.mover_n, self.cand, self.exact_n,
-                               self.touched, self.done, hi)
+            pool = (self.pool_i, self.pool_d, self.pool_t, self.pool_z)
+            clusters = (self.seg_lo, self.seg_hi, self.radius2, self.far)
+            scratch = (self.mover_i, self.mover_d, self.mover_n, self.cand, self.exact_n)
+            self.used = _steps(self.x, self.z, self.zerr, pool, clusters, (self.xc, self.zc, self.selected), scratch,
+                               self.used, self.touched, self.done, hi)
         self.done = hi
 
     def switch_to_dense(self) -> None:
