@@ -50,6 +50,14 @@ def write_category(
     return cat
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("goldens", "golden files (tests/golden.py)")
+    group.addoption("--force-regen", action="store_true", default=False,
+                    help="rewrite a golden that differs from the run, and fail that test")
+    group.addoption("--regen-all", action="store_true", default=False,
+                    help="rewrite every golden that differs (or is missing), and pass")
+
+
 @pytest.fixture
 def make_category(tmp_path: Path) -> Callable[..., Path]:
     """Factory: ``make_category(name=..., ...)`` writes under a fresh tmp root; returns the category dir."""

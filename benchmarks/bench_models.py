@@ -79,7 +79,10 @@ def fit_and_score(impl: str, method: str, data: dict) -> dict:
     torch.manual_seed(42)
     t0 = time.perf_counter()
     if impl == "ad_core":
-        model = PatchCore(reweighting="paper", blur_sigma=4) if method == "patchcore" else PaDiM(eps=0.01 + 1e-5, blur_sigma=4)
+        if method == "patchcore":
+            model = PatchCore(reweighting="paper", blur_sigma=4)
+        else:
+            model = PaDiM(eps=0.01 + 1e-5, blur_sigma=4)
         model.fit(train)
         t_fit = time.perf_counter() - t0
         scores, _ = model.score(test)
@@ -190,7 +193,8 @@ def compare(backbone: str, weights: str | None, repeat: int) -> None:
         path = Path(tmp) / "features.pt"
         t0 = time.perf_counter()
         extract(backbone, weights, path)
-        print(f"backbone {backbone}: features of 66 images extracted once in {time.perf_counter() - t0:.1f} s (not timed below)")
+        took = time.perf_counter() - t0
+        print(f"backbone {backbone}: features of 66 images extracted once in {took:.1f} s (not timed below)")
         rows = {}
         for method in ("patchcore", "padim"):
             for impl in IMPLS[method]:
@@ -275,7 +279,8 @@ def scaling(sizes: list[int], anomalib_max: int, kind: str) -> None:
         k_ref = time.perf_counter() - t0
         if n_img <= anomalib_max:
             t_ref, theirs = kcenter_greedy_in_subprocess(x, 0.05, 0)
-            same = "yes" if theirs == ours.tolist() else f"no ({sum(a != b for a, b in zip(theirs, ours.tolist()))} differ)"
+            n_diff = sum(a != b for a, b in zip(theirs, ours.tolist()))
+            same = "yes" if n_diff == 0 and len(theirs) == len(ours) else f"no ({n_diff} differ)"
             ref_cols = f"{t_ref:.1f} | {t_ours / t_ref:.3f} | {same}"
         else:
             ref_cols = "not run | — | —"

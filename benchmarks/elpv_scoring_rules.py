@@ -55,7 +55,8 @@ def main() -> None:
             model.reweighting = rule
             row.append(roc_auc_score(labels, model.score(test)[0]))
         model.reweighting = "study"
-        row.append(roc_auc_score(labels, random_bank_scores(run.store.batches(run.samples(cat, "clean", "train")), test, 0.1)))
+        train = run.store.batches(run.samples(cat, "clean", "train"))
+        row.append(roc_auc_score(labels, random_bank_scores(train, test, 0.1)))
         print(f"| {cat} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
 
 

@@ -3,7 +3,8 @@
 All writes go through ``ad_core.data.io.atomic_open`` (temporary file + rename), so a
 killed run leaves only complete entries and a restart continues where it stopped.
 
-Features (``cache/features/<config digest>/``), content-keyed: SHA-256 of the image file's bytes, under a folder keyed by the extractor
+Features (``cache/features/<config digest>/``), content-keyed: SHA-256 of the image file's
+bytes, under a folder keyed by the extractor
 configuration (backbone, weights, layers, preprocessing).  Clean and shifted copies of an
 image have different bytes, hence different entries; every scenario and every rerun
 shares the same entries.
@@ -80,7 +81,7 @@ class FeatureStore:
     def load(self, sample: Sample) -> dict[str, torch.Tensor]:
         return torch.load(self._path(sample), map_location="cpu", weights_only=True)
 
-    def batches(self, samples: Sequence[Sample], layers: Sequence[str] | None = None) -> "CachedBatches":
+    def batches(self, samples: Sequence[Sample], layers: Sequence[str] | None = None) -> CachedBatches:
         self.ensure(samples)
         return CachedBatches(self, list(samples), tuple(layers) if layers else None)
 

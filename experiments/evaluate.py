@@ -51,7 +51,8 @@ def evaluate_uncertain(uncertain: ScoreSet, test: ScoreSet, threshold: float) ->
     return out
 
 
-def cross_class_confusion(normal_scores: dict[str, np.ndarray], thresholds: dict[str, float]) -> dict[str, dict[str, float]]:
+def cross_class_confusion(normal_scores: dict[str, np.ndarray],
+                          thresholds: dict[str, float]) -> dict[str, dict[str, float]]:
     """Fraction of class i's normal test images judged anomalous with class j's tau."""
     return {i: {j: float(np.mean(s >= thresholds[j])) for j in thresholds} for i, s in normal_scores.items()}
 

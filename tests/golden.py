@@ -1,8 +1,20 @@
 """Golden files: end-to-end metrics per scenario with the tolerances they are checked with.
 
-``golden/<dataset>-<backbone>/<scenario>.json``.  pytest-regressions' flags drive
-regeneration: ``--force-regen`` rewrites a golden that differs and fails that test (as
-pytest-regressions does), ``--regen-all`` rewrites and lets the tests pass.
+``golden/<dataset>-<backbone>/<scenario>.json``.  Regeneration (options registered in
+``conftest.py``): ``--force-regen`` rewrites a golden that differs and fails that test,
+``--regen-all`` rewrites and lets the tests pass.
+
+Why this format and not pytest-regressions' ``num_regression`` / ``data_regression``
+(the project used only their command-line flags, so the dependency is dropped):
+- the tolerance of every number and the reason for it live **in the golden file**, next
+  to the numbers; pytest-regressions takes tolerances as call arguments, so the data and
+  the rule that judges it would sit in two places, and a regenerated file would not say
+  how it is to be read;
+- a metric that is undefined is ``null`` with the run's reason (no masks, no maps) and
+  must stay ``null``; num_regression's CSV turns it into NaN, which it then compares as
+  "equal" or not depending on options;
+- one file per scenario holds every method x class, and ``compare`` reports all the
+  numbers that moved in one message, so a reviewer reads a scenario's change at once.
 """
 
 from __future__ import annotations
@@ -25,7 +37,8 @@ DEFAULT_TOLERANCES = {
                     "(1/168 on the embedded test sets); 0.02 absorbs ~3 swaps from float-level differences "
                     "between BLAS builds (coreset near-ties), far below what a method change moves"},
     "image_auprc": {"abs": 0.02, "why": "as image_auroc: a few rank swaps"},
-    "image_f1": {"abs": 0.08, "why": "one image crossing tau changes F1/accuracy by up to ~0.04 on 26 test images; two allowed"},
+    "image_f1": {"abs": 0.08,
+                 "why": "one image crossing tau changes F1/accuracy by up to ~0.04 on 26 test images; two allowed"},
     "image_accuracy": {"abs": 0.08, "why": "one image of 26 is 0.038; two allowed"},
     "threshold": {"rel": 0.02, "why": "tau is a grid value in the validation score range: float-level drift of scores"},
     "pixel_auroc": {"abs": 0.01, "why": "averaged over ~1.3M pixels: small drift only"},

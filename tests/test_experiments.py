@@ -80,7 +80,8 @@ def test_every_artifact_is_written(first_run):
                     assert isinstance(pc[key], float) and np.isfinite(pc[key]), (name, method, key)
                 if not pixel:
                     assert pc["pixel_auroc"] is pc["pro"] is None and "no anomaly maps" in pc["pixel_metrics_absent"]
-            assert m["mean"]["image_auroc"] == pytest.approx(np.mean([pc["image_auroc"] for pc in m["per_class"].values()]))
+            per_class_auroc = [pc["image_auroc"] for pc in m["per_class"].values()]
+            assert m["mean"]["image_auroc"] == pytest.approx(np.mean(per_class_auroc))
     assert (out / "results" / "summary.csv").read_text().startswith("scenario,method,category,image_auroc")
     assert (out / "scores" / "clean" / "patchcore_brick.csv").read_text().startswith("relpath,label,score")
     for f in ("patchcore_brick_clean.npy", "padim_brick_clean.pt", "patchcore_unified_clean.npy",
@@ -165,5 +166,6 @@ def test_cli_run_prints_summary_and_help(first_run, tiny_data, capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     help_text = capsys.readouterr().out
-    for option in ("--data", "--categories", "--scenarios", "--methods", "--backbone", "--weights", "--device", "--out"):
+    options = ("--data", "--categories", "--scenarios", "--methods", "--backbone", "--weights", "--device", "--out")
+    for option in options:
         assert option in help_text

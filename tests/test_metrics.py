@@ -43,7 +43,8 @@ def brute_force_pro(maps, masks, limit=0.3):
     return area / limit
 
 
-small_cases = st.tuples(st.integers(1, 3), st.integers(3, 7), st.integers(3, 7), st.integers(0, 2**32 - 1), st.booleans())
+small_cases = st.tuples(st.integers(1, 3), st.integers(3, 7), st.integers(3, 7), st.integers(0, 2**32 - 1),
+                        st.booleans())
 
 
 def _case(n, h, w, seed, quantised):

@@ -11,7 +11,6 @@ from hypothesis.extra import numpy as hnp
 
 from ad_core.models import PatchCore
 from ad_core.models.coreset import bound_projection, greedy_coreset, greedy_coreset_dense, jl_matrix
-from ad_core.models.kcenter_cpu import KCenterState
 from ad_core.models.kcenter_cpu import KCenterState, _d2, _d2_f32, _threshold
 from ad_core.models.knn import NearestNeighbours
 from ad_core.models.patchcore import patch_embedding, reweight_study

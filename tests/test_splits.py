@@ -82,7 +82,10 @@ def test_stale_splits_name_the_missing_file(make_category, tmp_path):
         splits.samples(discover_category(cat.parent, cat.name), splits.train)
 
 
-@pytest.mark.parametrize("content", ["{not json", json.dumps({"format": "other"}), json.dumps({"format": "ad-repro-splits/1"})])
+BAD_SPLITS = ["{not json", json.dumps({"format": "other"}), json.dumps({"format": "ad-repro-splits/1"})]
+
+
+@pytest.mark.parametrize("content", BAD_SPLITS)
 def test_bad_splits_file(tmp_path, content):
     (tmp_path / "s.json").write_text(content)
     with pytest.raises(DatasetError, match="s.json"):

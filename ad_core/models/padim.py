@@ -84,7 +84,7 @@ class PaDiM:
         emb = torch.cat(parts, dim=1)
         return emb.index_select(1, torch.argsort(torch.cat(order)).to(emb.device))
 
-    def fit(self, features: FeatureBatches) -> "PaDiM":
+    def fit(self, features: FeatureBatches) -> PaDiM:
         """Per-position Gaussian from training feature batches (one streaming pass)."""
         n = 0
         total = outer = None
@@ -145,7 +145,7 @@ class PaDiM:
                         "dims": self.dims_, "n_train_images": self.n_train_images_}, fh)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> "PaDiM":
+    def load(cls, path: str | Path, device: str = "cpu") -> PaDiM:
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
         params = dict(state["params"])
         params["layers"] = tuple(params["layers"])

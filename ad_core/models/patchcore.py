@@ -101,7 +101,7 @@ class PatchCore:
         b, d, h, w = emb.shape
         return emb.permute(0, 2, 3, 1).reshape(-1, d), (b, h, w)
 
-    def fit(self, features: FeatureBatches) -> "PatchCore":
+    def fit(self, features: FeatureBatches) -> PatchCore:
         """Build the memory bank from training feature batches (iterated twice)."""
         self._check()
         batches = as_batches(features, reiterable=True)
@@ -194,7 +194,7 @@ class PatchCore:
         write_json(path.with_suffix(".json"), {**self.get_params(), "n_train_patches": self.n_train_patches_})
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> "PatchCore":
+    def load(cls, path: str | Path, device: str = "cpu") -> PatchCore:
         path = Path(path)
         params = json.loads(path.with_suffix(".json").read_text())
         n = params.pop("n_train_patches")

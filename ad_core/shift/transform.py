@@ -18,7 +18,6 @@ from scipy.ndimage import gaussian_filter
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-
 ROTATION_DEG = 10.0
 SCALE_RANGE = (0.9, 1.0)
 TRANSLATE_FRACTION = 0.10
@@ -59,10 +58,10 @@ class ShiftParams:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, object]) -> "ShiftParams":
+    def from_json(cls, d: dict[str, object]) -> ShiftParams:
         return cls(**{**d, "translate": tuple(d["translate"])})  # type: ignore[arg-type]
 
-    def geometric_only(self) -> "ShiftParams":
+    def geometric_only(self) -> ShiftParams:
         """The same warp with every photometric/illumination effect switched off."""
         return ShiftParams(
             self.angle, self.scale, self.translate, 1.0, 1.0, 1.0, False, self.blur_kernel,
