@@ -9,9 +9,10 @@ import pytest
 
 from ad_core.data.embedded import EmbeddedSpec, make_embedded_dataset
 from ad_core.errors import DatasetError
+from ad_core.metrics import IMAGE_METRICS, PIXEL_METRICS
 from ad_core.models import PaDiM
 from experiments.cli import main
-from experiments.runner import RunConfig
+from experiments.runner import RunConfig, StudyRun
 from experiments.scenarios import SCENARIOS, Scenario, select
 from experiments.study import run_study
 
@@ -75,8 +76,8 @@ def test_every_artifact_is_written(first_run):
         for method, m in res["methods"].items():
             assert set(m["per_class"]) == {"brick", "coffee"}
             for pc in m["per_class"].values():
-                pixel = ("pixel_auroc", "pro") if method != "dn2" else ()  # DN2 makes no maps: absent, with why
-                for key in ("image_auroc", "image_auprc", "image_f1", "image_accuracy", "threshold", *pixel):
+                pixel = PIXEL_METRICS if method != "dn2" else ()  # DN2 makes no maps: absent, with why
+                for key in (*IMAGE_METRICS, "threshold", *pixel):
                     assert isinstance(pc[key], float) and np.isfinite(pc[key]), (name, method, key)
                 if not pixel:
                     assert pc["pixel_auroc"] is pc["pro"] is None and "no anomaly maps" in pc["pixel_metrics_absent"]
@@ -169,3 +170,10 @@ def test_cli_run_prints_summary_and_help(first_run, tiny_data, capsys):
     options = ("--data", "--categories", "--scenarios", "--methods", "--backbone", "--weights", "--device", "--out")
     for option in options:
         assert option in help_text
+
+
+def test_image_size_reaches_preprocessing_masks_and_maps(tiny_data, tmp_path):
+    run = StudyRun(config(tmp_path / "small", tiny_data, scenarios=["clean"], methods=["padim"], image_size=64))
+    scores = run.scores(run.model("padim", "brick", "clean"), "brick", "clean", "test")
+    assert scores.maps.shape[1:] == scores.masks.shape[1:] == (64, 64)
+    assert next(iter(run.store.batches(run.samples("brick", "clean", "train"))))["layer1"].shape[-1] == 16  # 64 / 4
