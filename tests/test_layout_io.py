@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from ad_core.data.dataset import ImageSet, load_pair
-from ad_core.data.io import read_image, read_mask
+from ad_core.data.io import read_image, read_mask, write_image
 from ad_core.data.layout import discover_category, list_categories
+from ad_core.data.preprocess import Preprocessor
 from ad_core.errors import DatasetError
 
 pytestmark = pytest.mark.fast
@@ -160,3 +161,27 @@ def test_image_set_items_are_model_ready(make_category):
     assert np.array_equal(masks[len(files.test_good)], item["mask"].numpy())
     with pytest.raises(ValueError, match="empty"):
         ImageSet([])
+
+
+def test_all_zero_mask_of_an_anomalous_image_warns_naming_the_file(make_category, caplog):
+    cat = make_category(name="widget", defects={"crack": 1})
+    mask_path = cat / "ground_truth" / "crack" / "000_mask.png"
+    write_image(mask_path, np.zeros((32, 32), dtype=bool))
+    files = discover_category(cat.parent, "widget")
+    with caplog.at_level("WARNING"):
+        masks = ImageSet(files.test_anomalous).masks()
+    assert not masks.any()
+    assert str(mask_path) in caplog.text and "all zero" in caplog.text
+
+
+def test_tiny_images_warn_once_that_they_are_upsampled(make_category, caplog):
+    cat = make_category(name="widget", size=(16, 16))
+    files = discover_category(cat.parent, "widget")
+    images = ImageSet(files.train_good)
+    with caplog.at_level("WARNING"):
+        images[0], images[1]
+    assert caplog.text.count("far below the model's 224x224") == 1 and "16x16" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        ImageSet(files.train_good, Preprocessor(size=48))[0]  # 16 * 4 >= 48: no warning
+    assert "far below" not in caplog.text

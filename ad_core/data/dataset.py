@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,6 +11,18 @@ from torch.utils.data import Dataset
 from ad_core.data.io import image_size, read_image, read_mask
 from ad_core.data.layout import Sample
 from ad_core.data.preprocess import Preprocessor
+
+log = logging.getLogger(__name__)
+SMALL_FACTOR = 4  # an image whose shorter side is below model size / 4 is upsampled 4x or more
+
+
+def check_mask_not_empty(mask: np.ndarray, sample: Sample) -> None:
+    """Warn when an anomalous image's mask marks no pixel (it still counts at image level)."""
+    if sample.label == 1 and sample.mask is not None and not mask.any():
+        log.warning(
+            "Mask %s of the anomalous image %s is all zero: PRO gets no region from it and pixel "
+            "AUROC counts its pixels as normal. Draw the defect in the mask, or move the image to "
+            "test/good if it has none.", sample.mask, sample.path)
 
 
 def load_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
@@ -28,6 +41,7 @@ class ImageSet(Dataset):
             raise ValueError("ImageSet got an empty list of samples; check the split.")
         self.samples = list(samples)
         self.preprocess = preprocess or Preprocessor()
+        self._warned_small = False
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -35,6 +49,13 @@ class ImageSet(Dataset):
     def __getitem__(self, i: int) -> dict[str, object]:
         sample = self.samples[i]
         image, mask = load_pair(sample)
+        if not self._warned_small and min(image.shape[:2]) * SMALL_FACTOR < self.preprocess.size:
+            self._warned_small = True  # once per set: a folder of thumbnails would repeat it per image
+            log.warning(
+                "Image %s is %dx%d, far below the model's %dx%d: it is upsampled more than %dx, so its "
+                "features describe interpolation blur more than the object (this set may hold more such "
+                "images). Use the original resolution if you have it.", sample.path, image.shape[1],
+                image.shape[0], self.preprocess.size, self.preprocess.size, SMALL_FACTOR)
         x, m = self.preprocess(image, mask)
         return {"image": x, "mask": m, "label": sample.label, "relpath": sample.relpath}
 
@@ -44,5 +65,7 @@ class ImageSet(Dataset):
         out = np.zeros((len(self), size, size), dtype=bool)
         for i, sample in enumerate(self.samples):
             if sample.mask is not None:
-                out[i] = self.preprocess.resize_mask(read_mask(sample.mask, image_size(sample.path)))
+                mask = read_mask(sample.mask, image_size(sample.path))
+                check_mask_not_empty(mask, sample)
+                out[i] = self.preprocess.resize_mask(mask)
         return out

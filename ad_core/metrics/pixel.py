@@ -20,6 +20,9 @@ from ad_core.thresholds import check_scores
 
 FPR_LIMIT = 0.3
 
+# numpy >= 2 names it trapezoid; 1.x (which pyproject admits) only has trapz
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz
+
 
 def _check_maps(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     maps = np.asarray(maps)
@@ -90,7 +93,7 @@ def area_to_limit(fpr: np.ndarray, pro: np.ndarray, limit: float = FPR_LIMIT) ->
         x0, x1, y0, y1 = fpr[idx - 1], fpr[idx], pro[idx - 1], pro[idx]
         x = np.append(x, limit)
         y = np.append(y, y0 + (y1 - y0) * (limit - x0) / (x1 - x0))
-    return float(np.trapezoid(y, x) / limit)
+    return float(_trapezoid(y, x) / limit)
 
 
 def pro_score(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = FPR_LIMIT) -> float:
