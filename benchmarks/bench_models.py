@@ -82,7 +82,7 @@ def fit_and_score(impl: str, method: str, data: dict) -> dict:
         if method == "patchcore":
             model = PatchCore(reweighting="paper", blur_sigma=4)
         else:
-            model = PaDiM(eps=0.01 + 1e-5, blur_sigma=4)
+            model = PaDiM()  # defaults = anomalib PadimModel (stabilizer, sigma 4 blur)
         model.fit(train)
         t_fit = time.perf_counter() - t0
         scores, _ = model.score(test)

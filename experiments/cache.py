@@ -12,6 +12,11 @@ shares the same entries.
 Models (``models/<name><suffix>`` + ``<name>.fit.json``) and scores
 (``cache/scores/<model>/<domain>_<category>_<split>.npz`` + ``_maps.npy``) are keyed by name
 within one ``--out``, whose configuration ``experiments.artifacts.guard_config`` pins.
+
+Every entry also records the fingerprint of the code and libraries that produced it
+(``experiments.fingerprint``): the feature folder's key includes it, a model's fit record
+and a score entry carry it; an entry made under another fingerprint is recomputed, and the
+run says so in one line per cache.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from ad_core.data.io import atomic_open, write_json
 from ad_core.data.layout import Sample
 from ad_core.data.preprocess import Preprocessor
 from ad_core.features import FeatureExtractor
+from experiments.fingerprint import describe_change, digest, log
 from experiments.methods import AnomalyModel, MethodSpec
 
 
@@ -56,7 +62,18 @@ class FeatureStore:
         self.progress = progress
         self.n_computed = 0
         if not (self.root / "config.json").is_file():
+            self._note_stale_siblings()
             write_json(self.root / "config.json", config)
+
+    def _note_stale_siblings(self) -> None:
+        """One line when features of this configuration exist under another code fingerprint."""
+        mine = {k: v for k, v in self.config.items() if k != "fingerprint"}
+        for other in sorted(self.root.parent.glob("*/config.json")):
+            old = json.loads(other.read_text())
+            if {k: v for k, v in old.items() if k != "fingerprint"} == mine:
+                log.warning("features: recomputing (%s)",
+                            describe_change(old.get("fingerprint"), self.config.get("fingerprint", {})))
+                return
 
     def _path(self, sample: Sample) -> Path:
         h = file_digest(sample.path)
@@ -104,21 +121,33 @@ class CachedBatches:
 
 
 class ModelStore:
-    """Fitted models of a run: ``<name><suffix>`` (the method's own format) + ``<name>.fit.json``."""
+    """Fitted models of a run: ``<name><suffix>`` (the method's own format) + ``<name>.fit.json``.
 
-    def __init__(self, root: Path, device: str):
-        self.root, self.device = Path(root), device
+    ``fingerprint``: of the code and libraries that fit (and score) models; the fit record
+    keeps it, and a model fit under another one is not served.
+    """
+
+    def __init__(self, root: Path, device: str, fingerprint: dict):
+        self.root, self.device, self.fingerprint = Path(root), device, fingerprint
+        self._announced = False
 
     def load(self, name: str, spec: MethodSpec) -> tuple[AnomalyModel, dict] | None:
-        """The saved model and its fit record, or None when either file is missing."""
+        """The saved model and its fit record, or None when missing or fit by other code."""
         path, meta_path = self.root / f"{name}{spec.suffix}", self.root / f"{name}.fit.json"
         if not (path.is_file() and meta_path.is_file()):
             return None
-        return spec.load(path, self.device), json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text())
+        if meta.get("fingerprint") != self.fingerprint:
+            if not self._announced:
+                self._announced = True
+                log.warning("models and scores: refitting (%s)",
+                            describe_change(meta.get("fingerprint"), self.fingerprint))
+            return None
+        return spec.load(path, self.device), meta
 
     def save(self, name: str, spec: MethodSpec, model: AnomalyModel, meta: dict) -> None:
         model.save(self.root / f"{name}{spec.suffix}")
-        write_json(self.root / f"{name}.fit.json", meta)  # last: it marks the entry complete
+        write_json(self.root / f"{name}.fit.json", {**meta, "fingerprint": self.fingerprint})  # last: marks complete
 
 
 class ScoreCache:
@@ -129,8 +158,9 @@ class ScoreCache:
     and uncertain splits need image scores only) or "none" (the method makes no maps).
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, fingerprint: dict):
         self.root = Path(root)
+        self.stamp = digest(fingerprint)  # of the code that scores; an entry with another is not served
 
     def _paths(self, model: str, domain: str, category: str, split: str) -> tuple[Path, Path]:
         scores = self.root / model / f"{domain}_{category}_{split}.npz"
@@ -143,8 +173,10 @@ class ScoreCache:
         if not scores_path.is_file():
             return None
         with np.load(scores_path) as entry:
+            if "stamp" not in entry or str(entry["stamp"]) != self.stamp:
+                return None
             scores = entry["scores"]
-            maps_state = str(entry["maps"]) if "maps" in entry else ("kept" if split == "test" else "dropped")
+            maps_state = str(entry["maps"])
         if maps_state == "kept" and maps_path.is_file():
             return scores, np.load(maps_path, mmap_mode="r")
         if maps_state == "none" or not need_maps:
@@ -160,5 +192,5 @@ class ScoreCache:
             with atomic_open(maps_path) as fh:  # before the scores file, which marks the entry complete
                 np.save(fh, maps)
         with atomic_open(scores_path) as fh:
-            np.savez(fh, scores=scores, maps=np.array(state))
+            np.savez(fh, scores=scores, maps=np.array(state), stamp=np.array(self.stamp))
         return np.load(maps_path, mmap_mode="r") if state == "kept" else None

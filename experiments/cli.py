@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -36,19 +37,32 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from experiments.report import summary_table
     from experiments.runner import RunConfig
-    from experiments.study import run_study
+    from experiments.statistics import claim_line
+    from experiments.study import run_seeds, run_study
 
     config = RunConfig(
         out=Path(args.out), data=args.data, dataset=args.dataset, categories=args.categories, scenarios=args.scenarios,
         methods=args.methods, backbone=args.backbone, weights=args.weights, device=args.device,
-        seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,
+        seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress, bootstrap=not args.no_bootstrap,
     )
+    if args.seeds:
+        summary, per_seed = run_seeds(config, args.seeds)
+        for c in summary["claims"]:
+            print(f"{c['claim']}: mean {c['mean_difference']:+.3f} (sd {c['sd_difference']:.3f}), "
+                  f"holds in {c['holds_in']}/{c['n_seeds']} seeds")
+        total = sum(t["total"] for t in per_seed.values())
+        print(f"\n{len(args.seeds)} seeds in {total:.1f} s; per seed: {config.out}/seed-<n>/; "
+              f"spread over seeds: {config.out}/aggregate.json, {config.out}/report.md")
+        return 0
     results, timings = run_study(config)
     ran = [r for r in results if r["scenario"] in timings]
     print("\n".join(summary_table(ran)))
     print(f"\n{len(ran)} scenario(s) in {timings['total']:.1f} s "
           f"({timings['features_computed']} images through the backbone); "
           f"artifacts in {config.out}: results/, thresholds/, models/, scores/, visualizations/, report.md")
+    claims = json.loads((config.out / "claims.json").read_text())
+    if claims:
+        print("\n" + "\n".join(claim_line(c) for c in claims))
     return 0
 
 
@@ -94,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'")
     run.add_argument("--out", default="outputs", help="output folder (default: outputs)")
     run.add_argument("--seed", type=int, default=SEED, help=f"seed of splits, shift and models (default: {SEED})")
+    run.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                     help="run the study once per seed into <out>/seed-<n>/ (features shared) and write the "
+                          "spread over seeds (aggregate.json, report.md); e.g. --seeds 42 43 44 45 46")
+    run.add_argument("--no-bootstrap", action="store_true",
+                     help="skip the 95%% bootstrap intervals and the claims' paired intervals")
     run.add_argument("--batch-size", type=int, default=16, help="backbone batch size (default: 16)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)

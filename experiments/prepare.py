@@ -12,6 +12,8 @@ from ad_core.data.layout import CategoryFiles, discover_category, list_categorie
 from ad_core.data.splits import Splits, load_splits, make_splits, save_splits
 from ad_core.errors import DatasetError
 from ad_core.shift import write_shifted_category
+from ad_core.shift.generate import PARAMS_LOG
+from experiments.fingerprint import fingerprint, note_if_stale
 
 
 @dataclass(frozen=True)
@@ -34,13 +36,18 @@ def resolve_data_root(data: str | Path | None, out: Path, dataset: str = "embedd
     if data is not None:
         root = Path(data).expanduser().resolve()
         return root, root.name
+    stamp = fingerprint("data")
     if dataset == "elpv":
-        from ad_core.data.elpv import make_elpv_dataset
+        from ad_core.data.elpv import MARKER, make_elpv_dataset
 
-        return make_elpv_dataset(out / "data" / "elpv", seed), "elpv"
+        note_if_stale(out / "data" / "elpv" / MARKER, "stamp", stamp, "ELPV copy")
+        return make_elpv_dataset(out / "data" / "elpv", seed, stamp=stamp), "elpv"
     if dataset != "embedded":
         raise DatasetError(f"Unknown built-in dataset {dataset!r}; choose from {BUILT_IN} or pass --data.")
-    return make_embedded_dataset(out / "data" / "embedded"), "embedded"
+    from ad_core.data.embedded import MARKER
+
+    note_if_stale(out / "data" / "embedded" / MARKER, "stamp", stamp, "embedded dataset")
+    return make_embedded_dataset(out / "data" / "embedded", stamp=stamp), "embedded"
 
 
 def prepare_category(root: Path, category: str, out: Path, seed: int, progress: bool = True) -> PreparedCategory:
@@ -59,7 +66,9 @@ def prepare_category(root: Path, category: str, out: Path, seed: int, progress: 
     else:
         save_splits(fresh, split_path)
     shift_root = out / "data" / f"{root.name}-shift"
-    write_shifted_category(clean, shift_root, seed=seed, progress=progress)
+    stamp = fingerprint("shift")
+    note_if_stale(shift_root / category / PARAMS_LOG, "stamp", stamp, f"shifted copy of {category}")
+    write_shifted_category(clean, shift_root, seed=seed, progress=progress, stamp=stamp)
     shifted = discover_category(shift_root, category)
     return PreparedCategory(clean, shifted, fresh)
 

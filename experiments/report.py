@@ -8,6 +8,7 @@ from ad_core.data.io import atomic_open
 from ad_core.metrics import METRIC_NAMES
 from experiments.methods import METHODS
 from experiments.results import ScenarioResult
+from experiments.statistics import claim_line
 
 
 def _cell(v: object) -> str:
@@ -24,6 +25,12 @@ def summary_table(results: list[dict]) -> list[str]:
     rows = [[r["scenario"], method, *[m["mean"].get(k) for k in METRIC_NAMES]]
             for r in results for method, m in r["methods"].items()]
     return _table(["scenario", "method", *METRIC_NAMES], rows)
+
+
+def _interval(ci: dict | None, key: str) -> str:
+    if not ci or key not in ci:
+        return "—"
+    return f"[{ci[key][0]:.3f}, {ci[key][1]:.3f}]"
 
 
 def _config_lines(cfg: dict) -> list[str]:
@@ -43,6 +50,11 @@ def scenario_section(r: ScenarioResult, timings: dict[str, float]) -> list[str]:
         columns = [*METRIC_NAMES, "threshold", *extra]
         rows = [[cat, *[getattr(pc, k) for k in columns]] for cat, pc in m.per_class.items()]
         lines += [f"### {m.key}", "", *_table(["class", *columns], rows), ""]
+        if first.ci95:
+            shown = [k for k in METRIC_NAMES if k in first.ci95]
+            ci_rows = [[cat, *[_interval(pc.ci95, k) for k in shown]] for cat, pc in m.per_class.items()]
+            lines += ["95% bootstrap intervals (1,000 stratified resamples of the test images):", "",
+                      *_table(["class", *shown], ci_rows), ""]
         if m.pooled is not None:
             lines += ["Pooled over classes (one global τ): " + ", ".join(
                 f"{k} {_cell(getattr(m.pooled, k))}" for k in METRIC_NAMES), ""]
@@ -58,15 +70,52 @@ def scenario_section(r: ScenarioResult, timings: dict[str, float]) -> list[str]:
     return lines
 
 
-def write_report(out: Path, results: list[dict], timings: dict[str, float]) -> Path:
+def write_report(out: Path, results: list[dict], timings: dict[str, float], claims: list[dict] | None = None) -> Path:
     """report.md over every results JSON of ``out`` (``results`` as ``load_results`` returns them)."""
     lines = ["# ad-repro report", ""]
     if results:
         lines += _config_lines(results[0]["config"])
     lines += ["## Summary (macro mean over classes)", "", *summary_table(results), ""]
+    if claims:
+        lines += ["## The study's claims, with evidence", "",
+                  "Each claim as a difference of macro means (side a minus side b) on the same test images, "
+                  "with its paired 95% bootstrap interval; it holds when the interval lies above 0.", "",
+                  *[f"- {claim_line(c)}" for c in claims], ""]
     for r in results:
         lines += scenario_section(ScenarioResult.from_json(r), timings)
     path = out / "report.md"
     with atomic_open(path, "w") as fh:
         fh.write("\n".join(lines))
     return path
+
+
+def write_seeds_report(out: Path, summary: dict) -> Path:
+    """report.md of a multi-seed study: each number's spread over seeds and the claims per seed."""
+    seeds = summary["seeds"]
+    lines = ["# ad-repro report: several seeds", "",
+             f"Seeds {', '.join(map(str, seeds))}: splits, shift parameters, JL projection, coreset start "
+             "and PaDiM dims follow the seed; each seed's full report is in `seed-<n>/report.md`.", "",
+             "## The study's claims over seeds", ""]
+    for c in summary["claims"]:
+        per = "; ".join(f"seed {s}: {v['difference']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]"
+                        for s, v in c["per_seed"].items())
+        lines += [f"- **{c['claim']}**: mean {c['mean_difference']:+.3f} (sd {c['sd_difference']:.3f}); holds "
+                  f"(interval above 0) in {c['holds_in']}/{c['n_seeds']} seeds, positive in "
+                  f"{c['positive_in']}/{c['n_seeds']}. {per}.", ""]
+    lines += ["## Macro means over seeds (mean ± sd [min, max])", ""]
+    rows = []
+    for scenario, methods in summary["metrics"].items():
+        for key, entries in methods.items():
+            mean = entries.get("mean", {})
+            rows.append([scenario, key, *[_spread(mean.get(k)) for k in METRIC_NAMES]])
+    lines += _table(["scenario", "method", *METRIC_NAMES], rows) + [""]
+    path = out / "report.md"
+    with atomic_open(path, "w") as fh:
+        fh.write("\n".join(lines))
+    return path
+
+
+def _spread(s: dict | None) -> str:
+    if not s:
+        return "—"
+    return f"{s['mean']:.3f} ± {s['sd']:.3f} [{s['min']:.3f}, {s['max']:.3f}]"

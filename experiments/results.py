@@ -54,6 +54,7 @@ class ClassResult:
     uncertain: dict | None = None  # images of unsure label, per group (ELPV)
     memory_bank_size: int | None = None  # recorded in parameter sweeps (coreset ablation)
     fit_seconds: float | None = None
+    ci95: dict[str, list[float]] | None = None  # bootstrap [low, high] per metric (experiments.statistics)
 
     def recorded(self) -> dict[str, float | None]:
         return {k: getattr(self, k) for k in RECORDED}

@@ -22,10 +22,12 @@ from ad_core.features.extractor import resolve_device
 from ad_core.thresholds import f1_optimal_threshold
 from experiments.cache import FeatureStore, ModelStore, ScoreCache, file_digest
 from experiments.evaluate import cross_class_confusion, evaluate, evaluate_uncertain, feature_separation
+from experiments.fingerprint import fingerprint
 from experiments.methods import METHODS, AnomalyModel, get_method
 from experiments.prepare import BUILT_IN, PreparedCategory, default_categories, prepare_category, resolve_data_root
 from experiments.results import MethodResult, ScenarioResult, ScoreSet
 from experiments.scenarios import Scenario
+from experiments.statistics import class_intervals
 
 EXTRACTED_LAYERS = ("layer1", "layer2", "layer3")  # one backbone pass serves every method
 
@@ -51,6 +53,8 @@ class RunConfig:
     padim_features: int = 100
     image_size: int = 224  # preprocessing, masks, maps and metrics all work at this size
     progress: bool = True
+    bootstrap: bool = True  # 95% intervals per class (1,000 stratified resamples)
+    feature_cache: Path | None = None  # default <out>/cache/features; seeds of one study share one
 
     def resolved_backbone(self, dataset: str) -> str:
         if self.backbone:
@@ -83,17 +87,21 @@ class StudyRun:
         if weights and Path(weights).is_file():
             weights = f"file-sha256:{file_digest(Path(weights))}"
         self.store = FeatureStore(
-            self.out / "cache" / "features",
+            Path(config.feature_cache) if config.feature_cache else self.out / "cache" / "features",
             {"backbone": self.backbone, "weights": weights or "default", "layers": list(EXTRACTED_LAYERS),
-             "image_size": config.image_size, "seed": config.seed},
+             "image_size": config.image_size, "fingerprint": fingerprint("features"),
+             # features depend on the seed only through random weights: seeds share pretrained features
+             "seed": config.seed if weights == "random" else None},
             lambda: FeatureExtractor(self.backbone, EXTRACTED_LAYERS, config.weights,
                                      config.device, config.batch_size, config.seed),
             config.batch_size, config.progress, config.image_size)
         self.device = str(resolve_device(config.device))
-        self.model_store = ModelStore(self.out / "models", self.device)
-        self.score_cache = ScoreCache(self.out / "cache" / "scores")
+        code = fingerprint("models")
+        self.model_store = ModelStore(self.out / "models", self.device, code)
+        self.score_cache = ScoreCache(self.out / "cache" / "scores", code)
         self._models: dict[str, FittedModel] = {}
         self._scores: dict[tuple[str, str, str, str], ScoreSet] = {}
+        self._pixel_ci: dict[int, dict] = {}  # pixel intervals do not depend on tau: once per test ScoreSet
 
     # -- data -------------------------------------------------------------------------
     def samples(self, category: str, domain: str, split: str) -> list[Sample]:
@@ -183,6 +191,8 @@ class StudyRun:
             model = fitted(c)
             test = result.per_image[c] = self.scores(model, c, sc.eval_domain, "test")
             metrics = result.per_class[c] = evaluate(test, taus[c])
+            if self.config.bootstrap:
+                metrics.ci95 = class_intervals(test, taus[c], self.config.seed, self._pixel_ci)
             if self.samples(c, sc.eval_domain, "uncertain"):
                 uncertain = self.scores(model, c, sc.eval_domain, "uncertain")
                 metrics.uncertain = evaluate_uncertain(uncertain, test, taus[c])

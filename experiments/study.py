@@ -1,15 +1,20 @@
-"""Run a set of scenarios end to end and write every artifact (the main job)."""
+"""Run a set of scenarios end to end and write every artifact (the main job); several seeds."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
+from pathlib import Path
 
 from ad_core.data.io import write_json
 from experiments import plots
 from experiments.artifacts import guard_config, write_scenario, write_summary
-from experiments.report import write_report
+from experiments.report import write_report, write_seeds_report
+from experiments.results import ScenarioResult
 from experiments.runner import RunConfig, StudyRun, config_fingerprint
 from experiments.scenarios import select
+from experiments.statistics import aggregate, evaluate_claims
 
 
 def run_study(config: RunConfig) -> tuple[list[dict], dict[str, float]]:
@@ -19,6 +24,7 @@ def run_study(config: RunConfig) -> tuple[list[dict], dict[str, float]]:
     run = StudyRun(config)
     guard_config(run.out, config_fingerprint(run))
     timings: dict[str, float] = {"prepare": time.perf_counter() - t_start}
+    done: dict[str, ScenarioResult] = {}
     for sc in scenarios:
         if not run.scenario_methods(sc):
             continue
@@ -29,10 +35,31 @@ def run_study(config: RunConfig) -> tuple[list[dict], dict[str, float]]:
         drawn = plots.draw(result, sc.figures, run.out / "visualizations", ctx)
         result.figures = [p.relative_to(run.out).as_posix() for p in drawn]
         write_scenario(run.out, result)
+        done[sc.name] = result
         timings[sc.name] = time.perf_counter() - t0
+    claims = evaluate_claims(done, config.seed) if config.bootstrap else []
+    write_json(run.out / "claims.json", claims)
     timings["total"] = time.perf_counter() - t_start
     timings["features_computed"] = run.store.n_computed
     results = write_summary(run.out)
     write_json(run.out / "timings.json", timings)
-    write_report(run.out, results, timings)
+    write_report(run.out, results, timings, claims)
     return results, timings
+
+
+def run_seeds(config: RunConfig, seeds: list[int]) -> tuple[dict, dict[int, dict[str, float]]]:
+    """The study once per seed in ``<out>/seed-<n>/`` (features shared in ``<out>/cache/``), then
+    ``<out>/aggregate.json`` and ``<out>/report.md``: mean, sd, min, max over seeds and the claims."""
+    out = Path(config.out)
+    per_seed, claims, timings = {}, {}, {}
+    for seed in seeds:
+        cfg = dataclasses.replace(config, out=out / f"seed-{seed}", seed=seed,
+                                  feature_cache=config.feature_cache or out / "cache" / "features")
+        results, timings[seed] = run_study(cfg)
+        per_seed[seed] = results
+        claims[seed] = json.loads((cfg.out / "claims.json").read_text())
+    summary = aggregate(per_seed, claims)
+    summary["timings"] = {str(s): t for s, t in timings.items()}
+    write_json(out / "aggregate.json", summary)
+    write_seeds_report(out, summary)
+    return summary, timings

@@ -14,7 +14,7 @@ from ad_core.models import PaDiM
 from experiments.cli import main
 from experiments.runner import RunConfig, StudyRun
 from experiments.scenarios import SCENARIOS, Scenario, select
-from experiments.study import run_study
+from experiments.study import run_seeds, run_study
 
 pytestmark = pytest.mark.fast
 
@@ -177,3 +177,60 @@ def test_image_size_reaches_preprocessing_masks_and_maps(tiny_data, tmp_path):
     scores = run.scores(run.model("padim", "brick", "clean"), "brick", "clean", "test")
     assert scores.maps.shape[1:] == scores.masks.shape[1:] == (64, 64)
     assert next(iter(run.store.batches(run.samples("brick", "clean", "train"))))["layer1"].shape[-1] == 16  # 64 / 4
+
+
+def test_caches_follow_the_code_that_made_them(tiny_data, tmp_path, monkeypatch, caplog):
+    """Planted edits: a preprocessing change recomputes features, the shifted copy stays; a model
+    change refits on cached features; a metrics change reuses everything; each says so in one line."""
+    import experiments.fingerprint as fp
+
+    out = tmp_path / "code"
+    cfg = config(out, tiny_data, scenarios=["clean"], methods=["padim"])
+    first, timings = run_study(cfg)
+    assert timings["features_computed"] == 2 * 19
+    real = fp.read_source
+
+    def planted(edited: str):
+        return lambda relpath: real(relpath) + (b"\n# planted edit\n" if relpath == edited else b"")
+
+    def rerun(edited: str):
+        monkeypatch.setattr(fp, "read_source", planted(edited))
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            results, t = run_study(cfg)
+        return metrics_only(results), t["features_computed"], caplog.text
+
+    same, n, text = rerun("ad_core/metrics/pixel.py")  # on no cached artifact's path
+    assert n == 0 and "recomputing" not in text and "refitting" not in text and same == metrics_only(first)
+    same, n, text = rerun("ad_core/models/padim.py")
+    assert n == 0 and "models and scores: refitting (code changed: ad_core/models/padim.py)" in text
+    assert same == metrics_only(first)
+    same, n, text = rerun("ad_core/data/preprocess.py")
+    assert n == 2 * 19 and "features: recomputing (code changed: ad_core/data/preprocess.py)" in text
+    assert "shifted copy of brick: recomputing (code changed: ad_core/data/preprocess.py)" in text
+    assert text.count("refitting") == 1 and same == metrics_only(first)
+
+
+def test_seeds_share_features_and_report_spread_and_claims(first_run, tiny_data, tmp_path):
+    out = tmp_path / "seeds"
+    cfg = config(out, tiny_data, scenarios=["clean", "shift_no_adaptation"], methods=["patchcore", "padim"])
+    summary, timings = run_seeds(cfg, [42, 7])
+    # clean images of 2 classes (19 each), and the shifted test images (4 normal + 4 anomalous each)
+    assert timings[42]["features_computed"] == 2 * 19 + 2 * 8
+    assert timings[7]["features_computed"] == 2 * 8  # clean features come from the shared cache
+    per_seed = [json.loads((out / f"seed-{s}" / "results" / "clean.json").read_text()) for s in (42, 7)]
+    values = [r["methods"]["padim"]["mean"]["image_auroc"] for r in per_seed]
+    spread = summary["metrics"]["clean"]["padim"]["mean"]["image_auroc"]
+    assert spread["mean"] == pytest.approx(np.mean(values)) and spread["sd"] == pytest.approx(np.std(values, ddof=1))
+    assert spread["n_seeds"] == 2 and spread["min"] == min(values)
+    assert per_seed[0] != per_seed[1]  # splits, shift and models follow the seed
+    claims = {c["claim"]: c for c in summary["claims"]}
+    c = claims["PatchCore > PaDiM on clean image AUROC"]
+    assert set(c["per_seed"]) == {"42", "7"} and 0 <= c["holds_in"] <= c["positive_in"] <= 2
+    report = (out / "report.md").read_text()
+    assert "PatchCore > PaDiM on clean image AUROC" in report and "± " in report
+    ci = per_seed[0]["methods"]["padim"]["per_class"]["brick"]["ci95"]
+    pc = per_seed[0]["methods"]["padim"]["per_class"]["brick"]
+    for metric in ("image_auroc", "image_f1", "pixel_auroc", "pro"):
+        assert ci[metric][0] <= ci[metric][1]
+    assert ci["image_auroc"][0] <= pc["image_auroc"] <= ci["image_auroc"][1]

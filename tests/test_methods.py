@@ -63,3 +63,20 @@ def test_registered_method_fits_scores_and_round_trips(name, tmp_path):
     np.testing.assert_array_equal(scores2, scores)
     assert (maps2 is None) == (maps is None)
     assert spec.describe(config) == model.get_params()
+
+
+def test_defaults_are_the_protocol_numbers():
+    """The study's settings, written out (docs/protocol.md §2, §5, §6): a changed default fails here."""
+    from ad_core import SEED
+    from ad_core.models import PaDiM, PatchCore
+
+    c = RunConfig()
+    assert (SEED, c.seed, c.image_size, c.coreset_ratio, c.k, c.projection_dim, c.padim_features) == (
+        42, 42, 224, 0.05, 9, 128, 100)
+    assert PatchCore().get_params() == {"coreset_ratio": 0.05, "projection_dim": 128, "k": 9,
+                                        "layers": ["layer2", "layer3"], "reweighting": "study", "blur_sigma": None,
+                                        "image_size": 224, "seed": 42}
+    assert PaDiM().get_params() == {"n_features": 100, "eps": 0.01, "layers": ["layer1", "layer2", "layer3"],
+                                    "blur_sigma": 4.0, "stabilizer": 1e-5, "image_size": 224, "seed": 42}
+    assert get_method("patchcore").describe(c) == PatchCore().get_params()
+    assert get_method("padim").describe(c) == PaDiM().get_params()

@@ -9,7 +9,7 @@ from scipy.spatial.distance import mahalanobis
 from torchvision.transforms.v2.functional import gaussian_blur as tv_gaussian_blur
 
 from ad_core.models import PaDiM
-from ad_core.models.common import gaussian_blur
+from ad_core.models.common import gaussian_blur, upsample_maps
 from ad_core.models.padim import padim_embedding
 
 pytestmark = pytest.mark.fast
@@ -54,7 +54,7 @@ def test_streaming_fit_equals_direct_gaussian_and_batching_does_not_matter():
     emb = torch.cat([model.embed(b) for b in batches]).double()  # (N, d, H, W)
     x = emb[:, :, 5, 7].numpy()
     p = 5 * 16 + 7
-    cov = np.cov(x, rowvar=False) + 0.01 * np.eye(20)
+    cov = np.cov(x, rowvar=False) + (0.01 + 1e-5) * np.eye(20)  # the study's eps + anomalib's stabilizer
     assert np.allclose(model.mean_[p].numpy(), x.mean(0), atol=1e-5)
     assert np.allclose(np.linalg.inv(model.inv_covariance_[p].double().numpy()), cov, rtol=1e-4, atol=1e-5)
 
@@ -70,6 +70,11 @@ def test_distance_is_mahalanobis_and_image_score_is_map_max():
     assert grid[1, 3, 9].item() == pytest.approx(ref, rel=1e-4)
     scores, maps = model.score(test)
     assert maps.shape == (2, 224, 224) and np.allclose(scores, maps.max(axis=(1, 2)))
+    # default map: bilinear to 224 then the sigma=4 blur (anomalib's), so the image score is the blurred max
+    expected = upsample_maps(grid, 224, 4.0).numpy()
+    np.testing.assert_allclose(maps, expected, rtol=1e-6)
+    unblurred = PaDiM(n_features=20, blur_sigma=None).fit(batches).score(test)[1]
+    assert not np.allclose(unblurred, maps)
 
 
 def test_dims_are_seeded_and_fixed():

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.fast
 def test_constant_image_normalises_to_imagenet_formula():
     x, m = Preprocessor()(np.full((300, 400, 3), 128, np.uint8))
     assert x.shape == (3, 224, 224) and x.dtype == torch.float32
-    expected = [(128 / 255 - mu) / sd for mu, sd in zip(IMAGENET_MEAN, IMAGENET_STD)]
+    # the protocol's numbers written out (docs/protocol.md §1), not the module's constants
+    expected = [(128 / 255 - mu) / sd for mu, sd in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]
     assert torch.allclose(x.mean(dim=(1, 2)), torch.tensor(expected), atol=1e-6)
     assert m.shape == (224, 224) and m.dtype == torch.bool and not m.any()
 
@@ -42,3 +43,8 @@ def test_mask_is_nearest_resized_and_binary():
     assert m.dtype == torch.bool
     assert int(m.sum()) == 50 * 100
     assert np.array_equal(Preprocessor().resize_mask(mask), m.numpy())
+    # nearest at exactly half size takes one source pixel per output pixel: no averaging at all
+    noise = np.random.default_rng(3).random((448, 448)) < 0.5
+    assert np.array_equal(Preprocessor().resize_mask(noise), noise[::2, ::2])
+    _, m_noise = Preprocessor()(np.zeros((448, 448, 3), np.uint8), noise)
+    assert np.array_equal(m_noise.numpy(), noise[::2, ::2])

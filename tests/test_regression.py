@@ -1,4 +1,4 @@
-"""End-to-end regression gates: every scenario x method x category against its golden.
+"""End-to-end regression gates: every scenario x method x entry (class, mean, pooled, shortcut) against its golden.
 
 - ``regression`` (CI): the embedded default dataset with the offline ImageNet-pretrained
   EfficientNet-Lite0, the study's settings otherwise (seed 42, 224, coreset 5%, k=9,
@@ -32,9 +32,9 @@ def embedded_results(tmp_path_factory):
 
 
 @pytest.mark.regression
-@pytest.mark.parametrize("scenario,method,category", cases(EMBEDDED))
-def test_embedded_study_matches_golden(request, embedded_results, scenario, method, category):
-    check_golden(request, "embedded-efficientnet_lite0", embedded_results[scenario], method, category)
+@pytest.mark.parametrize("scenario,method,entry", cases(EMBEDDED))
+def test_embedded_study_matches_golden(request, embedded_results, scenario, method, entry):
+    check_golden(request, "embedded-efficientnet_lite0", embedded_results[scenario], method, entry)
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +47,6 @@ def mvtec_results(mvtec_root, tmp_path_factory):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("scenario,method,category", cases(STUDY_CATEGORIES))
-def test_mvtec_study_matches_golden(request, mvtec_results, scenario, method, category):
-    check_golden(request, "mvtec-resnet50", mvtec_results[scenario], method, category)
+@pytest.mark.parametrize("scenario,method,entry", cases(STUDY_CATEGORIES))
+def test_mvtec_study_matches_golden(request, mvtec_results, scenario, method, entry):
+    check_golden(request, "mvtec-resnet50", mvtec_results[scenario], method, entry)

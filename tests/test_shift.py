@@ -145,3 +145,28 @@ def test_writer_keeps_layout_logs_parameters_and_is_deterministic(make_category,
     mtime = (dst / "shift_params.json").stat().st_mtime_ns
     write_shifted_category(files, tmp_path / "a", seed=42, progress=False)  # complete: kept
     assert (dst / "shift_params.json").stat().st_mtime_ns == mtime
+
+
+def test_sampled_parameters_fill_the_study_ranges():
+    """2,000 draws reach near both ends of every range (a narrowed range fails here)."""
+    ps = [_params(s) for s in range(2000)]
+
+    def spans(values, lo, hi):
+        v = np.asarray(values)
+        return v.min() < lo + 0.02 * (hi - lo) and v.max() > hi - 0.02 * (hi - lo)
+
+    assert spans([p.angle for p in ps], -10, 10) and spans([p.scale for p in ps], 0.9, 1.0)
+    assert spans([t for p in ps for t in p.translate], -0.1, 0.1)
+    for f in ("brightness", "contrast", "saturation"):
+        assert spans([getattr(p, f) for p in ps], 0.7, 1.3), f
+    assert spans([p.blur_sigma for p in ps], 0.1, 2.0) and spans([p.noise_sigma for p in ps], 0.01, 0.05)
+    assert spans([p.illumination_strength for p in ps], 0.4, 0.7)
+
+
+def test_illumination_is_smoothed_by_7_8_percent_of_the_side():
+    """A bright-centre radial map is a cone (1.0 at its apex) before smoothing; a Gaussian of sigma
+    s = 80/1024 of the side lowers the apex to 1 - k E|r| with E|r| = s sqrt(pi/2) / hypot(.5, .5)."""
+    expected = 1 - 0.5 * (80 / 1024) * np.sqrt(np.pi / 2) / np.hypot(0.5, 0.5)  # 0.931
+    for side in (96, 256):
+        light = illumination_map(side, side, "radial_center", 0.5)
+        assert abs(light[side // 2, side // 2] - expected) < 0.01, side

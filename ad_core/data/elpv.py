@@ -51,13 +51,14 @@ def elpv_labels() -> list[tuple[Path, float, str]]:
     return rows
 
 
-def make_elpv_dataset(root: str | Path, seed: int = SEED, categories: tuple[str, ...] = CATEGORIES) -> Path:
-    """Write the MVTec-layout copy under ``root`` (kept if complete for the same seed)."""
+def make_elpv_dataset(root: str | Path, seed: int = SEED, categories: tuple[str, ...] = CATEGORIES,
+                      stamp: object = None) -> Path:
+    """Write the MVTec-layout copy under ``root`` (kept if complete for the same seed and ``stamp``)."""
     root = Path(root)
     marker = root / MARKER
     if marker.is_file():
         record = json.loads(marker.read_text())
-        if record.get("seed") == seed and record.get("categories") == list(categories):
+        if record.get("seed") == seed and record.get("categories") == list(categories) and record.get("stamp") == stamp:
             return root
     rows = elpv_labels()
     counts: dict[str, dict[str, int]] = {}
@@ -77,6 +78,6 @@ def make_elpv_dataset(root: str | Path, seed: int = SEED, categories: tuple[str,
         for src, folder in placed:
             atomic_write_bytes(root / category / folder / src.name, src.read_bytes())
         counts[category] = {f: sum(1 for _, g in placed if g == f) for f in sorted({g for _, g in placed})}
-    write_json(marker, {"seed": seed, "categories": list(categories), "counts": counts,
+    write_json(marker, {"seed": seed, "categories": list(categories), "stamp": stamp, "counts": counts,
                         "test_normal_fraction": TEST_NORMAL_FRACTION})
     return root

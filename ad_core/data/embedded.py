@@ -162,14 +162,15 @@ def _save(path: Path, img: np.ndarray) -> None:
 
 
 def make_embedded_dataset(root: str | Path, spec: EmbeddedSpec = EmbeddedSpec(),
-                          categories: tuple[str, ...] = CATEGORIES) -> Path:
+                          categories: tuple[str, ...] = CATEGORIES, stamp: object = None) -> Path:
     """Write the dataset under ``root`` in MVTec layout and return ``root``.
 
-    A complete earlier copy with the same spec is kept (the marker file is written last).
+    A complete earlier copy with the same spec and ``stamp`` (the caller's fingerprint of
+    the generating code) is kept (the marker file is written last).
     """
     root = Path(root)
     marker = root / MARKER
-    record = {"spec": spec.__dict__, "categories": list(categories), "defects": list(DEFECTS)}
+    record = {"spec": spec.__dict__, "categories": list(categories), "defects": list(DEFECTS), "stamp": stamp}
     if marker.is_file():
         import json
 

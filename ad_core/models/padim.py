@@ -3,11 +3,17 @@
 embedding: layer1 + layer2 + layer3 maps, the deeper ones resized (nearest, as anomalib's
 ``PadimModel``) to layer1's grid and concatenated; a fixed seeded random subset of
 ``n_features`` dims.  fit: per position, mean and covariance of the training embeddings
-(+ eps * I), accumulated batch by batch as sums and outer-product sums, so the training
-embeddings are never held together; in float64, because cov = E[xx^T] - mu mu^T cancels
-badly in float32 on post-ReLU features with large means (the only non-fp32 step).
-score: Mahalanobis distance per position; image score = max; map bilinearly upsampled to
-224x224 (optional blur).
++ (eps + stabilizer) * I, accumulated batch by batch as sums and outer-product sums, so the
+training embeddings are never held together; in float64, because cov = E[xx^T] - mu mu^T
+cancels badly in float32 on post-ReLU features with large means (the only non-fp32 step).
+score: Mahalanobis distance per position; map bilinearly upsampled to 224x224, then a
+Gaussian blur sigma=4; image score = max of that map.
+
+The defaults are what the study ran, anomalib 2.7's ``PadimModel`` (docs/protocol.md §6): its
+covariance gets the study's 0.01 * I and then a 1e-5 * I "stabilizer" before inversion, its
+map is blurred with sigma 4, its image score is the blurred map's max.  The earlier default
+of this project (no stabilizer, no blur, image score from the unblurred map) is
+``PaDiM(stabilizer=0.0, blur_sigma=None)``.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ class PaDiM:
         n_features: int = 100,
         eps: float = 0.01,
         layers: tuple[str, ...] = ("layer1", "layer2", "layer3"),
-        blur_sigma: float | None = None,
+        blur_sigma: float | None = 4.0,
+        stabilizer: float = 1e-5,
         image_size: int = 224,
         seed: int = SEED,
         device: str = "cpu",
@@ -47,13 +54,15 @@ class PaDiM:
         self.eps = eps
         self.layers = tuple(layers)
         self.blur_sigma = blur_sigma
+        self.stabilizer = stabilizer
         self.image_size = image_size
         self.seed = seed
         self.device = device
 
     def get_params(self) -> dict[str, object]:
         return {"n_features": self.n_features, "eps": self.eps, "layers": list(self.layers),
-                "blur_sigma": self.blur_sigma, "image_size": self.image_size, "seed": self.seed}
+                "blur_sigma": self.blur_sigma, "stabilizer": self.stabilizer, "image_size": self.image_size,
+                "seed": self.seed}
 
     def select_dims(self, n_total: int) -> torch.Tensor:
         """The seeded random subset of embedding dims (n_features,)."""
@@ -108,7 +117,8 @@ class PaDiM:
         for lo in range(0, outer.shape[0], 64):  # 64 positions at a time: LAPACK is fastest on small batches
             cov = outer[lo:lo + 64]  # turned into the covariance in place: the sums are not needed again
             m = mean[lo:lo + 64, :, None]
-            cov.baddbmm_(m, m.transpose(1, 2), alpha=-n).div_(n - 1).diagonal(dim1=1, dim2=2).add_(self.eps)
+            cov.baddbmm_(m, m.transpose(1, 2), alpha=-n).div_(n - 1)
+            cov.diagonal(dim1=1, dim2=2).add_(self.eps + self.stabilizer)
             inv[lo:lo + 64] = torch.linalg.inv(cov).float().cpu()
         self.mean_ = mean.float().cpu()  # (P, d)
         self.inv_covariance_ = inv  # (P, d, d)
@@ -149,6 +159,7 @@ class PaDiM:
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
         params = dict(state["params"])
         params["layers"] = tuple(params["layers"])
+        params.setdefault("stabilizer", 0.0)  # saved before the stabilizer existed: fit without it
         model = cls(**params, device=device)
         model.mean_, model.inv_covariance_, model.dims_ = state["mean"], state["inv_covariance"], state["dims"]
         model.n_train_images_ = state["n_train_images"]

@@ -18,13 +18,14 @@ PARAMS_LOG = "shift_params.json"
 
 
 def write_shifted_category(
-    files: CategoryFiles, out_root: str | Path, seed: int = SEED, progress: bool = True
+    files: CategoryFiles, out_root: str | Path, seed: int = SEED, progress: bool = True, stamp: object = None
 ) -> Path:
     """Shift every image of ``files`` into ``out_root/<category>`` (same relative names).
 
     Masks go to ``ground_truth/<defect>/<stem>_mask.png``; parameters to
-    ``<category>/shift_params.json``.  A complete earlier copy made with the same seed
-    is kept as it is (the log is written last, so its presence means complete).
+    ``<category>/shift_params.json``.  A complete earlier copy made with the same seed and
+    ``stamp`` (the caller's fingerprint of the code that shifts) is kept as it is (the log
+    is written last, so its presence means complete); any other copy is rewritten.
     Returns the category folder of the copy.
     """
     dst = Path(out_root) / files.name
@@ -32,7 +33,8 @@ def write_shifted_category(
     samples = files.all_samples()
     if log_path.is_file():
         log = json.loads(log_path.read_text())
-        if log.get("seed") == seed and set(log.get("images", {})) == {s.relpath for s in samples}:
+        same_images = set(log.get("images", {})) == {s.relpath for s in samples}
+        if log.get("seed") == seed and log.get("stamp") == stamp and same_images:
             return dst
     params_log: dict[str, dict[str, object]] = {}
     for sample in tqdm(samples, desc=f"shift {files.name}", disable=not progress, leave=False):
@@ -43,5 +45,5 @@ def write_shifted_category(
         if shifted_mask is not None:
             write_image(dst / "ground_truth" / sample.defect / f"{Path(sample.relpath).stem}_mask.png", shifted_mask)
         params_log[sample.relpath] = params.to_json()
-    write_json(log_path, {"seed": seed, "category": files.name, "images": params_log})
+    write_json(log_path, {"seed": seed, "category": files.name, "stamp": stamp, "images": params_log})
     return dst

@@ -1,0 +1,200 @@
+"""Golden records of a run: every number the report states, with tolerances derived from
+the test sets' granularity and the drift measured between two runs.
+
+A golden file (``golden/<dataset>-<backbone>/<scenario>.json``) holds, per method key and
+entry (each class, ``mean``, ``pooled`` for one global tau, ``shortcut`` for the unified
+model's analysis), the checked numbers, and a ``tolerances`` block whose every entry states
+its rule, its inputs and why.  ``compare`` is the one comparison used by the pytest gates.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from experiments.results import RECORDED
+
+DRIFT_FILE = "drift.json"  # per golden folder: largest differences measured between two runs
+DRIFT_FACTOR = 2  # allowed: twice the largest difference measured between two faithful runs
+
+
+def class_numbers(per_class: dict) -> dict[str, float | int | None]:
+    """The checked numbers of one (method, class): RECORDED, the uncertain groups' AUROC against
+    the test normals (``uncertain_<group>_auroc``) and the memory-bank size where recorded."""
+    flat: dict[str, float | int | None] = {k: per_class.get(k) for k in RECORDED}
+    for group, entry in sorted((per_class.get("uncertain") or {}).items()):
+        if isinstance(entry, dict):
+            flat[f"uncertain_{group}_auroc"] = entry["auroc_vs_test_normals"]
+    if per_class.get("memory_bank_size") is not None:
+        flat["memory_bank_size"] = per_class["memory_bank_size"]
+    return flat
+
+
+def shortcut_numbers(shortcut: dict) -> dict[str, float | None]:
+    out: dict[str, float | None] = {
+        f"cross_class_{i}_{j}": v for i, row in shortcut["cross_class_confusion"].items() for j, v in row.items()}
+    out.update(shortcut["feature_separation"])
+    return out
+
+
+def entries(result: dict) -> dict[str, dict[str, dict]]:
+    """``{method key: {entry: {number: value}}}`` of one scenario's results JSON."""
+    out: dict[str, dict[str, dict]] = {}
+    for key, m in result["methods"].items():
+        e = {c: class_numbers(pc) for c, pc in m["per_class"].items()}
+        e["mean"] = {k: m["mean"].get(k) for k in RECORDED}
+        if "pooled" in m:
+            e["pooled"] = {k: m["pooled"].get(k) for k in RECORDED}
+        if "shortcut" in m:
+            e["shortcut"] = shortcut_numbers(m["shortcut"])
+        out[key] = e
+    return out
+
+
+def tolerance_name(number: str) -> str:
+    """The tolerance entry that judges a number (cross-class cells share one)."""
+    return "cross_class_confusion" if number.startswith("cross_class_") else number
+
+
+def _set_sizes(result: dict) -> dict[str, int]:
+    """The smallest sets of the scenario (over classes): they give the coarsest granularity."""
+    normal, anomalous, groups = [], [], {}
+    for m in result["methods"].values():
+        for pc in m["per_class"].values():
+            (tn, fp), (fn, tp) = pc["confusion"]
+            normal.append(tn + fp)
+            anomalous.append(fn + tp)
+            for g, entry in (pc.get("uncertain") or {}).items():
+                if isinstance(entry, dict):
+                    groups[g] = min(groups.get(g, entry["n"]), entry["n"])
+    sizes = {"n_normal": min(normal), "n_anomalous": min(anomalous),
+             "n_test": min(a + b for a, b in zip(normal, anomalous))}
+    sizes.update({f"n_{g}": n for g, n in groups.items()})
+    return sizes
+
+
+def derive_tolerances(result: dict, drift: dict) -> dict[str, dict]:
+    """Each checked number's tolerance: max(granularity rule, DRIFT_FACTOR x measured drift).
+
+    ``drift``: a drift.json record (``max_abs`` per number, ``max_rel`` for the threshold,
+    ``how``: what was compared).  Granularity: one swapped (normal, anomalous) pair moves
+    AUROC by 1/(n_normal n_anomalous); one image crossing tau moves F1/accuracy by up to
+    1/n_test; one normal image of a class crossing another class's tau moves a cross-class
+    cell by 1/n_normal.  The smallest class of the scenario sets n (coarsest steps).
+    """
+    s = _set_sizes(result)
+    measured = drift.get("max_abs", {})
+    how = drift.get("how", "not measured")
+
+    def entry(name: str, granular: float, rule: str, why: str, unit: str = "abs") -> dict:
+        d = measured.get(name, 0.0) if unit == "abs" else drift.get("max_rel", {}).get(name, 0.0)
+        allowed = max(granular, DRIFT_FACTOR * d)
+        return {unit: allowed, "rule": f"max({rule} = {granular:.3g}, {DRIFT_FACTOR} x drift {d:.3g})",
+                "why": f"{why}; drift: {how}"}
+
+    pairs = s["n_normal"] * s["n_anomalous"]
+    tol = {
+        "image_auroc": entry("image_auroc", 3 / pairs, f"3 / ({s['n_normal']} x {s['n_anomalous']})",
+                             "three swapped (normal, anomalous) pairs of the smallest test set"),
+        "image_auprc": entry("image_auprc", 6 / pairs, f"6 / ({s['n_normal']} x {s['n_anomalous']})",
+                             "a swap moves AP more near the top of the ranking: twice the AUROC allowance"),
+        "image_f1": entry("image_f1", 2.5 / s["n_test"], f"2.5 / {s['n_test']}",
+                          "two images of the smallest test set crossing tau (half a step more: float rounding)"),
+        "image_accuracy": entry("image_accuracy", 2.5 / s["n_test"], f"2.5 / {s['n_test']}",
+                                "two images of the smallest test set crossing tau (half a step more: float rounding)"),
+        "threshold": entry("threshold", 2e-3, "2 grid steps ~ 2e-3 relative",
+                           "tau is a point of the 1000-step grid over the validation range (one step ~0.1% of "
+                           "it); a tie in F1 broken the other way moves it a step or two", unit="rel"),
+        "pixel_auroc": entry("pixel_auroc", 5e-4, "floor 5e-4",
+                             "over every test pixel (~10^5-10^6): granularity negligible, drift decides"),
+        "pro": entry("pro", 5e-4, "floor 5e-4", "mean overlap over every defect region: drift decides"),
+        "memory_bank_size": {"abs": 0, "rule": "exact", "why": "floor(rho x training patches): an integer rule"},
+        "cross_class_confusion": entry("cross_class_confusion", 1 / s["n_normal"], f"1 / {s['n_normal']}",
+                                       "one normal test image crossing another class's tau"),
+        "silhouette": entry("silhouette", 1e-3, "floor 1e-3", "a float statistic of the pooled features"),
+        "centroid_accuracy": entry("centroid_accuracy", 0.01, "1 / 100",
+                                   "leave-one-out over the pooled training images (>= 100): about one image"),
+    }
+    for key, n in s.items():
+        if key.startswith("n_") and key not in ("n_normal", "n_anomalous", "n_test"):
+            group = key[2:]
+            tol[f"uncertain_{group}_auroc"] = entry(
+                f"uncertain_{group}_auroc", 3 / (s["n_normal"] * n), f"3 / ({s['n_normal']} x {n})",
+                f"three swapped (test normal, {group}) pairs")
+    return tol
+
+
+def load_drift(folder: Path) -> dict:
+    """The folder's measured drift, or the embedded set's as a stand-in (said in ``how``)."""
+    path = folder / DRIFT_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    stand_in = folder.parent / "embedded-efficientnet_lite0" / DRIFT_FILE
+    if stand_in.is_file():
+        drift = json.loads(stand_in.read_text())
+        return {**drift, "how": f"not measured on this data; the embedded set's ({drift.get('how')})"}
+    return {"max_abs": {}, "max_rel": {}, "how": "not measured"}
+
+
+def payload(result: dict, dataset: str, backbone: str, tolerances: dict) -> dict:
+    cfg = result["config"]
+    return {"dataset": dataset, "backbone": backbone, "weights_source": cfg["weights_source"],
+            "scenario": result["scenario"], "seed": cfg["seed"], "tolerances": tolerances,
+            "methods": entries(result)}
+
+
+def compare_numbers(expected: dict, actual: dict, tolerances: dict) -> list[tuple[str, object, object, float]]:
+    """(number, expected, actual, allowed) of every number beyond its tolerance, or absent/present
+    on one side only (a null must stay null)."""
+    moved = []
+    for name in sorted(set(expected) | set(actual)):
+        e, a = expected.get(name), actual.get(name)
+        tol = tolerances.get(tolerance_name(name), {"abs": 0.0})
+        if e is None or a is None:
+            if e is not a:
+                moved.append((name, e, a, 0.0))
+            continue
+        allowed = tol.get("abs", 0.0) + tol.get("rel", 0.0) * abs(e)
+        if abs(a - e) > allowed:
+            moved.append((name, e, a, allowed))
+    return moved
+
+
+def describe(moved: list[tuple[str, object, object, float]]) -> list[str]:
+    def fmt(v: object) -> str:
+        return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+    return [f"{n}: expected {fmt(e)}, got {fmt(a)}" + (f" (diff {a - e:+.4g}, allowed {t:.4g})"
+            if isinstance(e, (int, float)) and isinstance(a, (int, float)) else "") for n, e, a, t in moved]
+
+
+def max_drift(a: list[dict], b: list[dict], b_entries: dict | None = None) -> dict:
+    """Largest |a - b| per number (and relative for the threshold) over two runs' results JSON.
+
+    ``b_entries``: instead of ``b``, ``{scenario: entries}`` (e.g. read from golden files).
+    """
+    by_b = b_entries if b_entries is not None else {r["scenario"]: entries(r) for r in b}
+    max_abs: dict[str, float] = {}
+    max_rel: dict[str, float] = {}
+    for r in a:
+        other = by_b.get(r["scenario"], {})
+        for key, es in entries(r).items():
+            for entry_name, numbers in es.items():
+                for name, v in numbers.items():
+                    w = other.get(key, {}).get(entry_name, {}).get(name)
+                    if isinstance(v, (int, float)) and isinstance(w, (int, float)):
+                        t = tolerance_name(name)
+                        max_abs[t] = max(max_abs.get(t, 0.0), abs(v - w))
+                        if v:
+                            max_rel[t] = max(max_rel.get(t, 0.0), abs(v - w) / abs(v))
+    return {"max_abs": max_abs, "max_rel": max_rel}
+
+
+def merge_drift(*records: dict) -> dict:
+    """The largest of several drift records, number by number."""
+    out: dict = {"max_abs": {}, "max_rel": {}}
+    for r in records:
+        for part in ("max_abs", "max_rel"):
+            for k, v in r.get(part, {}).items():
+                out[part][k] = max(out[part].get(k, 0.0), v)
+    return out
