@@ -58,15 +58,14 @@ def main() -> None:
     if args.also:
         other = json.loads(args.also.read_text())
         records.append(other)
-        hows.append(f"{args.how if not args.run_b else 'and'} {other['how']} (from {args.also})")
+        hows.append(other["how"])
     if args.golden_ref:
         ref = golden_at(args.golden, args.golden_ref, [r["scenario"] for r in a], args.ref_methods)
         records.append(max_drift(a, [], b_entries=ref))
         hows.append(f"against the goldens at {args.golden_ref[:10]}: {args.ref_how} ({', '.join(sorted(ref))})")
-    parts = [{k: v for k, v in r.items() if k != "parts"} for r in records]
-    record = {"how": "; ".join(hows), **merge_drift(*records), "parts": parts}
+    record = {"how": "; ".join(hows).strip(), **merge_drift(*records)}
     write_json(args.golden / DRIFT_FILE, record)
-    print(json.dumps({k: v for k, v in record.items() if k != "parts"}, indent=2))
+    print(json.dumps({k: v for k, v in record.items() if k != "by_scenario"}, indent=2))
 
 
 if __name__ == "__main__":

@@ -83,8 +83,9 @@ def derive_tolerances(result: dict, drift: dict) -> dict[str, dict]:
     cell by 1/n_normal.  The smallest class of the scenario sets n (coarsest steps).
     """
     s = _set_sizes(result)
-    measured = drift.get("max_abs", {})
     how = drift.get("how", "not measured")
+    drift = scenario_drift(drift, result["scenario"])  # shift-trained models drift more than clean ones
+    measured = drift.get("max_abs", {})
 
     def entry(name: str, granular: float, rule: str, why: str, unit: str = "abs") -> dict:
         d = measured.get(name, 0.0) if unit == "abs" else drift.get("max_rel", {}).get(name, 0.0)
@@ -174,10 +175,13 @@ def max_drift(a: list[dict], b: list[dict], b_entries: dict | None = None) -> di
     ``b_entries``: instead of ``b``, ``{scenario: entries}`` (e.g. read from golden files).
     """
     by_b = b_entries if b_entries is not None else {r["scenario"]: entries(r) for r in b}
-    max_abs: dict[str, float] = {}
-    max_rel: dict[str, float] = {}
+    by_scenario: dict[str, dict] = {}
     for r in a:
-        other = by_b.get(r["scenario"], {})
+        if r["scenario"] not in by_b:
+            continue
+        other = by_b[r["scenario"]]
+        max_abs: dict[str, float] = {}
+        max_rel: dict[str, float] = {}
         for key, es in entries(r).items():
             for entry_name, numbers in es.items():
                 for name, v in numbers.items():
@@ -187,14 +191,24 @@ def max_drift(a: list[dict], b: list[dict], b_entries: dict | None = None) -> di
                         max_abs[t] = max(max_abs.get(t, 0.0), abs(v - w))
                         if v:
                             max_rel[t] = max(max_rel.get(t, 0.0), abs(v - w) / abs(v))
-    return {"max_abs": max_abs, "max_rel": max_rel}
+        by_scenario[r["scenario"]] = {"max_abs": max_abs, "max_rel": max_rel}
+    return {**merge_drift(*by_scenario.values()), "by_scenario": by_scenario}
 
 
 def merge_drift(*records: dict) -> dict:
-    """The largest of several drift records, number by number."""
+    """The largest of several drift records, number by number (and scenario by scenario)."""
     out: dict = {"max_abs": {}, "max_rel": {}}
     for r in records:
         for part in ("max_abs", "max_rel"):
             for k, v in r.get(part, {}).items():
                 out[part][k] = max(out[part].get(k, 0.0), v)
+    scenarios = {s for r in records for s in r.get("by_scenario", {})}
+    if scenarios:
+        out["by_scenario"] = {s: merge_drift(*[r["by_scenario"][s] for r in records if s in r.get("by_scenario", {})])
+                              for s in sorted(scenarios)}
     return out
+
+
+def scenario_drift(drift: dict, scenario: str) -> dict:
+    """The drift measured for this scenario where the record has it, else the record's overall maximum."""
+    return drift.get("by_scenario", {}).get(scenario, drift)

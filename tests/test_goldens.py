@@ -1,0 +1,59 @@
+"""Golden records: every reported number is flattened, tolerances follow their stated rule, nulls stay null."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments.goldens import compare_numbers, derive_tolerances, entries, max_drift, merge_drift
+
+pytestmark = pytest.mark.fast
+
+
+def result(auroc: float = 0.9, f1: float = 0.8, pro: float | None = 0.7, scenario: str = "clean") -> dict:
+    pc = {"image_auroc": auroc, "image_auprc": 0.9, "image_f1": f1, "image_accuracy": 0.8, "threshold": 10.0,
+          "pixel_auroc": None if pro is None else 0.95, "pro": pro, "confusion": [[10, 2], [3, 11]],
+          "memory_bank_size": 123}
+    shortcut = {"cross_class_confusion": {"a": {"a": 0.1, "b": 0.0}, "b": {"a": 0.5, "b": 0.1}},
+                "feature_separation": {"silhouette": 0.4, "centroid_accuracy": 1.0}}
+    return {"scenario": scenario, "config": {"weights_source": "x", "seed": 42},
+            "methods": {"patchcore": {"per_class": {"a": pc, "b": dict(pc, confusion=[[20, 0], [0, 30]])},
+                                      "mean": {"image_auroc": auroc, "pro": pro}, "pooled": pc, "shortcut": shortcut}}}
+
+
+def test_entries_hold_every_reported_number():
+    e = entries(result())["patchcore"]
+    assert set(e) == {"a", "b", "mean", "pooled", "shortcut"}
+    assert e["a"]["memory_bank_size"] == 123 and e["shortcut"]["cross_class_b_a"] == 0.5
+    assert e["shortcut"]["silhouette"] == 0.4 and e["mean"]["image_auroc"] == 0.9
+
+
+def test_tolerances_follow_granularity_and_scenario_drift():
+    drift = {"how": "test", "max_abs": {"image_auroc": 0.5}, "max_rel": {},
+             "by_scenario": {"clean": {"max_abs": {"image_auroc": 0.01, "pro": 0.002}, "max_rel": {"threshold": 0.1}}}}
+    tol = derive_tolerances(result(), drift)
+    assert tol["image_auroc"]["abs"] == pytest.approx(max(3 / (12 * 14), 2 * 0.01))  # smallest class: 12 x 14
+    assert tol["image_f1"]["abs"] == pytest.approx(2.5 / 26) and tol["memory_bank_size"]["abs"] == 0
+    assert tol["pro"]["abs"] == pytest.approx(0.004) and tol["threshold"]["rel"] == pytest.approx(0.2)
+    assert tol["cross_class_confusion"]["abs"] == pytest.approx(1 / 12)
+    assert "3 / (12 x 14)" in tol["image_auroc"]["rule"] and "test" in tol["image_auroc"]["why"]
+    other = derive_tolerances(result(scenario="unified"), drift)  # no scenario record: the overall maximum
+    assert other["image_auroc"]["abs"] == pytest.approx(1.0)
+
+
+def test_compare_flags_moves_beyond_tolerance_and_null_changes():
+    tol = derive_tolerances(result(), {"max_abs": {}, "max_rel": {}})
+    golden = entries(result())["patchcore"]["a"]
+    assert compare_numbers(golden, entries(result(auroc=0.9 + 0.01))["patchcore"]["a"], tol) == []
+    moved = compare_numbers(golden, entries(result(auroc=0.95))["patchcore"]["a"], tol)
+    assert [m[0] for m in moved] == ["image_auroc"]
+    assert [m[0] for m in compare_numbers(golden, entries(result(pro=None))["patchcore"]["a"], tol)] == [
+        "pixel_auroc", "pro"]  # a number that became null (or the reverse) is a change
+
+
+def test_measured_drift_is_the_largest_difference_per_scenario():
+    a, b = [result(auroc=0.9)], [result(auroc=0.93)]
+    d = max_drift(a, b)
+    assert d["max_abs"]["image_auroc"] == pytest.approx(0.03) and d["by_scenario"]["clean"]["max_abs"]["pro"] == 0
+    merged = merge_drift(d, {"max_abs": {"image_auroc": 0.05}, "max_rel": {}})
+    assert merged["max_abs"]["image_auroc"] == pytest.approx(0.05)
+    assert merged["by_scenario"]["clean"]["max_abs"]["image_auroc"] == pytest.approx(0.03)
