@@ -13,3 +13,7 @@ class UndefinedMetricError(ValueError):
 
 class ThresholdError(ValueError):
     """No threshold can be calibrated from these validation scores and labels."""
+
+
+class WeightsError(RuntimeError):
+    """Backbone weights could not be loaded."""

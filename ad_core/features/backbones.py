@@ -15,6 +15,7 @@ import torchvision
 from torch import nn
 
 from ad_core import SEED
+from ad_core.features import BACKBONE_NAMES
 from ad_core.features.weights import WeightsError, how_to_provide, load_by_name_or_position, load_state_file
 
 
@@ -58,6 +59,10 @@ BACKBONES: dict[str, BackboneInfo] = {
     "efficientnet_lite0": BackboneInfo(
         _efficientnet_lite0, _effnet_stages, {"layer1": 24, "layer2": 40, "layer3": 112}, None, "package"),
 }
+
+
+if tuple(BACKBONES) != BACKBONE_NAMES:  # the light list the CLI shows without importing torch
+    raise ImportError("ad_core.features.BACKBONE_NAMES must list BACKBONES' keys in order")
 
 
 def describe_weights(name: str, weights: str | None, seed: int = SEED) -> str:

@@ -11,9 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-
-class WeightsError(RuntimeError):
-    """Backbone weights could not be loaded."""
+from ad_core.errors import WeightsError
 
 
 def how_to_provide(backbone: str) -> str:
