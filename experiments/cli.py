@@ -69,6 +69,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from experiments.compare import CompareError, compare_folders, format_rows
+
+    try:
+        rows = compare_folders(Path(args.a), Path(args.b), args.tolerance)
+    except CompareError as exc:
+        print(f"ad-repro compare: {exc}", file=sys.stderr)
+        return 2
+    failing = [r for r in rows if not r["holds"]]
+    if rows:
+        print("\n".join(format_rows(rows)))
+    print(f"\n{len(rows)} number(s) differ, {len(failing)} beyond tolerance: "
+          + ("every number holds" if not failing else "NOT the same within tolerance"))
+    return 1 if failing else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ad-repro",
@@ -119,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=16, help="backbone batch size (default: 16)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
+
+    cmp_ = sub.add_parser(
+        "compare", help="hold a run folder against another run or a golden folder (exit 0 same, 1 moved, 2 unusable)",
+        description="Compare every number the report states, with the golden tolerances (a golden side's own, "
+                    "else derived from A's set sizes), or one --tolerance for every number.")
+    cmp_.add_argument("a", help="a run's --out folder (the reference side)")
+    cmp_.add_argument("b", help="another run's --out folder, or a golden/<dataset>-<backbone> folder")
+    cmp_.add_argument("--tolerance", type=float, help="one absolute tolerance for every number instead")
+    cmp_.set_defaults(func=_cmd_compare)
     return parser
 
 

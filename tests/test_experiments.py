@@ -234,3 +234,26 @@ def test_seeds_share_features_and_report_spread_and_claims(first_run, tiny_data,
     for metric in ("image_auroc", "image_f1", "pixel_auroc", "pro"):
         assert ci[metric][0] <= ci[metric][1]
     assert ci["image_auroc"][0] <= pc["image_auroc"] <= ci["image_auroc"][1]
+
+
+def test_compare_passes_on_identical_runs_and_fails_with_a_table_on_a_planted_change(first_run, tmp_path, capsys):
+    import shutil
+
+    out, _, _ = first_run
+    twin = tmp_path / "twin"
+    shutil.copytree(out / "results", twin / "results")
+    assert main(["compare", str(out), str(twin)]) == 0
+    clean = json.loads((twin / "results" / "clean.json").read_text())
+    clean["methods"]["padim"]["per_class"]["brick"]["image_auroc"] -= 0.2  # planted
+    clean["methods"]["padim"]["per_class"]["brick"]["pro"] += 1e-9  # below any tolerance
+    (twin / "results" / "clean.json").write_text(json.dumps(clean))
+    capsys.readouterr()
+    assert main(["compare", str(out), str(twin)]) == 1
+    text = capsys.readouterr().out
+    assert "| clean | padim | brick | image_auroc |" in text and "| NO |" in text
+    assert "| clean | padim | brick | pro |" in text and "2 number(s) differ, 1 beyond tolerance" in text
+    assert main(["compare", str(out), str(twin), "--tolerance", "0.5"]) == 0
+    (twin / "results" / "unified.json").unlink()
+    assert main(["compare", str(out), str(twin)]) == 2
+    assert "different scenarios: only in A ['unified']" in capsys.readouterr().err
+    assert main(["compare", str(out), str(tmp_path / "missing")]) == 2
