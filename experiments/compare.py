@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from experiments.artifacts import load_results
-from experiments.goldens import compare_numbers, derive_tolerances, entries, tolerance_name
+from experiments.goldens import allowed_difference, compare_numbers, derive_tolerances, entries, tolerance_name
 
 
 class CompareError(ValueError):
@@ -66,9 +66,8 @@ def compare_folders(a: Path, b: Path, tolerance: float | None = None) -> list[di
                     va, vb = numbers_a.get(name), numbers_b.get(name)
                     if va == vb:
                         continue
-                    tol = flat_tol.get(tolerance_name(name), {"abs": 0.0})
-                    allowed = (tol.get("abs", 0.0) + tol.get("rel", 0.0) * abs(va)) if isinstance(va, (int, float)) \
-                        else 0.0
+                    numeric = isinstance(va, (int, float))
+                    allowed = allowed_difference(flat_tol, name, va) if numeric else 0.0
                     diff = vb - va if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
                     rows.append({"scenario": sc, "method": method, "entry": entry, "number": name, "a": va, "b": vb,
                                  "diff": diff, "allowed": allowed, "holds": name not in beyond})

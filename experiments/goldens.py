@@ -144,18 +144,23 @@ def payload(result: dict, dataset: str, backbone: str, tolerances: dict) -> dict
             "methods": entries(result)}
 
 
+def allowed_difference(tolerances: dict, name: str, expected: float) -> float:
+    """The largest |actual - expected| the tolerance of ``name`` accepts (0 without one)."""
+    tol = tolerances.get(tolerance_name(name), {"abs": 0.0})
+    return tol.get("abs", 0.0) + tol.get("rel", 0.0) * abs(expected)
+
+
 def compare_numbers(expected: dict, actual: dict, tolerances: dict) -> list[tuple[str, object, object, float]]:
     """(number, expected, actual, allowed) of every number beyond its tolerance, or absent/present
     on one side only (a null must stay null)."""
     moved = []
     for name in sorted(set(expected) | set(actual)):
         e, a = expected.get(name), actual.get(name)
-        tol = tolerances.get(tolerance_name(name), {"abs": 0.0})
         if e is None or a is None:
             if e is not a:
                 moved.append((name, e, a, 0.0))
             continue
-        allowed = tol.get("abs", 0.0) + tol.get("rel", 0.0) * abs(e)
+        allowed = allowed_difference(tolerances, name, e)
         if abs(a - e) > allowed:
             moved.append((name, e, a, allowed))
     return moved
