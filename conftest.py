@@ -1,8 +1,14 @@
-"""Shared fixtures: synthetic MVTec-layout folders and the real-data switch (MVTEC_ROOT)."""
+"""Shared fixtures: synthetic MVTec-layout folders, the real-data switch (MVTEC_ROOT), and the device
+the end-to-end gates run on (header line; ``AD_REPRO_REQUIRE_CUDA=1`` refuses a CPU-only machine)."""
 
 from __future__ import annotations
 
 import os
+
+# Before torch loads OpenMP: pytest -n 2 runs two processes of 2 threads each on 2 cores, and
+# OpenMP's default spin-waiting threads then wait for each other (the CI suite took 16 min 19 s
+# spinning, 10 min 28 s passive, same results: the wait policy changes no arithmetic).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,6 +62,38 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="rewrite a golden that differs from the run, and fail that test")
     group.addoption("--regen-all", action="store_true", default=False,
                     help="rewrite every golden that differs (or is missing), and pass")
+
+
+REQUIRE_CUDA = "AD_REPRO_REQUIRE_CUDA"
+
+
+def gate_device() -> tuple[str, str]:
+    """(device, kNN backend) the end-to-end gates use: CUDA when visible (the runner's 'auto')."""
+    import torch
+
+    from ad_core.models.knn import resolve_backend
+
+    if torch.cuda.is_available():
+        device = f"cuda ({torch.cuda.get_device_name(0)})"
+        return device, resolve_backend("cuda")
+    return "cpu (no CUDA device visible)", resolve_backend("cpu")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get(REQUIRE_CUDA) == "1":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise pytest.UsageError(
+                f"{REQUIRE_CUDA}=1 but torch sees no CUDA device (torch {torch.__version__}, built with CUDA "
+                f"{torch.version.cuda}): the gates would fall back to the CPU. Run on a GPU machine, install a "
+                f"CUDA build of torch, or unset {REQUIRE_CUDA}.")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    device, knn = gate_device()
+    required = " (required by AD_REPRO_REQUIRE_CUDA=1)" if os.environ.get(REQUIRE_CUDA) == "1" else ""
+    return [f"ad-repro gates: device {device}{required}; kNN backend {knn}"]
 
 
 @pytest.fixture

@@ -38,24 +38,41 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def extract(backbone: str, weights: str | None, path: Path) -> None:
+def extract(backbone: str, weights: str | None, path: Path, cells: int | None = None) -> int:
+    """Features of the train and test images into ``path``; returns the number of images.
+
+    Default: the embedded ``coffee`` class (40 train, 26 test).  ``cells``: that many normal ELPV
+    mono cells to train on (209 is MVTec AD bottle's train size), tested on 40 normal + 40 defective
+    cells (real images, needs elpv-dataset).
+    """
     from ad_core.data.dataset import ImageSet
     from ad_core.data.embedded import make_embedded_dataset
-    from ad_core.data.layout import discover_category
+    from ad_core.data.layout import Sample, discover_category
     from ad_core.data.splits import make_splits
     from ad_core.features import FeatureExtractor
 
-    root = make_embedded_dataset(path.parent / "embedded")
-    files = discover_category(root, "coffee")
-    splits = make_splits(files)
+    if cells:
+        from ad_core.data.elpv import elpv_labels
+
+        mono = [(p, prob) for p, prob, kind in elpv_labels() if kind == "mono"]
+        normal = sorted(p for p, prob in mono if prob == 0.0)
+        defect = sorted(p for p, prob in mono if prob == 1.0)[:40]
+        sets = {"train": [Sample(p.name, p, 0, "good") for p in normal[:cells]],
+                "test": [Sample(p.name, p, 0, "good") for p in normal[cells:cells + 40]]
+                + [Sample(p.name, p, 1, "crack") for p in defect]}
+    else:
+        root = make_embedded_dataset(path.parent / "embedded")
+        files = discover_category(root, "coffee")
+        splits = make_splits(files)
+        sets = {"train": splits.samples(files, splits.train), "test": splits.samples(files, splits.test())}
     fe = FeatureExtractor(backbone, weights=weights, device="cpu")
     out = {}
-    for name, names in (("train", splits.train), ("test", splits.test())):
-        samples = splits.samples(files, names)
+    for name, samples in sets.items():
         batches = list(fe.batches(ImageSet(samples), progress=False))
         out[name] = batches
         out[f"{name}_labels"] = [s.label for s in samples]
     torch.save(out, path)
+    return sum(len(v) for v in sets.values())
 
 
 def worker(impl: str, method: str, path: Path) -> dict:
@@ -188,15 +205,17 @@ def kcenter_worker(path: Path) -> dict:
 IMPLS = {"patchcore": ("ad_core", "anomalib", "anomalib-same-coreset"), "padim": ("ad_core", "anomalib")}
 
 
-def compare(backbone: str, weights: str | None, repeat: int) -> None:
+def compare(backbone: str, weights: str | None, repeat: int, cells: int | None = None,
+            methods: tuple[str, ...] = ("patchcore", "padim")) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "features.pt"
         t0 = time.perf_counter()
-        extract(backbone, weights, path)
+        n = extract(backbone, weights, path, cells)
         took = time.perf_counter() - t0
-        print(f"backbone {backbone}: features of 66 images extracted once in {took:.1f} s (not timed below)")
+        what = f"ELPV mono: {cells} train cells, 80 test" if cells else "embedded coffee: 40 train, 26 test"
+        print(f"backbone {backbone}, {what}: features of {n} images extracted once in {took:.1f} s (not timed below)")
         rows = {}
-        for method in ("patchcore", "padim"):
+        for method in methods:
             for impl in IMPLS[method]:
                 runs = []
                 for _ in range(repeat):  # the best of N is kept
@@ -212,7 +231,7 @@ def compare(backbone: str, weights: str | None, repeat: int) -> None:
         print("| method | impl | fit s (warm) | fit+score s (warm) | fit+score s (cold) | peak RSS MiB | image AUROC "
               "| time ratio to anomalib (warm) | (cold) |")
         print("|---|---|---|---|---|---|---|---|---|")
-        for method in ("patchcore", "padim"):
+        for method in methods:
             ref = rows[(method, "anomalib")]
             for impl in IMPLS[method]:
                 r = rows[(method, impl)]
@@ -295,6 +314,9 @@ def main() -> None:
     p.add_argument("--backbone", default="efficientnet_lite0")
     p.add_argument("--weights", default=None)
     p.add_argument("--scaling", action="store_true")
+    p.add_argument("--cells", type=int, help="train on this many normal ELPV mono cells instead of the embedded "
+                                             "coffee class (209 = MVTec AD bottle's train size)")
+    p.add_argument("--methods", nargs="+", choices=("patchcore", "padim"), default=["patchcore", "padim"])
     p.add_argument("--repeat", type=int, default=3, help="runs per (implementation, method); the fastest is kept")
     p.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 400])
     p.add_argument("--anomalib-max", type=int, default=200, help="largest size anomalib's coreset is timed at")
@@ -308,7 +330,7 @@ def main() -> None:
     elif args.scaling:
         scaling(args.sizes, args.anomalib_max, args.features)
     else:
-        compare(args.backbone, args.weights, args.repeat)
+        compare(args.backbone, args.weights, args.repeat, args.cells, tuple(args.methods))
 
 
 if __name__ == "__main__":

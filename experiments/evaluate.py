@@ -7,6 +7,7 @@ import numpy as np
 from ad_core.errors import UndefinedMetricError
 from ad_core.metrics import image_metrics, pixel_auroc, pro_score
 from ad_core.metrics.image import image_auroc
+from ad_core.timing import phase
 from experiments.results import ClassResult, ScoreSet
 
 NO_MASKS = "the dataset has no ground-truth masks (image-level only)"
@@ -15,7 +16,8 @@ NO_MAPS = "the method scores whole images and makes no anomaly maps (image-level
 
 def evaluate(test: ScoreSet, threshold: float) -> ClassResult:
     """Image metrics at ``threshold`` plus pixel AUROC and PRO (None + reason when undefined)."""
-    im = image_metrics(test.scores, test.labels, threshold)
+    with phase("image metrics"):
+        im = image_metrics(test.scores, test.labels, threshold)
     out = ClassResult(image_auroc=im.auroc, image_auprc=im.auprc, image_f1=im.f1, image_accuracy=im.accuracy,
                       threshold=im.threshold, pixel_auroc=None, pro=None, confusion=im.confusion)
     if test.masks is None:
@@ -24,8 +26,9 @@ def evaluate(test: ScoreSet, threshold: float) -> ClassResult:
         out.pixel_metrics_absent = NO_MAPS
     else:
         try:
-            out.pixel_auroc = pixel_auroc(test.maps, test.masks)
-            out.pro = pro_score(test.maps, test.masks)
+            with phase("pixel metrics: pixel AUROC, PRO"):
+                out.pixel_auroc = pixel_auroc(test.maps, test.masks)
+                out.pro = pro_score(test.maps, test.masks)
         except UndefinedMetricError as exc:
             out.pixel_metrics_absent = str(exc)
     return out

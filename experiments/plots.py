@@ -23,10 +23,10 @@ from experiments.results import ScenarioResult  # noqa: E402
 
 @dataclass(frozen=True)
 class FigureContext:
-    """What figures need beyond the result: the image files behind relpaths, the model size."""
+    """What figures need beyond the result: the image files behind relpaths, the model's preprocessing."""
 
     image_path: Callable[[str, str], Path]  # (category, relpath of a test image) -> file
-    image_size: int = 224
+    preprocess: Preprocessor = Preprocessor()
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -69,7 +69,7 @@ def confusion_matrices(result: ScenarioResult, folder: Path, ctx: FigureContext)
 def overlays(result: ScenarioResult, folder: Path, ctx: FigureContext, per_class: int = 2) -> list[Path]:
     """For each method with maps: anomalous test images, their map and the ground-truth contour."""
     paths = []
-    pre = Preprocessor(size=ctx.image_size)
+    pre = ctx.preprocess
     for m in result.methods:
         picks = [(cat, i) for cat, s in m.per_image.items() if s.maps is not None
                  for i in np.flatnonzero(s.labels == 1)[:per_class]]

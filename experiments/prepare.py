@@ -13,19 +13,21 @@ from ad_core.data.splits import Splits, load_splits, make_splits, save_splits
 from ad_core.errors import DatasetError
 from ad_core.shift import write_shifted_category
 from ad_core.shift.generate import PARAMS_LOG
+from ad_core.timing import phase
 from experiments.fingerprint import fingerprint, note_if_stale
 
 
 @dataclass(frozen=True)
 class PreparedCategory:
     clean: CategoryFiles
-    shifted: CategoryFiles
+    shifted: CategoryFiles | None  # None: no scenario of the run uses the shifted domain
     splits: Splits
 
 
 BUILT_IN = ("embedded", "elpv")
 
 
+@phase("data: built-in dataset copy")
 def resolve_data_root(data: str | Path | None, out: Path, dataset: str = "embedded",
                       seed: int = SEED) -> tuple[Path, str]:
     """(root, dataset name): the user's folder, or a built-in dataset written under ``out``.
@@ -50,11 +52,13 @@ def resolve_data_root(data: str | Path | None, out: Path, dataset: str = "embedd
     return make_embedded_dataset(out / "data" / "embedded", stamp=stamp), "embedded"
 
 
-def prepare_category(root: Path, category: str, out: Path, seed: int, progress: bool = True) -> PreparedCategory:
-    """Discover ``category``, make or reuse its splits, and write its shifted copy."""
+def prepare_category(root: Path, category: str, out: Path, seed: int, progress: bool = True,
+                     protocol: str = "study", shifted: bool = True) -> PreparedCategory:
+    """Discover ``category``, make or reuse its splits (``protocol``: ``study`` or ``full_test``), and
+    write its shifted copy (unless ``shifted`` is False: no scenario of the run needs it)."""
     clean = discover_category(root, category)
     split_path = out / "splits" / f"{category}.json"
-    fresh = make_splits(clean, seed)
+    fresh = make_splits(clean, seed, protocol)
     if split_path.is_file():
         stored = load_splits(split_path)
         if stored != fresh:
@@ -65,10 +69,13 @@ def prepare_category(root: Path, category: str, out: Path, seed: int, progress: 
             )
     else:
         save_splits(fresh, split_path)
+    if not shifted:
+        return PreparedCategory(clean, None, fresh)
     shift_root = out / "data" / f"{root.name}-shift"
     stamp = fingerprint("shift")
     note_if_stale(shift_root / category / PARAMS_LOG, "stamp", stamp, f"shifted copy of {category}")
-    write_shifted_category(clean, shift_root, seed=seed, progress=progress, stamp=stamp)
+    with phase("shift generation"):
+        write_shifted_category(clean, shift_root, seed=seed, progress=progress, stamp=stamp)
     shifted = discover_category(shift_root, category)
     return PreparedCategory(clean, shifted, fresh)
 

@@ -9,6 +9,7 @@ from ad_core.metrics import METRIC_NAMES
 from experiments.methods import METHODS
 from experiments.results import ScenarioResult
 from experiments.statistics import claim_line
+from experiments.verdict import verdict_section
 
 
 def _cell(v: object) -> str:
@@ -35,9 +36,12 @@ def _interval(ci: dict | None, key: str) -> str:
 
 def _config_lines(cfg: dict) -> list[str]:
     methods = " ".join(f"{name}: {cfg[name]}." for name in METHODS if name in cfg)
-    return [f"Dataset **{cfg['dataset']}** ({cfg['data_root']}), categories {', '.join(cfg['categories'])}; "
+    geometry = (f"{cfg['image_size']}×{cfg['image_size']}" if not cfg.get("resize") else
+                f"resize {cfg['resize']} then centre crop {cfg['image_size']}×{cfg['image_size']}")
+    return [f"Preset **{cfg.get('preset', 'study')}** (split: {cfg.get('split', 'study')}). "
+            f"Dataset **{cfg['dataset']}** ({cfg['data_root']}), categories {', '.join(cfg['categories'])}; "
             f"backbone **{cfg['backbone']}** ({cfg['weights_source']}); seed {cfg['seed']}; "
-            f"{cfg['image_size']}×{cfg['image_size']}.", "", f"{methods} Threshold: {cfg['threshold']}.", ""]
+            f"{geometry}.", "", f"{methods} Threshold: {cfg['threshold']}.", ""]
 
 
 def scenario_section(r: ScenarioResult, timings: dict[str, float]) -> list[str]:
@@ -70,12 +74,17 @@ def scenario_section(r: ScenarioResult, timings: dict[str, float]) -> list[str]:
     return lines
 
 
-def write_report(out: Path, results: list[dict], timings: dict[str, float], claims: list[dict] | None = None) -> Path:
+def write_report(out: Path, results: list[dict], timings: dict[str, float], claims: list[dict] | None = None,
+                 verdict: dict | None = None) -> Path:
     """report.md over every results JSON of ``out`` (``results`` as ``load_results`` returns them)."""
     lines = ["# ad-repro report", ""]
     if results:
         lines += _config_lines(results[0]["config"])
     lines += ["## Summary (macro mean over classes)", "", *summary_table(results), ""]
+    if verdict is not None:
+        lines += verdict_section(verdict)
+    if timings.get("phases"):
+        lines += phase_section(timings)
     if claims:
         lines += ["## The study's claims, with evidence", "",
                   "Each claim as a difference of macro means (side a minus side b) on the same test images, "
@@ -87,6 +96,15 @@ def write_report(out: Path, results: list[dict], timings: dict[str, float], clai
     with atomic_open(path, "w") as fh:
         fh.write("\n".join(lines))
     return path
+
+
+def phase_section(timings: dict) -> list[str]:
+    """Wall time per phase of the last run (exclusive seconds, summed over the study)."""
+    total = timings["total"]
+    rows = [[name, f"{sec:.1f}", f"{100 * sec / total:.1f}%"] for name, sec in timings["phases"].items()]
+    return ["## Where the time went", "", f"The last run: {total:.1f} s wall, {timings['features_computed']} images "
+            "through the backbone. Seconds per phase, summed over every scenario (exclusive: a phase inside "
+            "another is not counted twice).", "", *_table(["phase", "seconds", "share"], rows), ""]
 
 
 def write_seeds_report(out: Path, summary: dict) -> Path:

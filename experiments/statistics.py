@@ -17,9 +17,11 @@ import numpy as np
 
 from ad_core.metrics import IMAGE_METRICS, METRIC_NAMES
 from ad_core.metrics.bootstrap import N_RESAMPLES, image_intervals, image_statistics, paired_difference, pixel_intervals
+from ad_core.timing import phase
 from experiments.results import ScenarioResult, ScoreSet
 
 
+@phase("bootstrap intervals")
 def class_intervals(test: ScoreSet, tau: float, seed: int, pixel_memo: dict | None = None) -> dict[str, list[float]]:
     """[low, high] of each metric of one class; pixel metrics only where maps and masks exist.
 

@@ -7,23 +7,38 @@ import json
 import time
 from pathlib import Path
 
+from ad_core import timing
 from ad_core.data.io import write_json
 from experiments import plots
 from experiments.artifacts import guard_config, write_scenario, write_summary
+from experiments.executors import make_executor, thread_count
 from experiments.report import write_report, write_seeds_report
 from experiments.results import ScenarioResult
 from experiments.runner import RunConfig, StudyRun, config_fingerprint
 from experiments.scenarios import select
 from experiments.statistics import aggregate, evaluate_claims
+from experiments.verdict import SCENARIO as VERDICT_SCENARIO
+from experiments.verdict import VERDICT_FILE, make_verdict
 
 
 def run_study(config: RunConfig) -> tuple[list[dict], dict[str, float]]:
     """Run the selected scenarios; return (all results in --out, this run's wall times in s)."""
+    with thread_count(config.threads):
+        return _run_study(config)
+
+
+def _run_study(config: RunConfig) -> tuple[list[dict], dict[str, float]]:
     scenarios = select(config.scenarios)
     t_start = time.perf_counter()
+    timing.reset()
     run = StudyRun(config)
     guard_config(run.out, config_fingerprint(run))
     timings: dict[str, float] = {"prepare": time.perf_counter() - t_start}
+    executor = make_executor(config)
+    try:  # dask: every feature extraction, fit and score split as cluster tasks; then the loop below reads caches
+        distributed = executor.precompute(run, [sc for sc in scenarios if run.scenario_methods(sc)])
+    finally:
+        executor.close()
     done: dict[str, ScenarioResult] = {}
     for sc in scenarios:
         if not run.scenario_methods(sc):
@@ -31,19 +46,32 @@ def run_study(config: RunConfig) -> tuple[list[dict], dict[str, float]]:
         t0 = time.perf_counter()
         result = run.run_scenario(sc)
         ctx = plots.FigureContext(lambda cat, relpath, d=sc.eval_domain: run.image_file(cat, d, relpath),
-                                  config.image_size)
-        drawn = plots.draw(result, sc.figures, run.out / "visualizations", ctx)
+                                  config.preprocessor())
+        with timing.phase("figures"):
+            drawn = plots.draw(result, sc.figures, run.out / "visualizations", ctx)
         result.figures = [p.relative_to(run.out).as_posix() for p in drawn]
         write_scenario(run.out, result)
         done[sc.name] = result
         timings[sc.name] = time.perf_counter() - t0
-    claims = evaluate_claims(done, config.seed) if config.bootstrap else []
+    with timing.phase("claims (paired bootstrap)"):
+        claims = evaluate_claims(done, config.seed) if config.bootstrap else []
     write_json(run.out / "claims.json", claims)
+    with timing.phase("results, summary, verdict"):
+        results = write_summary(run.out)
+        clean = next((r for r in results if r["scenario"] == VERDICT_SCENARIO), None)
+        verdict = make_verdict(clean) if clean is not None else None
+        if verdict is not None:
+            write_json(run.out / VERDICT_FILE, verdict)
     timings["total"] = time.perf_counter() - t_start
-    timings["features_computed"] = run.store.n_computed
-    results = write_summary(run.out)
+    timings["features_computed"] = run.store.n_computed + distributed.get("features_computed", 0)
+    if distributed:
+        timings["executor"] = {"kind": config.executor, "tasks": distributed["tasks"],
+                               "worker_phases": distributed["worker_phases"]}
+    phases = timing.snapshot()
+    phases["other"] = max(0.0, timings["total"] - sum(phases.values()))  # orchestration, thresholds, ...
+    timings["phases"] = phases
     write_json(run.out / "timings.json", timings)
-    write_report(run.out, results, timings, claims)
+    write_report(run.out, results, timings, claims, verdict)
     return results, timings
 
 

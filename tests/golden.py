@@ -33,8 +33,12 @@ from experiments.scenarios import SCENARIOS
 GOLDEN_ROOT = Path(__file__).resolve().parent.parent / "golden"
 
 
-def check_golden(request: pytest.FixtureRequest, folder: str, result: dict, method: str, entry: str) -> None:
-    """Assert one (scenario, method, entry) of ``result`` against its golden, or regenerate it."""
+def check_golden(request: pytest.FixtureRequest, folder: str, result: dict, method: str, entry: str,
+                 verdict: dict | None = None) -> None:
+    """Assert one (scenario, method, entry) of ``result`` against its golden, or regenerate it.
+
+    ``verdict``: the run's reproduction verdict, kept in a regenerated golden (status and summary)
+    so that the file says whether the numbers it guards reproduced the published ones."""
     path = GOLDEN_ROOT / folder / f"{result['scenario']}.json"
     force = request.config.getoption("force_regen")
     regen_all = request.config.getoption("regen_all")
@@ -53,7 +57,10 @@ def check_golden(request: pytest.FixtureRequest, folder: str, result: dict, meth
         return
     if force or regen_all:
         tolerances = derive_tolerances(result, load_drift(path.parent))
-        write_json(path, payload(result, dataset, backbone, tolerances))
+        record = payload(result, dataset, backbone, tolerances)
+        if verdict is not None:
+            record["recorded_with_verdict"] = {k: verdict[k] for k in ("preset", "status", "summary")}
+        write_json(path, record)
         if regen_all:
             return
         pytest.fail(f"{path} regenerated ({'; '.join(problems)}); rerun to check against it.")

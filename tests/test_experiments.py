@@ -120,6 +120,12 @@ def test_scenario_semantics(first_run):
     # rho=5% of the ablation is the full-adaptation model: the same file, fit once
     assert ab["patchcore@rho=0.05"]["per_class"]["brick"]["fit_seconds"] == json.loads(
         (out / "models" / "patchcore_brick_shift.fit.json").read_text())["fit_seconds"]
+    # one greedy run per training set: 5% and 1% are prefixes of the 10% coreset, timed on its timeline
+    records = {r: json.loads((out / "models" / f"patchcore_brick_shift{s}.fit.json").read_text())
+               for r, s in ((0.01, "_coreset_01"), (0.05, ""), (0.10, "_coreset_10"))}
+    assert "prefix_of" not in records[0.10]
+    assert records[0.05]["prefix_of"] == records[0.01]["prefix_of"] == "patchcore_brick_shift_coreset_10"
+    assert 0 < records[0.01]["fit_seconds"] <= records[0.05]["fit_seconds"] <= records[0.10]["fit_seconds"]
     assert pc["confusion"][0][0] + pc["confusion"][0][1] == 4
 
 
@@ -185,9 +191,10 @@ def test_caches_follow_the_code_that_made_them(tiny_data, tmp_path, monkeypatch,
     import experiments.fingerprint as fp
 
     out = tmp_path / "code"
-    cfg = config(out, tiny_data, scenarios=["clean"], methods=["padim"])
+    cfg = config(out, tiny_data, scenarios=["clean", "shift_no_adaptation"], methods=["padim"])
     first, timings = run_study(cfg)
-    assert timings["features_computed"] == 2 * 19
+    n_images = 2 * 19 + 2 * 8  # clean images of 2 classes, and their shifted test images
+    assert timings["features_computed"] == n_images
     real = fp.read_source
 
     def planted(edited: str):
@@ -206,7 +213,7 @@ def test_caches_follow_the_code_that_made_them(tiny_data, tmp_path, monkeypatch,
     assert n == 0 and "models and scores: refitting (code changed: ad_core/models/padim.py)" in text
     assert same == metrics_only(first)
     same, n, text = rerun("ad_core/data/preprocess.py")
-    assert n == 2 * 19 and "features: recomputing (code changed: ad_core/data/preprocess.py)" in text
+    assert n == n_images and "features: recomputing (code changed: ad_core/data/preprocess.py)" in text
     assert "shifted copy of brick: recomputing (code changed: ad_core/data/preprocess.py)" in text
     assert text.count("refitting") == 1 and same == metrics_only(first)
 

@@ -75,6 +75,7 @@ def test_defaults_are_the_protocol_numbers():
         42, 42, 224, 0.05, 9, 128, 100)
     assert PatchCore().get_params() == {"coreset_ratio": 0.05, "projection_dim": 128, "k": 9,
                                         "layers": ["layer2", "layer3"], "reweighting": "study", "blur_sigma": None,
+                                        "embedding": "study",
                                         "image_size": 224, "seed": 42}
     assert PaDiM().get_params() == {"n_features": 100, "eps": 0.01, "layers": ["layer1", "layer2", "layer3"],
                                     "blur_sigma": 4.0, "stabilizer": 1e-5, "image_size": 224, "seed": 42}

@@ -13,7 +13,7 @@ from ad_core.models import PatchCore
 from ad_core.models.coreset import bound_projection, greedy_coreset, greedy_coreset_dense, jl_matrix
 from ad_core.models.kcenter_cpu import KCenterState, _d2, _d2_f32, _threshold
 from ad_core.models.knn import NearestNeighbours
-from ad_core.models.patchcore import patch_embedding, reweight_study
+from ad_core.models.patchcore import original_embedding, patch_embedding, reweight_study
 
 pytestmark = pytest.mark.fast
 
@@ -34,6 +34,45 @@ def test_embedding_is_1536_d_on_a_28x28_grid_for_resnet50_layers():
     assert emb.shape == (2, 1536, 28, 28)
     # layer2 part: 3x3 mean with zero padding (count_include_pad), away from the border
     assert torch.allclose(emb[0, 0, 5, 5], feats["layer2"][0, 0, 4:7, 4:7].mean(), atol=1e-6)
+
+
+def test_original_embedding_is_the_authors_aggregation_by_its_definition():
+    """Position by position: the zero-padded 3x3 neighbourhood of each layer (channel-major), layer3's
+    resized bilinearly to layer2's grid, each adaptive-averaged to ``dim``, concatenated, averaged to ``dim``."""
+    g = torch.Generator().manual_seed(0)
+    feats = {"layer2": torch.rand(2, 5, 6, 6, generator=g), "layer3": torch.rand(2, 7, 3, 3, generator=g)}
+    dim = 8
+    out = original_embedding(feats, ("layer2", "layer3"), dim)
+    assert out.shape == (2, dim, 6, 6)
+
+    def adaptive_mean(v: torch.Tensor, n: int) -> torch.Tensor:  # windows [floor(iL/n), ceil((i+1)L/n))
+        length = len(v)
+        return torch.stack([v[(i * length) // n: -((-(i + 1) * length) // n)].mean() for i in range(n)])
+
+    def neighbourhoods(x: torch.Tensor) -> torch.Tensor:  # (B, C*9, h, w), one block per position
+        b, c, h, w = x.shape
+        padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+        return torch.stack([torch.stack([padded[:, :, i:i + 3, j:j + 3].reshape(b, c * 9) for j in range(w)], -1)
+                            for i in range(h)], -2)
+
+    n2 = neighbourhoods(feats["layer2"])
+    n3 = torch.nn.functional.interpolate(neighbourhoods(feats["layer3"]), size=(6, 6), mode="bilinear",
+                                         align_corners=False)
+    for b in range(2):
+        for i in range(6):
+            for j in range(6):
+                merged = torch.cat([adaptive_mean(n2[b, :, i, j], dim), adaptive_mean(n3[b, :, i, j], dim)])
+                assert torch.allclose(out[b, :, i, j], adaptive_mean(merged, dim), atol=1e-6), (b, i, j)
+
+
+def test_original_embedding_option_fits_and_scores_on_1024_d_patches():
+    batches = feature_batches(n_batches=2, b=2, c2=512, c3=1024)
+    model = PatchCore(coreset_ratio=0.05, embedding="original", reweighting="paper", blur_sigma=4.0).fit(batches)
+    assert model.memory_bank_.shape == (int(0.05 * 4 * 784), 1024)
+    scores, maps = model.score(batches[:1])
+    assert scores.shape == (2,) and maps.shape == (2, 224, 224) and np.isfinite(maps).all()
+    with pytest.raises(ValueError, match="embedding must be one of"):
+        PatchCore(embedding="other").fit(batches)
 
 
 def brute_force_greedy(x: np.ndarray, size: int, start: int) -> list[int]:
@@ -152,6 +191,22 @@ def test_fit_bank_size_rows_and_determinism():
     assert not np.array_equal(model.memory_bank_, other.memory_bank_)
 
 
+@pytest.mark.parametrize("embedding", ["study", "original"])
+def test_a_smaller_ratio_is_a_prefix_of_the_bank(embedding):
+    """The greedy coreset is prefix-consistent: a model at 1% or 5% taken from one fit at 10% equals a fresh fit."""
+    batches = feature_batches(n_batches=2, b=3, c2=32 if embedding == "study" else 64,
+                              c3=64 if embedding == "study" else 128)
+    big = PatchCore(coreset_ratio=0.10, embedding=embedding).fit(batches)
+    for ratio in (0.05, 0.01):
+        fresh = PatchCore(coreset_ratio=ratio, embedding=embedding).fit(batches)
+        derived = big.with_ratio(ratio)
+        np.testing.assert_array_equal(derived.memory_bank_, fresh.memory_bank_)
+        assert derived.get_params() == fresh.get_params() and derived.fit_summary() == fresh.fit_summary()
+        np.testing.assert_array_equal(derived.score(batches[0])[0], fresh.score(batches[0])[0])
+    with pytest.raises(ValueError, match="ratio <= the fitted one"):
+        big.with_ratio(0.2)
+
+
 def test_bank_is_the_coreset_of_the_projection_in_greedy_order():
     batches = feature_batches(n_batches=2, b=2)
     model = PatchCore(coreset_ratio=0.02, seed=3).fit(batches)
@@ -173,13 +228,43 @@ def test_training_patches_score_zero_with_the_full_bank():
     assert (model.score(new)[0] > 1.0).all()
 
 
-def test_knn_distances_equal_brute_force():
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+def test_knn_distances_equal_brute_force(backend):
+    """Both backends: torch (the CPU default, and on CUDA without a faiss GPU index) and faiss."""
     rng = np.random.default_rng(0)
     bank, q = rng.normal(size=(300, 20)).astype(np.float32), rng.normal(size=(50, 20)).astype(np.float32)
-    d, idx = NearestNeighbours(bank).search(q, 9)
+    knn = NearestNeighbours(bank, backend=backend)
+    assert knn.backend == backend
+    d, idx = knn.search(q, 9)
     full = np.linalg.norm(q[:, None] - bank[None], axis=2)
     assert np.allclose(d, np.sort(full, axis=1)[:, :9], atol=1e-4)
     assert np.allclose(np.take_along_axis(full, idx, axis=1), d, atol=1e-4)
+    assert idx.dtype == np.int64 and d.shape == idx.shape == (50, 9)
+
+
+def test_knn_backends_agree_on_real_scale_patch_features():
+    """faiss and the torch GEMM on PatchCore-like features (1536-d, large common component): the same
+    neighbours except near-ties, distances to float32 rounding."""
+    rng = np.random.default_rng(1)
+    base = rng.gamma(2.0, 1.0, size=1536).astype(np.float32)  # post-ReLU-like shared component
+    bank = (base + 0.3 * rng.normal(size=(2000, 1536))).astype(np.float32)
+    q = (base + 0.3 * rng.normal(size=(5000, 1536))).astype(np.float32)  # > one query chunk
+    d_f, i_f = NearestNeighbours(bank, backend="faiss").search(q, 9)
+    d_t, i_t = NearestNeighbours(bank, backend="torch").search(q, 9)
+    np.testing.assert_allclose(d_t, d_f, rtol=1e-4)
+    differ = np.flatnonzero(i_t[:, 0] != i_f[:, 0])
+    assert len(differ) < 0.01 * len(q)
+    exact = [np.linalg.norm(q[differ].astype(np.float64) - bank[i[differ, 0]], axis=1) for i in (i_t, i_f)]
+    np.testing.assert_allclose(exact[0], exact[1], rtol=1e-5)  # where they differ, the two are a near-tie
+
+
+def test_knn_backend_choice():
+    from ad_core.models.knn import resolve_backend
+
+    assert resolve_backend("cpu") == "torch"
+    assert resolve_backend("cuda") in ("faiss-gpu", "torch")  # no device needed to decide
+    with pytest.raises(ValueError, match="kNN backend must be one of"):
+        resolve_backend("cpu", "annoy")
 
 
 @given(hnp.arrays(np.float64, st.tuples(st.integers(1, 20), st.integers(1, 9)),

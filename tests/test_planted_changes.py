@@ -43,9 +43,9 @@ PLANTED = (
     # must also drop the Mask wrapper, as a hand-written resize would)
     Planted("masks resized bilinear instead of nearest", "ad_core/data/preprocess.py",
             "m = tv_tensors.Mask(torch.from_numpy(mask.astype(np.float32))[None])\n"
-            "        out = v2.Resize((self.size, self.size), interpolation=v2.InterpolationMode.NEAREST)(m)",
+            "        out = v2.Compose(self._geometry(v2.InterpolationMode.NEAREST))(m)",
             "m = torch.from_numpy(mask.astype(np.float32))[None]\n"
-            "        out = v2.Resize((self.size, self.size), interpolation=v2.InterpolationMode.BILINEAR)(m)",
+            "        out = v2.Compose(self._geometry(v2.InterpolationMode.BILINEAR))(m)",
             ("tests/test_preprocess.py::test_mask_is_nearest_resized_and_binary",)),
     Planted("PaDiM image score from the 56x56 grid instead of the map", "ad_core/models/padim.py",
             "return maps.amax(dim=(1, 2)).double().numpy(), maps.numpy()",

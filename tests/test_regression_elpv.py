@@ -4,8 +4,9 @@ The study's settings (seed 42, 224, coreset 5%, k=9, 100 PaDiM dims, 1000-step t
 offline ImageNet-pretrained EfficientNet-Lite0; image-level labels only, so pixel metrics
 must stay null (a null stays null in every golden).  Goldens: golden/elpv-efficientnet_lite0/<scenario>.json.
 - ``regression`` (CI): the ``clean`` scenario, both methods, mono and poly, fresh from the images;
-- ``elpv``: every scenario (a full run is ~25 min on 2 CPU cores, over CI's budget):
+- ``elpv``: every scenario (a full run is ~20 min on 2 CPU cores, over CI's budget):
   ``pytest -m elpv``; ``AD_REPRO_ELPV_OUT=<folder>`` reuses (and keeps) a run folder.
+  It is also part of ``pytest -m gpu``, the full reproduction on every dataset at hand.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def elpv_results(tmp_path_factory):
 
 
 @pytest.mark.elpv
+@pytest.mark.gpu
 @pytest.mark.parametrize("scenario,method,entry", cases(ELPV))
 def test_elpv_study_matches_golden(request, elpv_results, scenario, method, entry):
     check_golden(request, "elpv-efficientnet_lite0", elpv_results[scenario], method, entry)

@@ -126,11 +126,11 @@ def test_illumination_smoothing_scales_with_image_size():
     assert np.abs(small[32, ::8] - large[256, ::64]).max() < 0.03
 
 
-def test_writer_keeps_layout_logs_parameters_and_is_deterministic(make_category, tmp_path):
+def test_writer_keeps_layout_logs_parameters_and_is_deterministic_whatever_the_threads(make_category, tmp_path):
     cat = make_category(gray=True)
     files = discover_category(cat.parent, cat.name)
-    dst = write_shifted_category(files, tmp_path / "a", seed=42, progress=False)
-    dst2 = write_shifted_category(files, tmp_path / "b", seed=42, progress=False)
+    dst = write_shifted_category(files, tmp_path / "a", seed=42, progress=False)  # one thread per core
+    dst2 = write_shifted_category(files, tmp_path / "b", seed=42, progress=False, workers=1)  # one image at a time
     shifted = discover_category(dst.parent, cat.name)
     assert [s.relpath for s in shifted.test_anomalous] == [s.relpath for s in files.test_anomalous]
     log = json.loads((dst / "shift_params.json").read_text())

@@ -4,6 +4,10 @@ Image: resize to 224x224 (bilinear, antialiased as PIL's resize is), scale to [0
 ImageNet normalisation; grayscale repeated to 3 channels.  Mask: the same resize with
 nearest-neighbour interpolation (v2 does that for ``tv_tensors.Mask``), binarised at 0.5;
 a normal image gets an all-zero mask.
+
+The papers' protocol (``resize`` set, docs/protocol.md §12): the shorter side resized to
+``resize`` (256), aspect kept, then a centre crop of ``size`` (224), image and mask alike,
+as torchvision's ``Resize(256)`` + ``CenterCrop(224)`` in the PatchCore and PaDiM code.
 """
 
 from __future__ import annotations
@@ -35,20 +39,29 @@ class Preprocessor:
     """Callable turning (image array, mask array | None) into model-ready tensors.
 
     Returns ``image`` float32 (3, size, size), normalised, and ``mask`` bool (size, size).
+    ``resize``: None resizes straight to size x size (the study); an int resizes the shorter
+    side to it (aspect kept) and centre-crops size x size (the papers: 256 then 224).
     """
 
     size: int = IMAGE_SIZE
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    resize: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.resize is not None and self.resize < self.size:
+            raise ValueError(f"resize ({self.resize}) must be >= the crop size ({self.size})")
+
+    def _geometry(self, interpolation: v2.InterpolationMode) -> list[v2.Transform]:
+        """Resize (then centre crop, with ``resize``): the same steps for images and masks."""
+        target = (self.size, self.size) if self.resize is None else self.resize  # int: the shorter side
+        steps: list[v2.Transform] = [v2.Resize(target, interpolation=interpolation, antialias=True)]
+        return steps if self.resize is None else [*steps, v2.CenterCrop(self.size)]
 
     def _transform(self) -> v2.Compose:
         return v2.Compose(
             [
-                v2.Resize(
-                    (self.size, self.size),
-                    interpolation=v2.InterpolationMode.BILINEAR,
-                    antialias=True,
-                ),
+                *self._geometry(v2.InterpolationMode.BILINEAR),
                 v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.float32,
                             "others": None}, scale=True),
                 v2.Normalize(mean=list(self.mean), std=list(self.std)),
@@ -68,5 +81,5 @@ class Preprocessor:
     def resize_mask(self, mask: np.ndarray) -> np.ndarray:
         """Mask (H, W) -> bool (size, size), nearest-neighbour, as metrics need."""
         m = tv_tensors.Mask(torch.from_numpy(mask.astype(np.float32))[None])
-        out = v2.Resize((self.size, self.size), interpolation=v2.InterpolationMode.NEAREST)(m)
+        out = v2.Compose(self._geometry(v2.InterpolationMode.NEAREST))(m)
         return (out[0] >= 0.5).numpy()

@@ -6,6 +6,10 @@ of one seeded permutation of the category's sorted anomalous files (all defect t
 together), test anomalies = the rest; test normals = all of ``test/good``.  Each pool has
 its own ``numpy.random.default_rng(seed)`` so one pool's size never changes the other's
 draw.
+
+The papers' protocol (``full_test``, docs/protocol.md §12): train on all of ``train/good``,
+evaluate on all of ``test``; with no validation split, tau is calibrated on the test set
+itself (anomalib's default), so only the tau-free metrics are comparable to a paper.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ FORMAT = "ad-repro-splits/1"
 TRAIN_FRACTION = 0.8
 VAL_ANOMALY_FRACTION = 0.3
 SPLIT_NAMES = ("train", "val_normal", "val_anomalous", "test_normal", "test_anomalous")
+PROTOCOLS = ("study", "full_test")
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class Splits:
     val_anomalous: list[str]
     test_normal: list[str]
     test_anomalous: list[str]
+    protocol: str = "study"  # "full_test": val = test (no validation split), train = all train/good
 
     def counts(self) -> dict[str, int]:
         return {name: len(getattr(self, name)) for name in SPLIT_NAMES}
@@ -78,12 +84,16 @@ def split_sizes(n_good_train: int, n_anomalous: int) -> dict[str, int]:
     }
 
 
-def make_splits(files: CategoryFiles, seed: int = SEED) -> Splits:
-    """Apply the §2 rule to a discovered category; raise if a split would be empty."""
+def make_splits(files: CategoryFiles, seed: int = SEED, protocol: str = "study") -> Splits:
+    """Apply the §2 rule (or ``full_test``) to a discovered category; raise if a split would be empty."""
     good = [s.relpath for s in files.train_good]
     anomalous = [s.relpath for s in files.test_anomalous]
-    sizes = split_sizes(len(good), len(anomalous))
     where = files.path
+    if protocol == "full_test":
+        return _full_test_splits(files, seed, good, anomalous)
+    if protocol != "study":
+        raise ValueError(f"unknown split protocol {protocol!r}; choose from {PROTOCOLS}")
+    sizes = split_sizes(len(good), len(anomalous))
     if sizes["train"] == 0 or sizes["val_normal"] == 0:
         raise DatasetError(
             f"{where}/train/good has {len(good)} image(s): the 80/20 split needs at least 2 "
@@ -110,15 +120,28 @@ def make_splits(files: CategoryFiles, seed: int = SEED) -> Splits:
     )
 
 
+def _full_test_splits(files: CategoryFiles, seed: int, good: list[str], anomalous: list[str]) -> Splits:
+    """Train on every ``train/good`` image, test (and calibrate tau) on the whole test set."""
+    if not anomalous:
+        raise DatasetError(f"{files.path}/test has no anomalous image: the full-test protocol needs at least one "
+                           "under test/<defect>/.")
+    test_normal = [s.relpath for s in files.test_good]
+    return Splits(category=files.name, seed=seed, train=good, val_normal=test_normal, val_anomalous=anomalous,
+                  test_normal=test_normal, test_anomalous=anomalous, protocol="full_test")
+
+
 def save_splits(splits: Splits, path: str | Path) -> None:
     """Write splits as JSON (atomically), with the rule and counts for a human reader."""
+    rule = (
+        f"train/val_normal = {TRAIN_FRACTION:.0%}/rest of a seeded permutation of sorted "
+        f"train/good; val/test anomalous = {VAL_ANOMALY_FRACTION:.0%}/rest of a seeded "
+        "permutation of sorted test/<defect>; test_normal = test/good"
+    ) if splits.protocol == "study" else (
+        "full test set (the papers' protocol): train = all of train/good; test = all of test; "
+        "val = test (no validation split: tau is calibrated on the test set)")
     payload = {
         "format": FORMAT,
-        "rule": (
-            f"train/val_normal = {TRAIN_FRACTION:.0%}/rest of a seeded permutation of sorted "
-            f"train/good; val/test anomalous = {VAL_ANOMALY_FRACTION:.0%}/rest of a seeded "
-            "permutation of sorted test/<defect>; test_normal = test/good"
-        ),
+        "rule": rule,
         "counts": splits.counts(),
         **asdict(splits),
     }
@@ -142,6 +165,7 @@ def load_splits(path: str | Path) -> Splits:
             category=payload["category"],
             seed=int(payload["seed"]),
             **{name: list(payload[name]) for name in SPLIT_NAMES},
+            protocol=payload.get("protocol", "study"),
         )
     except KeyError as exc:
         raise DatasetError(f"Splits file {path} lacks the field {exc}. Delete it to remake it.") from exc

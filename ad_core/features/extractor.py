@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ad_core import SEED
 from ad_core.features.backbones import BACKBONES, build_backbone
+from ad_core.timing import phase
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -52,6 +53,7 @@ class FeatureExtractor:
         return {layer: BACKBONES[self.backbone].channels[layer] for layer in self.layers}
 
     @torch.no_grad()
+    @phase("backbone")
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Feature maps of one batch, on the extractor's device, float32."""
         x = images.to(self.device, non_blocking=True)
@@ -66,5 +68,10 @@ class FeatureExtractor:
                 num_workers: int = 0) -> Iterator[dict[str, torch.Tensor]]:
         """Feature maps of ``dataset`` (items with an ``image`` key) batch by batch, on CPU."""
         loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=num_workers)
-        for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        batches = iter(tqdm(loader, desc=desc, disable=not progress, leave=False))
+        while True:
+            with phase("image decode + preprocessing"):
+                batch = next(batches, None)
+            if batch is None:
+                return
             yield {k: v.cpu() for k, v in self(batch["image"]).items()}

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping
 import torch
 import torch.nn.functional as F
 
+from ad_core.timing import phase
+
 FeatureBatch = Mapping[str, torch.Tensor]  # layer -> (B, C, h, w)
 FeatureBatches = FeatureBatch | Iterable[FeatureBatch]
 
@@ -31,6 +33,7 @@ def as_batches(features: FeatureBatches, reiterable: bool = False) -> Iterable[F
     return features
 
 
+@phase("maps: upsample + blur")
 def upsample_maps(patch_scores: torch.Tensor, size: int, blur_sigma: float | None) -> torch.Tensor:
     """(B, h, w) patch scores -> (B, size, size), bilinear; optional Gaussian blur."""
     maps = F.interpolate(patch_scores[:, None], size=(size, size), mode="bilinear", align_corners=False)

@@ -13,11 +13,14 @@ index on ties, as anomalib's ``KCenterGreedy``):
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ad_core.models.kcenter_cpu import KCenterState
+from ad_core.timing import phase
 
 BOUND_DIMS = 16  # dims of the PCA projection used for the pruning's lower bounds
 _PCA_SAMPLE = 16384  # rows the PCA is estimated on (any orthonormal basis is exact; PCA only prunes more)
@@ -37,19 +40,23 @@ def start_index(n: int, seed: int) -> int:
     return int(torch.randint(n, (1,), generator=g))
 
 
-def greedy_coreset(features: torch.Tensor, size: int, start: int, progress: bool = False) -> torch.Tensor:
+@phase("coreset")
+def greedy_coreset(features: torch.Tensor, size: int, start: int, progress: bool = False,
+                   timeline: list[tuple[int, float]] | None = None) -> torch.Tensor:
     """Indices (size,) of a furthest-point coreset of ``features`` (N, d), starting at ``start``.
 
     CUDA tensors take the dense GPU pass, everything else the pruned CPU kernel; both
     return the greedy rule's indices (they can differ only where two candidates are equally
-    far to float32 precision).
+    far to float32 precision).  ``timeline``: (points chosen, ``time.perf_counter()``) is
+    appended every ~1% of the steps, so the time to reach any smaller size is known.
     """
     if features.is_cuda:
-        return greedy_coreset_dense(features, size, start, progress)
-    return greedy_coreset_cpu(features.detach().float().contiguous().numpy(), size, start, progress)
+        return greedy_coreset_dense(features, size, start, progress, timeline=timeline)
+    return greedy_coreset_cpu(features.detach().float().contiguous().numpy(), size, start, progress, timeline)
 
 
-def greedy_coreset_cpu(x: np.ndarray, size: int, start: int, progress: bool = False) -> torch.Tensor:
+def greedy_coreset_cpu(x: np.ndarray, size: int, start: int, progress: bool = False,
+                       timeline: list[tuple[int, float]] | None = None) -> torch.Tensor:
     """The CPU kernel on a float32 (N, d) array; see ``kcenter_cpu``.
 
     Pruned steps while the bounds skip most points (real CNN features: exact distances for a
@@ -67,8 +74,12 @@ def greedy_coreset_cpu(x: np.ndarray, size: int, start: int, progress: bool = Fa
             before = state.done
             state.advance(chunk)
             bar.update(state.done - before)
+            if timeline is not None:
+                timeline.append((state.done, time.perf_counter()))
             if state.done >= 32 and state.touched[before:state.done].mean() > DENSE_SWITCH * len(x):
                 state.switch_to_dense()
+    if timeline is not None:
+        timeline.append((state.done, time.perf_counter()))
     return torch.from_numpy(state.selected)
 
 
@@ -94,7 +105,7 @@ def bound_projection(x: np.ndarray, k: int) -> tuple[np.ndarray, float]:
 
 
 def greedy_coreset_dense(features: torch.Tensor, size: int, start: int, progress: bool = False,
-                         chunk: int = 1 << 16) -> torch.Tensor:
+                         chunk: int = 1 << 16, timeline: list[tuple[int, float]] | None = None) -> torch.Tensor:
     """The dense rule on any device: one pass over all points per step (GPU path, reference).
 
     Distances are summed from differences, not expanded as |x|^2 - 2xc + |c|^2: features
@@ -115,6 +126,8 @@ def greedy_coreset_dense(features: torch.Tensor, size: int, start: int, progress
             torch.minimum(min_d2[lo:hi], d2, out=min_d2[lo:hi])
         min_d2[idx] = 0.0
         idx = int(torch.argmax(min_d2))
+        if timeline is not None and (step % max(16, size // 100) == 0 or step == size - 1):
+            timeline.append((step + 1, time.perf_counter()))
     return selected
 
 

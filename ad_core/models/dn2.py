@@ -21,6 +21,7 @@ import torch
 from ad_core.data.io import atomic_open
 from ad_core.models.common import FeatureBatches, as_batches
 from ad_core.models.knn import NearestNeighbours
+from ad_core.timing import phase
 
 
 class DN2:
@@ -38,6 +39,7 @@ class DN2:
         """(B, sum C) float32: each layer's map averaged over its grid, concatenated."""
         return torch.cat([batch[name].float().mean(dim=(2, 3)) for name in self.layers], dim=1).cpu().numpy()
 
+    @phase("dn2 fit + score")
     def fit(self, features: FeatureBatches) -> DN2:
         """Keep the training images' pooled vectors (N_train, C)."""
         if self.k < 1:
@@ -53,6 +55,7 @@ class DN2:
     def fit_summary(self) -> dict[str, int]:
         return {"n_train_images": int(self.train_embeddings_.shape[0])}
 
+    @phase("dn2 fit + score")
     def score(self, features: FeatureBatches) -> tuple[np.ndarray, None]:
         """(image scores (N,) float64: mean distance to the k nearest training images, no maps)."""
         if not hasattr(self, "train_embeddings_"):

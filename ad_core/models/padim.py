@@ -4,8 +4,9 @@ embedding: layer1 + layer2 + layer3 maps, the deeper ones resized (nearest, as a
 ``PadimModel``) to layer1's grid and concatenated; a fixed seeded random subset of
 ``n_features`` dims.  fit: per position, mean and covariance of the training embeddings
 + (eps + stabilizer) * I, accumulated batch by batch as sums and outer-product sums, so the
-training embeddings are never held together; in float64, because cov = E[xx^T] - mu mu^T
-cancels badly in float32 on post-ReLU features with large means (the only non-fp32 step).
+training embeddings are never held together; shifted by the first batch's mean and in float64,
+because cov = E[xx^T] - mu mu^T cancels badly in float32 on post-ReLU features with large
+means (the only non-fp32 step).
 score: Mahalanobis distance per position; map bilinearly upsampled to 224x224, then a
 Gaussian blur sigma=4; image score = max of that map.
 
@@ -27,6 +28,9 @@ import torch.nn.functional as F
 from ad_core import SEED
 from ad_core.data.io import atomic_open
 from ad_core.models.common import FeatureBatches, as_batches, upsample_maps
+from ad_core.timing import phase
+
+_FIT_CHUNK = 64  # images per batched GEMM of the covariance sums
 
 
 def padim_embedding(features: dict[str, torch.Tensor], layers: tuple[str, ...]) -> torch.Tensor:
@@ -93,30 +97,56 @@ class PaDiM:
         emb = torch.cat(parts, dim=1)
         return emb.index_select(1, torch.argsort(torch.cat(order)).to(emb.device))
 
+    @phase("padim fit")
     def fit(self, features: FeatureBatches) -> PaDiM:
-        """Per-position Gaussian from training feature batches (one streaming pass)."""
+        """Per-position Gaussian from training feature batches (one streaming pass).
+
+        The sums are taken of embeddings shifted by the first batch's per-position mean ``r``
+        (cov = (sum (x-r)(x-r)^T - n (mu-r)(mu-r)^T) / (n-1), exact algebra), which removes the
+        large common component before any product; the products are float64 GEMMs of
+        ``_FIT_CHUNK`` images at a time (a GEMM of 16-image batches runs at a fraction of BLAS
+        speed on (3136, 100, 16) operands).
+        """
         n = 0
-        total = outer = None
+        total = outer = ref = buf = None
+        filled = 0
+
+        def flush() -> None:
+            part = buf[:, :, :filled]
+            total.add_(part.sum(2, dtype=torch.float64))
+            outer.baddbmm_(part, part.transpose(1, 2))
+
         for batch in as_batches(features):
             if n == 0:
                 n_total = sum(batch[name].shape[1] for name in self.layers)
                 self.dims_ = self.select_dims(n_total)
-            emb = self.embed(batch).double()
+            emb = self.embed(batch)
             b, d, h, w = emb.shape
-            x = emb.reshape(b, d, h * w).permute(2, 1, 0)  # (P, d, B)
-            if total is None:
+            x = emb.reshape(b, d, h * w)  # (B, d, P)
+            if ref is None:
+                ref = x.mean(0)  # (d, P): the shift
                 total = torch.zeros(h * w, d, dtype=torch.float64, device=emb.device)
                 outer = torch.zeros(h * w, d, d, dtype=torch.float64, device=emb.device)
-            total += x.sum(2)
-            outer.baddbmm_(x, x.transpose(1, 2))  # in place: no (P, d, d) temporary per batch
+                buf = torch.empty(h * w, d, _FIT_CHUNK, dtype=torch.float64, device=emb.device)
+            pos = 0
+            while pos < b:  # fill the chunk buffer; a full one becomes one GEMM
+                take = min(b - pos, _FIT_CHUNK - filled)
+                buf[:, :, filled:filled + take] = (x[pos:pos + take] - ref).permute(2, 1, 0)
+                filled, pos = filled + take, pos + take
+                if filled == _FIT_CHUNK:
+                    flush()
+                    filled = 0
             n += b
+        if filled:
+            flush()
         if n < 2:
             raise ValueError(f"PaDiM.fit needs at least 2 training images for a covariance, got {n}.")
-        mean = total / n
+        shift = total / n  # mean of the shifted embeddings
+        mean = shift + ref.T.double()
         inv = torch.empty(outer.shape, dtype=torch.float32)
         for lo in range(0, outer.shape[0], 64):  # 64 positions at a time: LAPACK is fastest on small batches
             cov = outer[lo:lo + 64]  # turned into the covariance in place: the sums are not needed again
-            m = mean[lo:lo + 64, :, None]
+            m = shift[lo:lo + 64, :, None]
             cov.baddbmm_(m, m.transpose(1, 2), alpha=-n).div_(n - 1)
             cov.diagonal(dim1=1, dim2=2).add_(self.eps + self.stabilizer)
             inv[lo:lo + 64] = torch.linalg.inv(cov).float().cpu()
@@ -129,6 +159,7 @@ class PaDiM:
         """Sizes of the learned state: grid positions (one Gaussian each) and training images."""
         return {"n_positions": int(self.mean_.shape[0]), "n_train_images": int(self.n_train_images_)}
 
+    @phase("padim score")
     def distances(self, features: FeatureBatches) -> torch.Tensor:
         """Mahalanobis distance grids (N, H, W)."""
         if not hasattr(self, "mean_"):

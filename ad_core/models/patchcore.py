@@ -1,7 +1,8 @@
 """PatchCore as the study defines it (docs/protocol.md §5), in the scikit-learn habit.
 
-embedding: 3x3 average pooling (stride 1, padding 1) on layer2 and layer3, layer3
-bilinearly upsampled to layer2's grid, concatenated -> one vector per patch.
+embedding ("study", default): 3x3 average pooling (stride 1, padding 1) on layer2 and layer3,
+layer3 bilinearly upsampled to layer2's grid, concatenated -> one vector per patch (1536-d on
+ResNet-50); "original": the PatchCore authors' code (``original_embedding``), 1024-d.
 fit: JL projection to 128 dims (seeded), greedy coreset of ``coreset_ratio`` of all
 training patches (seeded start), memory bank = the selected full vectors.
 score: L2 distances to the k nearest bank entries (faiss); reweighting:
@@ -17,6 +18,7 @@ Image score = max patch score; map = patch scores bilinearly upsampled to 224x22
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +30,11 @@ from ad_core.data.io import atomic_open, write_json
 from ad_core.models.common import FeatureBatches, as_batches, coreset_size, upsample_maps
 from ad_core.models.coreset import greedy_coreset, jl_matrix, start_index
 from ad_core.models.knn import NearestNeighbours
+from ad_core.timing import phase
 
 REWEIGHTING = ("study", "paper", "none")
+EMBEDDINGS = ("study", "original")
+ORIGINAL_DIM = 1024  # the authors' pretrain_embed_dimension = target_embed_dimension for WideResNet-50
 
 
 def patch_embedding(features: dict[str, torch.Tensor], layers: tuple[str, ...]) -> torch.Tensor:
@@ -38,6 +43,32 @@ def patch_embedding(features: dict[str, torch.Tensor], layers: tuple[str, ...]) 
     size = pooled[0].shape[-2:]
     parts = [pooled[0]] + [F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in pooled[1:]]
     return torch.cat(parts, dim=1)
+
+
+def original_embedding(features: dict[str, torch.Tensor], layers: tuple[str, ...],
+                       dim: int = ORIGINAL_DIM) -> torch.Tensor:
+    """Feature maps -> (B, dim, h, w) as the PatchCore authors' code aggregates them.
+
+    Per layer: each patch's 3x3 neighbourhood (zero-padded) flattened channel-major to C*9
+    values, deeper layers' neighbourhoods bilinearly resized to the first layer's grid, then
+    adaptive-average-pooled (1-d, over those C*9 values) to ``dim``; the layers' vectors are
+    concatenated and adaptive-average-pooled to ``dim`` again (amazon-science/patchcore-inspection,
+    ``PatchMaker``, ``MeanMapper``, ``Aggregator``).  Written here in torch's terms
+    (``unfold``, ``adaptive_avg_pool1d``); ``tests/test_patchcore.py`` checks it against the
+    definition computed position by position.
+    """
+    size = features[layers[0]].shape[-2:]
+    per_layer = []
+    for name in layers:
+        x = features[name]
+        b, c, h, w = x.shape
+        patches = F.unfold(x, kernel_size=3, padding=1).reshape(b, c * 9, h, w)  # (c, ky, kx) per patch
+        if (h, w) != tuple(size):
+            patches = F.interpolate(patches, size=size, mode="bilinear", align_corners=False)
+        flat = patches.permute(0, 2, 3, 1).reshape(-1, 1, c * 9)
+        per_layer.append(F.adaptive_avg_pool1d(flat, dim))
+    merged = F.adaptive_avg_pool1d(torch.cat(per_layer, dim=2), dim)  # (B*h*w, 1, dim)
+    return merged.reshape(b, *size, dim).permute(0, 3, 1, 2)
 
 
 def reweight_study(d: np.ndarray) -> np.ndarray:
@@ -62,6 +93,7 @@ class PatchCore:
         layers: tuple[str, ...] = ("layer2", "layer3"),
         reweighting: str = "study",
         blur_sigma: float | None = None,
+        embedding: str = "study",
         image_size: int = 224,
         seed: int = SEED,
         device: str = "cpu",
@@ -73,6 +105,7 @@ class PatchCore:
         self.layers = tuple(layers)
         self.reweighting = reweighting
         self.blur_sigma = blur_sigma
+        self.embedding = embedding
         self.image_size = image_size
         self.seed = seed
         self.device = device
@@ -82,7 +115,7 @@ class PatchCore:
         return {
             "coreset_ratio": self.coreset_ratio, "projection_dim": self.projection_dim, "k": self.k,
             "layers": list(self.layers), "reweighting": self.reweighting, "blur_sigma": self.blur_sigma,
-            "image_size": self.image_size, "seed": self.seed,
+            "embedding": self.embedding, "image_size": self.image_size, "seed": self.seed,
         }
 
     def _check(self) -> None:
@@ -90,6 +123,8 @@ class PatchCore:
             raise ValueError(f"coreset_ratio must be in (0, 1], got {self.coreset_ratio}")
         if self.reweighting not in REWEIGHTING:
             raise ValueError(f"reweighting must be one of {REWEIGHTING}, got {self.reweighting!r}")
+        if self.embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {self.embedding!r}")
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
         if self.k == 1 and self.reweighting == "study":
@@ -97,13 +132,16 @@ class PatchCore:
                              "so every score 0; use k >= 2 (the study: 9) or reweighting='none'.")
 
     def _patches(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int, int]]:
-        emb = patch_embedding({k: v.to(self.device).float() for k, v in batch.items()}, self.layers)
+        embed = original_embedding if self.embedding == "original" else patch_embedding
+        emb = embed({k: v.to(self.device).float() for k, v in batch.items()}, self.layers)
         b, d, h, w = emb.shape
         return emb.permute(0, 2, 3, 1).reshape(-1, d), (b, h, w)
 
+    @phase("patchcore fit: embed, project, gather")
     def fit(self, features: FeatureBatches) -> PatchCore:
         """Build the memory bank from training feature batches (iterated twice)."""
         self._check()
+        t_start = time.perf_counter()
         batches = as_batches(features, reiterable=True)
         projection: torch.Tensor | None = None
         projected: list[torch.Tensor] = []
@@ -117,8 +155,11 @@ class PatchCore:
         proj = torch.cat(projected)
         del projected
         n = proj.shape[0]
-        chosen = greedy_coreset(proj, coreset_size(n, self.coreset_ratio), start_index(n, self.seed), self.progress)
+        timeline: list[tuple[int, float]] = []
+        chosen = greedy_coreset(proj, coreset_size(n, self.coreset_ratio), start_index(n, self.seed), self.progress,
+                                timeline)
         del proj
+        t_gather = time.perf_counter()
         order = torch.argsort(chosen)  # gather in one streaming pass, then restore greedy order
         wanted = chosen[order]
         bank = torch.empty(len(chosen), int(projection.shape[0]))
@@ -134,7 +175,39 @@ class PatchCore:
         self.memory_bank_ = bank.numpy()
         self.n_train_patches_ = n
         self._index = None
+        # seconds to reach each coreset size: the fit time of every smaller ratio (``with_ratio``)
+        self._fit_timeline = ([(steps, t - t_start) for steps, t in timeline], time.perf_counter() - t_gather)
         return self
+
+    def fit_seconds_at(self, coreset_ratio: float) -> float | None:
+        """Wall time this fit would have taken at a smaller ratio: the passes and greedy steps up to its
+        size (measured on this fit's timeline, to ~1% of the steps) plus the gathering pass."""
+        timeline = getattr(self, "_fit_timeline", None)
+        if timeline is None:
+            return None
+        size = coreset_size(self.n_train_patches_, coreset_ratio)
+        steps, gather = timeline
+        return next((t for done, t in steps if done >= size), steps[-1][1] if steps else 0.0) + gather
+
+    def with_ratio(self, coreset_ratio: float) -> PatchCore:
+        """The model ``fit`` would give at a smaller ``coreset_ratio``, without fitting again.
+
+        The greedy rule is prefix-consistent: step t picks the point furthest from the t points
+        before it, whatever the final size, and the bank is stored in greedy order, so the bank
+        at a smaller ratio is the first ``coreset_size(n, ratio)`` rows of this one (same
+        projection, same start).  ``tests/test_patchcore.py`` checks it against a fresh fit.
+        """
+        if not hasattr(self, "memory_bank_"):
+            raise RuntimeError("PatchCore is not fitted: call fit() or load() first.")
+        size = coreset_size(self.n_train_patches_, coreset_ratio)
+        if coreset_ratio > self.coreset_ratio or size > len(self.memory_bank_):
+            raise ValueError(f"with_ratio takes a ratio <= the fitted one ({self.coreset_ratio}), got {coreset_ratio}")
+        smaller = PatchCore(**{**self.get_params(), "coreset_ratio": coreset_ratio, "layers": self.layers},
+                            device=self.device, progress=self.progress)
+        smaller.memory_bank_ = self.memory_bank_[:size].copy()
+        smaller.n_train_patches_ = self.n_train_patches_
+        smaller._index = None
+        return smaller
 
     def fit_summary(self) -> dict[str, int]:
         """Sizes of the learned state: memory-bank entries and the training patches they cover."""
@@ -145,6 +218,7 @@ class PatchCore:
             self._index = NearestNeighbours(self.memory_bank_, self.device)
         return self._index
 
+    @phase("patchcore score: embed, reweight")
     def patch_scores(self, features: FeatureBatches) -> tuple[np.ndarray, np.ndarray]:
         """(image scores (N,), patch-score grids (N, h, w)) before upsampling."""
         if not hasattr(self, "memory_bank_"):
@@ -199,6 +273,7 @@ class PatchCore:
         params = json.loads(path.with_suffix(".json").read_text())
         n = params.pop("n_train_patches")
         params["layers"] = tuple(params["layers"])
+        params.setdefault("embedding", "study")  # saved before the option existed
         model = cls(**params, device=device)
         model.memory_bank_ = np.load(path)
         model.n_train_patches_ = n

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -18,7 +20,8 @@ PARAMS_LOG = "shift_params.json"
 
 
 def write_shifted_category(
-    files: CategoryFiles, out_root: str | Path, seed: int = SEED, progress: bool = True, stamp: object = None
+    files: CategoryFiles, out_root: str | Path, seed: int = SEED, progress: bool = True, stamp: object = None,
+    workers: int | None = None,
 ) -> Path:
     """Shift every image of ``files`` into ``out_root/<category>`` (same relative names).
 
@@ -26,7 +29,7 @@ def write_shifted_category(
     ``<category>/shift_params.json``.  A complete earlier copy made with the same seed and
     ``stamp`` (the caller's fingerprint of the code that shifts) is kept as it is (the log
     is written last, so its presence means complete); any other copy is rewritten.
-    Returns the category folder of the copy.
+    Returns the category folder of the copy.  ``workers``: threads (default: one per core).
     """
     dst = Path(out_root) / files.name
     log_path = dst / PARAMS_LOG
@@ -36,14 +39,20 @@ def write_shifted_category(
         same_images = set(log.get("images", {})) == {s.relpath for s in samples}
         if log.get("seed") == seed and log.get("stamp") == stamp and same_images:
             return dst
-    params_log: dict[str, dict[str, object]] = {}
-    for sample in tqdm(samples, desc=f"shift {files.name}", disable=not progress, leave=False):
+    def shift_one(sample) -> dict[str, object]:
         image, mask = load_pair(sample)
         params = sample_shift_params(rng_for(seed, files.name, sample.relpath))  # per image: (seed, category, relpath)
         shifted, shifted_mask = apply_shift(image, mask if sample.mask is not None else None, params)
         write_image(dst / sample.relpath, shifted)
         if shifted_mask is not None:
             write_image(dst / "ground_truth" / sample.defect / f"{Path(sample.relpath).stem}_mask.png", shifted_mask)
-        params_log[sample.relpath] = params.to_json()
+        return params.to_json()
+
+    # one image per thread: decoding, torch's warps and PNG encoding release the GIL, and each image's
+    # parameters come from its own generator, so the copy is the same whatever the thread count
+    with ThreadPoolExecutor(max_workers=workers or len(os.sched_getaffinity(0))) as pool:
+        done = tqdm(pool.map(shift_one, samples), total=len(samples), desc=f"shift {files.name}",
+                    disable=not progress, leave=False)
+        params_log = {sample.relpath: params for sample, params in zip(samples, done)}
     write_json(log_path, {"seed": seed, "category": files.name, "stamp": stamp, "images": params_log})
     return dst

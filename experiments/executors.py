@@ -1,0 +1,199 @@
+"""Where a study's independent units run: in this process (default) or as tasks of a Dask cluster.
+
+The units are the ones the runner memoises, each of which writes a cache entry
+(``experiments.cache``): the features of one (category, domain), one model fit, the scores of
+one (model, category, domain, split).  ``DaskExecutor.precompute`` submits them as a task graph
+(fits after their features, scores after their model) to a ``dask.distributed`` cluster, every
+task building the same ``StudyRun`` in its worker and asking it for that one unit; the client
+then runs the study as usual and finds every unit in the caches.  So the numbers come from the
+same code either way (tested equal to the in-process run, ``tests/test_executors.py``), and a
+unit a worker lost is simply computed by the client.
+
+Shared filesystem, several writers: every cache write is a temporary file beside the target
+(``mkstemp``: a unique name per writer) renamed over it (``os.replace``, atomic on POSIX
+filesystems and NFS v3+), so a reader sees no entry or a complete one.  Features are keyed by
+the SHA-256 of the image bytes under a folder keyed by the extractor's configuration and code
+fingerprint: two writers of one key write the same content, and the last rename wins.  Models
+and scores are keyed by name within one ``--out``, and each key is one task of the graph, so no
+two tasks write the same one.  ``GPU`` worker resources: with a CUDA device requested, each
+task asks for ``{"GPU": 1}``, so a worker started with ``--resources GPU=1`` runs one at a time.
+
+Threads: Dask's nanny starts workers with ``OMP_NUM_THREADS=1`` (and MKL/OpenBLAS alike), and
+the thread count changes how torch, faiss and numba split their float sums (the last bits of
+the features, hence of tau: ``golden/*/drift.json``).  Each task therefore sets torch's, faiss's
+and numba's threads itself: to ``RunConfig.threads`` (``--threads``) when given, else on a
+LocalCluster to the cores divided among its workers, on a remote cluster to the worker's cores.
+The numbers equal an in-process run's exactly at the same thread count (``--threads`` there too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ad_core import timing
+from experiments.runner import ModelKey, RunConfig, ScoreKey, StudyRun
+from experiments.scenarios import Scenario
+
+log = logging.getLogger("ad-repro")
+_RUNS: dict[str, StudyRun] = {}  # per worker process: the StudyRun of the latest configuration
+
+
+def run_token(config: RunConfig) -> str:
+    """A short digest of the configuration: task keys of several runs on one scheduler never collide."""
+    return hashlib.sha256(pickle.dumps(config)).hexdigest()[:12]
+
+
+def _set_threads(threads: int | None) -> tuple[int, int, int]:
+    """Set torch's, faiss's and numba's thread counts (None: this process's cores); return the old ones."""
+    import faiss
+    import numba
+    import torch
+
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be a positive number of threads, got {threads}")
+    old = (torch.get_num_threads(), faiss.omp_get_max_threads(), numba.get_num_threads())
+    n = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    return old
+
+
+@contextmanager
+def thread_count(threads: int | None) -> Iterator[None]:
+    """In-process runs with ``--threads``: that many threads inside, the caller's counts restored after."""
+    if threads is None:
+        yield
+        return
+    import faiss
+    import numba
+    import torch
+
+    old = _set_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old[0])
+        faiss.omp_set_num_threads(old[1])
+        numba.set_num_threads(old[2])
+
+
+def _worker_run(config: RunConfig, threads: int | None) -> StudyRun:
+    _set_threads(threads)
+    key = run_token(config)
+    if key not in _RUNS:
+        _RUNS.clear()  # another run's models and scores are not needed any more
+        _RUNS[key] = StudyRun(config)  # the client prepared the data: this only reads splits and copies
+    return _RUNS[key]
+
+
+def _features(config: RunConfig, threads: int | None, category: str, domain: str, splits: list[str]
+              ) -> dict[str, Any]:
+    timing.reset()
+    run = _worker_run(config, threads)
+    before = run.store.n_computed
+    run.store.ensure([s for split in splits for s in run.samples(category, domain, split)])
+    return {"features_computed": run.store.n_computed - before, "phases": timing.snapshot()}
+
+
+def _fit(config: RunConfig, threads: int | None, key: ModelKey, *_deps: object) -> dict[str, Any]:
+    timing.reset()
+    _worker_run(config, threads).model(*key)
+    return {"phases": timing.snapshot()}
+
+
+def _score(config: RunConfig, threads: int | None, key: ScoreKey, *_deps: object) -> dict[str, Any]:
+    timing.reset()
+    run = _worker_run(config, threads)
+    model_key, category, domain, split = key
+    run.scores(run.model(*model_key), category, domain, split)
+    return {"phases": timing.snapshot()}
+
+
+class LocalExecutor:
+    """Every unit in this process, on demand (the runner's own memoisation)."""
+
+    def precompute(self, run: StudyRun, scenarios: list[Scenario]) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+class DaskExecutor:
+    """The units as a Dask task graph on a cluster (``scheduler``: its address; None: a LocalCluster)."""
+
+    def __init__(self, scheduler: str | None = None, workers: int = 2, gpu: bool = False,
+                 threads: int | None = None):
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError as exc:
+            raise RuntimeError("--executor dask needs Dask: pip install 'ad-repro[dask]'") from exc
+        self._cluster = None
+        self.threads = threads  # None on a remote cluster: each worker uses its own cores
+        if scheduler is None:
+            # the cores shared out: workers x threads above the cores makes OpenMP's and MKL's
+            # spinning threads wait for each other (a 2-worker PaDiM fit on 2 cores: 40x slower)
+            self.threads = threads or max(1, len(os.sched_getaffinity(0)) // workers)
+            # one thread per worker process: torch, numba and faiss use the cores themselves
+            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                         resources={"GPU": 1} if gpu else None, dashboard_address=None)
+            self.client = Client(self._cluster)
+        else:
+            self.client = Client(scheduler)
+        self.resources = {"GPU": 1} if gpu else None
+
+    def precompute(self, run: StudyRun, scenarios: list[Scenario]) -> dict[str, Any]:
+        """Submit every unit the scenarios need, wait for all; return what the workers computed."""
+        config = run.config
+        models, scores = run.plan(scenarios)
+        needed: dict[tuple[str, str], set[str]] = defaultdict(set)  # (category, domain) -> splits
+        for _, scope, domain, _ in models:
+            for cat in (run.categories if scope == "unified" else [scope]):
+                needed[(cat, domain)].add("train")
+        for _, cat, domain, split in scores:
+            needed[(cat, domain)].add(split)
+        opts = {"resources": self.resources, "pure": False}
+        token = run_token(config)
+        feats = {k: self.client.submit(_features, config, self.threads, *k, sorted(v),
+                                       key=f"{token}-features-{k[0]}-{k[1]}", **opts) for k, v in needed.items()}
+        fits = {}
+        for key in sorted(models, key=lambda k: -run.effective_ratio(k[3])):  # a prefix after its larger coreset
+            method, scope, domain, _ = key
+            deps = [feats[(c, domain)] for c in (run.categories if scope == "unified" else [scope])]
+            siblings = run.prefix_siblings(method, scope, domain)
+            if siblings and run.effective_ratio(siblings[0]) > run.effective_ratio(key[3]):
+                deps.append(fits[(method, scope, domain, siblings[0])])  # it saves this model as its prefix
+            fits[key] = self.client.submit(_fit, config, self.threads, key, *deps,
+                                           key=f"{token}-fit-{run.model_name(*key)}", **opts)
+        tasks = [self.client.submit(_score, config, self.threads, key, fits[key[0]], feats[(key[1], key[2])],
+                                    key=f"{token}-score-{run.model_name(*key[0])}-{key[1]}-{key[2]}-{key[3]}", **opts)
+                 for key in scores]
+        done = self.client.gather([*feats.values(), *fits.values(), *tasks])
+        phases: dict[str, float] = defaultdict(float)
+        for stats in done:
+            for name, sec in stats["phases"].items():
+                phases[name] += sec
+        return {"features_computed": sum(s.get("features_computed", 0) for s in done),
+                "tasks": len(done), "worker_phases": dict(sorted(phases.items(), key=lambda kv: -kv[1]))}
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_executor(config: RunConfig) -> LocalExecutor | DaskExecutor:
+    if config.executor == "local":
+        return LocalExecutor()
+    if config.executor == "dask":
+        return DaskExecutor(config.scheduler, config.workers, gpu=config.device.startswith("cuda"),
+                            threads=config.threads)
+    raise ValueError(f"unknown executor {config.executor!r}; choose 'local' or 'dask'")

@@ -1,0 +1,175 @@
+"""Reproduction verdict: a run's clean-scenario numbers against the published ones (docs/protocol.md §12).
+
+For each method of the run, the preset's published table whose setting is closest to the
+run's (fewest differing fields) is the reference.  Per category of the run that the table
+covers and per metric it publishes: reference, measured, difference, band, and reproduced
+when |difference| <= band (better than published counts as not reproduced too: the check is
+two-sided) -- and only on the published data: a category whose test set is not MVTec AD's
+size (a folder merely named ``bottle``) is within band or not, but never reproduced.  A
+verdict is **indicative only** when the run's setting differs from the table's (each
+difference listed) or the preset has no published numbers of its own (the ``study`` preset).
+"""
+
+from __future__ import annotations
+
+from experiments.presets import get_preset
+from experiments.references import MVTEC_AD_CATEGORIES, ReferenceTable, load_tables, mvtec_counts
+
+VERDICT_FILE = "verdict.json"
+SCENARIO = "clean"  # train on train/good, test on the clean test set: what the papers publish
+SHOWN_FAILURES = 4  # failing entries named in the one-line summary
+
+# the setting fields compared per method (a table lists those it fixes)
+COMMON = ("backbone", "weights", "resize", "image_size", "split")
+METHOD_FIELDS = {"patchcore": ("coreset_ratio", "reweighting", "embedding", "blur_sigma"),
+                 "padim": ("n_features", "blur_sigma")}
+
+
+def run_setting(config: dict, method: str) -> dict[str, object]:
+    """The run's setting in the references' vocabulary, from a results JSON ``config``."""
+    source = str(config.get("weights_source", ""))
+    setting = {"method": method, "backbone": config["backbone"],
+               "weights": "random" if source.startswith("random") else "imagenet",
+               "resize": config.get("resize"), "image_size": config["image_size"],
+               "split": config.get("split", "study")}
+    params = config.get(method) or {}
+    setting.update({k: params.get(k) for k in METHOD_FIELDS.get(method, ())})
+    return setting
+
+
+def setting_differences(setting: dict, table: ReferenceTable) -> list[dict[str, object]]:
+    fields = [f for f in (*COMMON, *METHOD_FIELDS.get(table.method, ())) if f in table.setting]
+    return [{"field": f, "run": setting.get(f), "published": table.setting[f]}
+            for f in fields if setting.get(f) != table.setting[f]]
+
+
+def closest_table(setting: dict, candidates: list[ReferenceTable]) -> tuple[ReferenceTable, list[dict]]:
+    """The candidate with the fewest setting differences (the preset's order breaks ties)."""
+    scored = [(len(d), i, t, d) for i, t in enumerate(candidates) for d in [setting_differences(setting, t)]]
+    _, _, table, diffs = min(scored, key=lambda x: (x[0], x[1]))
+    return table, diffs
+
+
+def data_differences(per_class: dict, split: str) -> dict[str, str]:
+    """Categories whose test set is not the published data's size (e.g. a folder merely named ``bottle``)."""
+    out = {}
+    for cat, pc in per_class.items():
+        expected = mvtec_counts()[cat]
+        n_defect = expected["test_defect"] - (expected["test_defect"] * 3 // 10 if split == "study" else 0)
+        (tn, fp), (fn, tp) = pc["confusion"]
+        if (tn + fp, fn + tp) != (expected["test_good"], n_defect):
+            out[cat] = (f"test set {tn + fp} good + {fn + tp} defective, MVTec AD's {split} split has "
+                        f"{expected['test_good']} + {n_defect}")
+    return out
+
+
+def _entries(per_class: dict, table: ReferenceTable, other_data: dict[str, str]) -> list[dict[str, object]]:
+    rows = []
+    for cat, pc in per_class.items():
+        for metric, published in table.values[cat].items():
+            band = table.bands[metric]
+            allowed = band.allowed(mvtec_counts()[cat])
+            measured = pc.get(metric)
+            row = {"category": cat, "metric": metric, "reference": published, "measured": measured,
+                   "difference": None if measured is None else measured - published, "band": allowed,
+                   "band_rule": band.rule(), "band_why": band.why}
+            row["within_band"] = measured is not None and abs(measured - published) <= allowed + 1e-12
+            row["reproduced"] = row["within_band"] and cat not in other_data
+            if measured is None:
+                row["note"] = pc.get("pixel_metrics_absent") or "not measured"
+            elif cat in other_data:
+                row["note"] = f"not MVTec AD's {cat}: {other_data[cat]}"
+            rows.append(row)
+    return rows
+
+
+def _method_verdict(method: str, result: dict, config: dict, candidates: list[ReferenceTable],
+                    indicative: str | None) -> dict[str, object]:
+    per_class = {c: pc for c, pc in result["per_class"].items() if c in MVTEC_AD_CATEGORIES}
+    table, diffs = closest_table(run_setting(config, method), candidates)
+    per_class = {c: pc for c, pc in per_class.items() if c in table.values}
+    data = data_differences(per_class, config.get("split", "study"))
+    entries = _entries(per_class, table, data)
+    reasons = ([indicative] if indicative else []) + (
+        ["setting differs: " + "; ".join(f"{d['field']} {d['run']} (published {d['published']})" for d in diffs)]
+        if diffs else [])
+    n_ok = sum(e["reproduced"] for e in entries)
+    return {"reference": table.id, "reference_name": table.name, "source": table.citation(),
+            "setting_notes": table.setting_notes, "definitions": table.definitions,
+            "setting_differences": diffs, "data_differences": [f"{c}: {why}" for c, why in data.items()],
+            "indicative": bool(reasons),
+            "indicative_reasons": reasons, "reproduced": n_ok, "total": len(entries),
+            "status": "reproduced" if n_ok == len(entries) else "not reproduced", "entries": entries}
+
+
+def _summary_line(method: str, v: dict) -> str:
+    line = f"{method} vs {v['reference_name']} ({v['reference']}): {v['reproduced']}/{v['total']} reproduced"
+    if v["data_differences"]:
+        line += "; data differs from MVTec AD (never a reproduction): " + "; ".join(v["data_differences"])
+    failing = [e for e in v["entries"] if not e["within_band"]]
+    if failing:
+        shown = [f"{e['category']} {e['metric']} " + (
+            f"{e['measured']:.3f} vs {e['reference']:.3f} ({e['difference']:+.3f}, band {e['band']:.3f})"
+            if e["measured"] is not None else f"not measured ({e.get('note')})") for e in failing[:SHOWN_FAILURES]]
+        more = f", and {len(failing) - SHOWN_FAILURES} more" if len(failing) > SHOWN_FAILURES else ""
+        line += "; outside the band: " + ", ".join(shown) + more
+    if v["indicative"]:
+        line += " -- indicative only: " + "; ".join(v["indicative_reasons"])
+    return line
+
+
+def make_verdict(clean: dict) -> dict[str, object]:
+    """The verdict of one run from its ``clean`` scenario results JSON."""
+    config = clean["config"]
+    preset = get_preset(config.get("preset", "study"))
+    tables = [load_tables()[t] for t in preset.references]
+    categories = list(next(iter(clean["methods"].values()))["per_class"]) if clean["methods"] else []
+    covered = {c for t in tables for c in t.values}
+    missing = [c for c in categories if c not in covered]
+    methods = {}
+    for key, result in clean["methods"].items():
+        candidates = [t for t in tables if t.method == result["method"] and result.get("coreset_ratio") is None]
+        if candidates and any(c in covered for c in result["per_class"]):
+            methods[key] = _method_verdict(result["method"], result, config, candidates, preset.indicative)
+    out: dict[str, object] = {"preset": preset.name, "scenario": SCENARIO, "methods": methods,
+                              "no_references_for": missing}
+    if not methods:
+        out["status"] = "no references"
+        out["summary"] = (f"no references for these categories: {', '.join(categories)} (the published tables of "
+                          f"preset {preset.name!r} cover MVTec AD's {len(MVTEC_AD_CATEGORIES)} categories: "
+                          f"{', '.join(MVTEC_AD_CATEGORIES)})")
+        return out
+    all_ok = all(v["status"] == "reproduced" for v in methods.values())
+    out["status"] = ("reproduced" if all_ok else "not reproduced") + (
+        " (indicative)" if any(v["indicative"] for v in methods.values()) else "")
+    lines = [_summary_line(k, v) for k, v in methods.items()]
+    if missing:
+        lines.append(f"no references for {', '.join(missing)}")
+    out["summary"] = " | ".join(lines)
+    return out
+
+
+def verdict_section(verdict: dict) -> list[str]:
+    """The "Reproduction verdict" section of report.md."""
+    lines = ["## Reproduction verdict", "", f"Preset **{verdict['preset']}**, scenario `{verdict['scenario']}`: "
+             f"**{verdict['status']}**.", "", verdict["summary"], ""]
+    for key, v in verdict.get("methods", {}).items():
+        lines += [f"### {key} vs {v['reference_name']}", "", f"Source: {v['source']}.", ""]
+        if v["indicative_reasons"]:
+            lines += ["Indicative only: " + "; ".join(v["indicative_reasons"]) + ".", ""]
+        if v["data_differences"]:
+            lines += ["Data differs from MVTec AD (never a reproduction): " + "; ".join(v["data_differences"]) + ".",
+                      ""]
+        lines += ["| category | metric | published | measured | difference | band | verdict |",
+                  "|---|---|---|---|---|---|---|"]
+        for e in v["entries"]:
+            measured = "—" if e["measured"] is None else f"{e['measured']:.3f}"
+            diff = "—" if e["difference"] is None else f"{e['difference']:+.3f}"
+            word = "reproduced" if e["reproduced"] else (
+                "within band, other data" if e["within_band"] else "NOT reproduced")
+            lines.append(f"| {e['category']} | {e['metric']} | {e['reference']:.3f} | {measured} | {diff} | "
+                         f"{e['band']:.3f} | {word} |")
+        bands = {e["metric"]: (e["band_rule"], e["band_why"]) for e in v["entries"]}
+        lines += ["", "Bands (allowed |difference|, the larger of):", "",
+                  *[f"- {m}: {rule}: {why}." for m, (rule, why) in bands.items()], ""]
+    return lines

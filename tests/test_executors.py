@@ -1,0 +1,66 @@
+"""The Dask executor (experiments/executors.py): a 2-worker LocalCluster computes every feature
+extraction, fit and scored split, and the study's results equal the in-process executor's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ad_core.data.embedded import EmbeddedSpec, make_embedded_dataset
+from experiments.runner import RunConfig
+from experiments.study import run_study
+
+pytestmark = pytest.mark.fast
+pytest.importorskip("distributed", reason="the dask executor needs dask[distributed]: pip install -e '.[test]'")
+
+# every kind of unit: both domains, per-class and unified models, a coreset sweep, uncertain-free data
+# (absolute_unified's unified models are fitted on both domains' training images)
+SCENARIOS = ["clean", "shift_threshold_only", "absolute_unified", "coreset_ablation"]
+
+
+def without_wall_clock(results: list[dict]) -> list[dict]:
+    out = json.loads(json.dumps(results, sort_keys=True))
+    for r in out:
+        for m in r["methods"].values():
+            for pc in m["per_class"].values():
+                pc.pop("fit_seconds", None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    spec = EmbeddedSpec(n_train_good=10, n_test_good=4, n_per_defect=1, size=96)
+    return make_embedded_dataset(tmp_path_factory.mktemp("tiny"), spec, categories=("brick", "coffee"))
+
+
+def config(out, data, **kw) -> RunConfig:
+    return RunConfig(out=out, data=str(data), backbone="efficientnet_lite0", progress=False, scenarios=SCENARIOS, **kw)
+
+
+def test_dask_local_cluster_gives_the_in_process_results(data, tmp_path):
+    # the same thread count in every process: it decides float sums' order (experiments/executors.py)
+    before = torch.get_num_threads()
+    local, local_t = run_study(config(tmp_path / "local", data, threads=2))
+    assert torch.get_num_threads() == before  # --threads holds inside the run only
+    dask, dask_t = run_study(config(tmp_path / "dask", data, executor="dask", workers=2, threads=2))
+    assert without_wall_clock(dask) == without_wall_clock(local)
+    same = ("thresholds/clean.json", "thresholds/coreset_ablation.json", "scores/absolute_unified/padim_brick.csv")
+    for name in same:
+        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    # the workers did the work: every image through the backbone there, no fit or scoring in the client
+    assert dask_t["features_computed"] == local_t["features_computed"] == 2 * 19 + 2 * 19
+    assert dask_t["executor"]["kind"] == "dask" and dask_t["executor"]["tasks"] > 20
+    worker = dask_t["executor"]["worker_phases"]
+    assert worker["backbone"] > 0 and worker["coreset"] > 0 and worker["padim fit"] > 0
+    client = dask_t["phases"]
+    assert "backbone" not in client and "coreset" not in client and "padim fit" not in client
+
+
+def test_threads_must_be_positive():
+    from experiments.executors import thread_count
+
+    with pytest.raises(ValueError, match="--threads must be a positive number"):
+        with thread_count(0):
+            pass
