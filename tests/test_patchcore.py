@@ -242,6 +242,22 @@ def test_knn_distances_equal_brute_force(backend):
     assert idx.dtype == np.int64 and d.shape == idx.shape == (50, 9)
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.floats(0.01, 10.0))
+def test_torch_knn_puts_bank_rows_at_exactly_zero(seed, spread):
+    """Bank rows as queries (a shared post-ReLU-like component much larger than the spread, where the
+    GEMM expansion cancels): distance 0 to themselves, and the others equal to a direct computation."""
+    rng = np.random.default_rng(seed)
+    base = rng.gamma(2.0, 5.0, size=96).astype(np.float32)
+    bank = (base + spread * rng.normal(size=(700, 96))).astype(np.float32)
+    rows = rng.choice(700, size=60, replace=False)
+    d, idx = NearestNeighbours(bank, backend="torch").search(bank[rows], 3)
+    assert np.all(d[:, 0] == 0.0) and np.array_equal(idx[:, 0], rows)
+    direct = np.linalg.norm(bank[rows][:, None] - bank[idx], axis=2)
+    np.testing.assert_allclose(d, direct, rtol=1e-5, atol=1e-6)
+    assert np.all(np.diff(d, axis=1) >= 0)
+
+
 def test_knn_backends_agree_on_real_scale_patch_features():
     """faiss and the torch GEMM on PatchCore-like features (1536-d, large common component): the same
     neighbours except near-ties, distances to float32 rounding."""

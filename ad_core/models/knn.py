@@ -4,8 +4,8 @@ Backends: ``torch`` (the default on a CPU, and on CUDA when the installed faiss 
 one GEMM per block of queries, ``|q - m|^2 - 2 (q - m).(b - m) + |b - m|^2`` with ``m`` the bank's
 mean, then ``torch.topk``; ``faiss`` (faiss's flat index on the CPU); ``faiss-gpu``.  Why torch
 on a CPU: faiss's flat search selects the k nearest with a scalar heap per tile, which costs more
-than its GEMM -- on ELPV-sized banks (23k x 152, 50k queries, 2 cores) faiss takes 8.7 s where
-the GEMM alone takes 2.0 s and GEMM + topk 3.7 s (benchmarks/bench_knn.py).  Centring
+than its GEMM -- on ELPV's banks (23k x 152, 50k queries, 2 cores) faiss takes 2.5x the bare
+GEMM's time and GEMM + topk 1.6x (benchmarks/bench_knn.py; numbers in the README).  Centring
 on the bank's mean removes the large common component of post-ReLU features before the
 expansion, which otherwise cancels in float32; the k selected distances are then recomputed
 directly.  The backends agree to float32 rounding; near-equal distances may order differently.
