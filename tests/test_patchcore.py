@@ -277,7 +277,7 @@ def test_knn_backends_agree_on_real_scale_patch_features():
 def test_knn_backend_choice():
     from ad_core.models.knn import resolve_backend
 
-    assert resolve_backend("cpu") == "torch"
+    assert resolve_backend("cpu") == "faiss"
     assert resolve_backend("cuda") in ("faiss-gpu", "torch")  # no device needed to decide
     with pytest.raises(ValueError, match="kNN backend must be one of"):
         resolve_backend("cpu", "annoy")

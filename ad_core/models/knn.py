@@ -1,14 +1,16 @@
 """Exact L2 nearest neighbours over a fixed bank.
 
-Backends: ``torch`` (the default on a CPU, and on CUDA when the installed faiss has no GPU index):
-one GEMM per block of queries, ``|q - m|^2 - 2 (q - m).(b - m) + |b - m|^2`` with ``m`` the bank's
-mean, then ``torch.topk``; ``faiss`` (faiss's flat index on the CPU); ``faiss-gpu``.  Why torch
-on a CPU: faiss's flat search selects the k nearest with a scalar heap per tile, which costs more
-than its GEMM -- on ELPV's banks (23k x 152, 50k queries, 2 cores) faiss takes 2.5x the bare
-GEMM's time and GEMM + topk 1.6x (benchmarks/bench_knn.py; numbers in the README).  Centring
-on the bank's mean removes the large common component of post-ReLU features before the
-expansion, which otherwise cancels in float32; the k selected distances are then recomputed
-directly.  The backends agree to float32 rounding; near-equal distances may order differently.
+Backends: ``faiss`` (its flat index: the default on a CPU), ``faiss-gpu`` (on CUDA where the
+installed faiss has a GPU index), ``torch`` (on CUDA otherwise; any device on request): one GEMM
+per block of queries, ``|q - m|^2 - 2 (q - m).(b - m) + |b - m|^2`` with ``m`` the bank's mean,
+then ``torch.topk``, the k selected distances recomputed directly.  Why faiss on a CPU: on ELPV's
+banks (23k x 152, 50k queries, k=9, 2 cores) it takes 0.85x the bare torch GEMM's time and the
+torch backend 1.65x, also when searches alternate with torch work as in scoring
+(benchmarks/bench_knn.py; numbers in the README) -- on an AVX-512 CPU, where faiss loads its
+AVX-512 build; on another session's machine torch had measured 0.64x faiss, so the choice is a
+machine's, and ``backend=`` overrides it.  Centring on the bank's mean removes the large
+common component of post-ReLU features before the expansion, which otherwise cancels in float32.
+The backends agree to float32 rounding; near-equal distances may order differently.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ def faiss_has_gpu() -> bool:
 
 
 def resolve_backend(device: torch.device | str = "cpu", backend: str = "auto") -> str:
-    """The backend ``auto`` picks for ``device``: torch on the CPU; faiss-gpu, else torch, on CUDA."""
+    """The backend ``auto`` picks for ``device``: faiss on the CPU; faiss-gpu, else torch, on CUDA."""
     if backend not in BACKENDS:
         raise ValueError(f"kNN backend must be one of {BACKENDS}, got {backend!r}")
     if backend != "auto":
         return backend
-    return "faiss-gpu" if torch.device(device).type == "cuda" and faiss_has_gpu() else "torch"
+    if torch.device(device).type != "cuda":
+        return "faiss"
+    return "faiss-gpu" if faiss_has_gpu() else "torch"
 
 
 class NearestNeighbours:
