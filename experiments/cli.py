@@ -92,6 +92,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 1 if failing else 0
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (thread and worker counts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ad-repro",
@@ -153,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(pip install 'ad-repro[dask]'), then the same runner reads them from the caches")
     run.add_argument("--scheduler", help="Dask scheduler address (e.g. tcp://10.0.0.5:8786); without it "
                                          "--executor dask starts a LocalCluster")
-    run.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default: 2)")
-    run.add_argument("--threads", type=int, default=None,
+    run.add_argument("--workers", type=positive_int, default=2, help="LocalCluster worker processes (default: 2)")
+    run.add_argument("--threads", type=positive_int, default=None,
                      help="torch/numba/faiss threads per process (default: all cores; a LocalCluster shares "
                           "them out among its workers); the last float bits follow the thread count")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")

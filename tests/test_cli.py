@@ -56,3 +56,12 @@ def test_user_folder_named_like_a_builtin_lists_its_own_categories(make_category
     elpv_named = cat.parent.rename(tmp_path / "elpv")
     assert default_categories(elpv_named, "elpv", built_in=False) == ["widget"]
     assert default_categories(elpv_named, "elpv", built_in=True) == ["elpv_mono", "elpv_poly"]
+
+
+@pytest.mark.parametrize("option,value", [("--threads", "0"), ("--workers", "-1"), ("--threads", "two")])
+def test_thread_and_worker_counts_must_be_positive(option, value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", option, value, "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    assert f"argument {option}: must be a whole number >= 1, got '{value}'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # refused before anything was written
