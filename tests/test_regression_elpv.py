@@ -4,7 +4,7 @@ The study's settings (seed 42, 224, coreset 5%, k=9, 100 PaDiM dims, 1000-step t
 offline ImageNet-pretrained EfficientNet-Lite0; image-level labels only, so pixel metrics
 must stay null (a null stays null in every golden).  Goldens: golden/elpv-efficientnet_lite0/<scenario>.json.
 - ``regression`` (CI): the ``clean`` scenario, both methods, mono and poly, fresh from the images;
-- ``elpv``: every scenario (a full run is ~29 min on 2 CPU cores, over CI's budget):
+- ``elpv``: every scenario (a full run is ~21 min on 2 CPU cores, over CI's budget):
   ``pytest -m elpv``; ``AD_REPRO_ELPV_OUT=<folder>`` reuses (and keeps) a run folder.
   It is also part of ``pytest -m gpu``, the full reproduction on every dataset at hand.
 """
