@@ -3,14 +3,13 @@ extraction, fit and scored split, and the study's results equal the in-process e
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
 from ad_core.data.embedded import EmbeddedSpec, make_embedded_dataset
 from experiments.runner import RunConfig
 from experiments.study import run_study
+from tests.test_experiments import metrics_only
 
 pytestmark = pytest.mark.fast
 pytest.importorskip("distributed", reason="the dask executor needs dask[distributed]: pip install -e '.[test]'")
@@ -18,15 +17,6 @@ pytest.importorskip("distributed", reason="the dask executor needs dask[distribu
 # every kind of unit: both domains, per-class and unified models, a coreset sweep, uncertain-free data
 # (absolute_unified's unified models are fitted on both domains' training images)
 SCENARIOS = ["clean", "shift_threshold_only", "absolute_unified", "coreset_ablation"]
-
-
-def without_wall_clock(results: list[dict]) -> list[dict]:
-    out = json.loads(json.dumps(results, sort_keys=True))
-    for r in out:
-        for m in r["methods"].values():
-            for pc in m["per_class"].values():
-                pc.pop("fit_seconds", None)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +35,7 @@ def test_dask_local_cluster_gives_the_in_process_results(data, tmp_path):
     local, local_t = run_study(config(tmp_path / "local", data, threads=2))
     assert torch.get_num_threads() == before  # --threads holds inside the run only
     dask, dask_t = run_study(config(tmp_path / "dask", data, executor="dask", workers=2, threads=2))
-    assert without_wall_clock(dask) == without_wall_clock(local)
+    assert metrics_only(dask) == metrics_only(local)
     same = ("thresholds/clean.json", "thresholds/coreset_ablation.json", "scores/absolute_unified/padim_brick.csv")
     for name in same:
         assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
