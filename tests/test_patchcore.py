@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ad_core.models import PatchCore
-from ad_core.models.coreset import bound_projection, greedy_coreset, greedy_coreset_dense, jl_matrix
-from ad_core.models.kcenter_cpu import KCenterState, _d2, _d2_f32, _threshold
+from ad_core.models.coreset import greedy_coreset, greedy_coreset_dense, jl_matrix
+from ad_core.models.kcenter_cpu import BatchedKCenter
 from ad_core.models.knn import NearestNeighbours
 from ad_core.models.patchcore import original_embedding, patch_embedding, reweight_study
 
@@ -98,7 +98,7 @@ def test_dense_greedy_coreset_equals_brute_force(seed, n, size, chunk):
 
 
 def clustered(rng: np.random.Generator, n: int, d: int, n_modes: int, spread: float, offset: float) -> np.ndarray:
-    """Points around a few modes (where the pruning skips most of the work), shifted by ``offset``."""
+    """Points around a few modes (the next centres are mostly the current furthest points), shifted by ``offset``."""
     modes = rng.normal(size=(n_modes, d)) * 10
     return (offset + modes[rng.integers(n_modes, size=n)] + spread * rng.normal(size=(n, d))).astype(np.float32)
 
@@ -107,7 +107,7 @@ def clustered(rng: np.random.Generator, n: int, d: int, n_modes: int, spread: fl
 @given(st.integers(0, 2**31 - 1), st.integers(2, 300), st.sampled_from([1, 3, 8, 40]), st.integers(1, 6),
        st.sampled_from([0.01, 0.3, 3.0]), st.sampled_from([0.0, 1000.0]), st.floats(0.01, 1.0))
 def test_cpu_greedy_coreset_equals_brute_force(seed, n, d, n_modes, spread, offset, fraction):
-    # offset 1000: norms >> distances, where float32 rounding of the bound projection matters most
+    # offset 1000: norms >> distances, where float32 rounding of the product and its band matter most
     rng = np.random.default_rng(seed)
     x = clustered(rng, n, d, n_modes, spread, offset)
     size = max(1, int(fraction * n))
@@ -116,17 +116,18 @@ def test_cpu_greedy_coreset_equals_brute_force(seed, n, d, n_modes, spread, offs
     assert got == brute_force_greedy(x.astype(np.float64), size, start)
 
 
-def test_cpu_greedy_coreset_at_128_dims_with_the_16_dim_bound():
+def test_cpu_greedy_coreset_at_128_dims_beyond_one_pool():
+    # more points than the default pool (4,096): every batch ends at the pool's cutoff
     rng = np.random.default_rng(1)
-    x = clustered(rng, 3000, 128, 12, 0.5, 0.0)
-    got = greedy_coreset(torch.from_numpy(x), 150, 17).tolist()
-    assert got == brute_force_greedy(x.astype(np.float64), 150, 17)
-    assert got == greedy_coreset_dense(torch.from_numpy(x), 150, 17).tolist()
+    x = clustered(rng, 6000, 128, 12, 0.5, 0.0)
+    got = greedy_coreset(torch.from_numpy(x), 600, 17).tolist()
+    assert got == brute_force_greedy(x.astype(np.float64), 600, 17)
+    assert got == greedy_coreset_dense(torch.from_numpy(x), 600, 17).tolist()
 
 
 def test_cpu_greedy_coreset_every_point_and_duplicates():
-    # size == n: every step moves at least its own centre, so the pool overflows and is
-    # compacted; duplicated rows give zero distances and ties broken by the lowest index
+    # size == n: duplicated rows give zero distances, the last steps tie at zero and take
+    # the lowest index
     rng = np.random.default_rng(2)
     base = clustered(rng, 150, 5, 3, 0.2, 0.0)
     x = np.concatenate([base, base[:40]])
@@ -134,46 +135,65 @@ def test_cpu_greedy_coreset_every_point_and_duplicates():
     assert got == brute_force_greedy(x.astype(np.float64), len(x), 3)
 
 
-def test_unprunable_data_switches_to_full_passes_with_the_same_result():
-    # i.i.d. noise in 128 dims: the bounds skip almost nothing, so the kernel must switch
-    x = np.random.default_rng(3).normal(size=(2500, 128)).astype(np.float32)
+def test_unstructured_data_keeps_the_greedy_order():
+    # i.i.d. noise in 128 dims: the next centres are rarely the current furthest points, so
+    # batches stay short; the result must not depend on it
+    x = np.random.default_rng(3).normal(size=(5000, 128)).astype(np.float32)
     got = greedy_coreset(torch.from_numpy(x), 120, 5).tolist()
     assert got == brute_force_greedy(x.astype(np.float64), 120, 5)
 
 
-@pytest.mark.parametrize("switch_after", [1, 2, 40])
-def test_switch_to_full_passes_mid_run_keeps_the_greedy_order(switch_after):
-    x = clustered(np.random.default_rng(4), 1500, 24, 5, 0.4, 50.0)
-    z, zerr = bound_projection(x, 16)
-    state = KCenterState(x, z, zerr, 90, 11)
-    state.advance(switch_after - 1)
-    assert state.min_d2 is None and state.touched[1:switch_after].max(initial=0) < len(x)
-    state.switch_to_dense()
-    while state.done < 90:
-        state.advance(7)
-    assert state.selected.tolist() == brute_force_greedy(x.astype(np.float64), 90, 11)
-    assert (state.touched[switch_after:] == len(x)).all()
+def run_batched(x: np.ndarray, size: int, start: int, pool_size: int, max_batch: int) -> list[int]:
+    state = BatchedKCenter(x, size, start, pool_size=pool_size, max_batch=max_batch)
+    while state.done < size:
+        state.advance()
+    return state.selected.tolist()
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 2**31 - 1), st.sampled_from([1.0, 1e3, 1e5]), st.sampled_from([2, 16, 64]))
-def test_projected_bounds_are_safe(seed, scale, d):
-    # the kernel's two skip rules, on data whose norms dwarf its distances (float32 rounding):
-    # |z_a - z_b| - zerr never exceeds |x_a - x_b| (centres), and a member is skipped (float32
-    # projected distance >= its threshold) only if its exact distance is no smaller than m2
+@given(st.integers(0, 2**31 - 1), st.integers(2, 400), st.sampled_from([2, 8, 40]), st.integers(1, 5),
+       st.sampled_from([1, 2, 5, 64]), st.sampled_from([1, 2, 7, 100]), st.booleans(), st.floats(0.05, 1.0))
+def test_small_pools_and_batches_keep_the_greedy_order(seed, n, d, n_modes, pool_size, max_batch, duplicated,
+                                                       fraction):
+    # pools of 1-64 points and batches of 1-100 steps end batches at the cutoff all the time;
+    # duplicated rows make the pool's best tie with points outside it (the plain-rule step)
+    rng = np.random.default_rng(seed)
+    x = clustered(rng, n, d, n_modes, 0.3, 0.0)
+    if duplicated:
+        x = np.concatenate([x, x[rng.integers(n, size=n)]])
+    size = max(1, int(fraction * len(x)))
+    start = int(rng.integers(len(x)))
+    assert run_batched(x, size, start, pool_size, max_batch) == brute_force_greedy(x.astype(np.float64), size, start)
+
+
+def test_ties_at_zero_follow_the_first_index_rule():
+    # three distinct rows, each repeated: after three steps every distance is 0 and the rule
+    # keeps taking the first index, also when the pool is smaller than the tied set
+    x = np.repeat(np.eye(3, 4, dtype=np.float32), 5, axis=0)
+    expected = brute_force_greedy(x.astype(np.float64), 9, 7)
+    assert expected[:3] == [7, 0, 10] and expected[3:] == [0] * 6
+    for pool_size, max_batch in ((1, 1), (2, 3), (64, 100)):
+        assert run_batched(x, 9, 7, pool_size, max_batch) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([1.0, 1e3, 1e5]), st.sampled_from([2, 16, 128, 1024]))
+def test_product_distances_stay_within_the_band(seed, scale, d):
+    # the update skips a pair when the float32 product's distance minus the band is >= m(x):
+    # safe only if |approximate - exact| <= kappa (|x'| + |c'|)^2, on data whose norms dwarf
+    # its distances (offset ``scale``, spreads down to 1e-4) and whose mean is not the offset
     rng = np.random.default_rng(seed)
     spread = rng.choice([1e-4, 1e-2, 1.0])
-    x = (scale + rng.normal(size=(300, d)) * spread).astype(np.float32)
-    z, zerr = bound_projection(x, min(16, d))
-    a, b = rng.integers(300, size=(2, 1500))
-    exact = np.array([_d2(x, i, x, j) for i, j in zip(a, b)])
-    lower = np.linalg.norm(z[a].astype(np.float64) - z[b].astype(np.float64), axis=1) - zerr
-    assert (lower <= np.sqrt(exact)).all()
-    m2 = exact * rng.choice([0.01, 0.5, 0.999, 0.9999999, 1.0, 1.0000001, 1.001, 2.0], size=len(a))
-    skipped = np.array([_d2_f32(z, i, z, j) >= _threshold(m, zerr) for i, j, m in zip(a, b, m2)])
-    assert not (skipped & (exact < m2)).any()
-    if spread == 1.0:  # distances far above the rounding bound: the rule must also prune
-        assert skipped.any()
+    x = (scale * rng.uniform(0.5, 1.5, size=d) + rng.normal(size=(400, d)) * spread).astype(np.float32)
+    state = BatchedKCenter(x, 1, 0)
+    a, b = rng.integers(400, size=(2, 80))
+    gram = (state.centred[a] @ state.centred[b].T).double().numpy()  # the update's float32 product
+    approx = state.sq[a][:, None] + state.sq[b][None, :] - 2.0 * gram
+    x64 = x.astype(np.float64)
+    exact = ((x64[a][:, None, :] - x64[b][None, :, :]) ** 2).sum(2)
+    band = state.kappa * (state.norm[a][:, None] + state.norm[b][None, :]) ** 2
+    assert (np.abs(approx - exact) <= band).all()
+    assert state.kappa < 1e-4 if d <= 128 else state.kappa < 1e-3  # not vacuous: the band stays tiny
 
 
 def test_fit_bank_size_rows_and_determinism():

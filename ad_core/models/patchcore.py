@@ -181,7 +181,7 @@ class PatchCore:
 
     def fit_seconds_at(self, coreset_ratio: float) -> float | None:
         """Wall time this fit would have taken at a smaller ratio: the passes and greedy steps up to its
-        size (measured on this fit's timeline, to ~1% of the steps) plus the gathering pass."""
+        size (measured on this fit's timeline, to one batch of greedy steps) plus the gathering pass."""
         timeline = getattr(self, "_fit_timeline", None)
         if timeline is None:
             return None
