@@ -131,6 +131,7 @@ class StudyRun:
         self.score_cache = ScoreCache(self.out / "cache" / "scores", code)
         self._models: dict[str, FittedModel] = {}
         self._scores: dict[tuple[str, str, str, str], ScoreSet] = {}
+        self._keys: dict[str, ModelKey] = {}  # model name -> the key it was asked for by
         self.planned_models = set(self.plan(select(config.scenarios))[0])
         self._pixel_ci: dict[int, dict] = {}  # pixel intervals do not depend on tau: once per test ScoreSet
 
@@ -195,6 +196,7 @@ class StudyRun:
     def model(self, method: str, scope: str, domain: str, ratio: float | None = None) -> FittedModel:
         """The fitted model (memoised, saved under models/, reloaded on a rerun) and its fit record."""
         name = self.model_name(method, scope, domain, ratio)
+        self._keys.setdefault(name, (method, scope, domain, ratio))
         if name in self._models:
             return self._models[name]
         spec = get_method(method)
@@ -245,7 +247,7 @@ class StudyRun:
         keep_maps = split == "test"
         cached = self.score_cache.load(fitted.name, domain, category, split, need_maps=keep_maps)
         if cached is None:
-            scores, maps = fitted.model.score(self.store.batches(samples))
+            scores, maps = self._compute_scores(fitted, category, domain, split, samples)
             maps = self.score_cache.save(fitted.name, domain, category, split, scores, maps, keep_maps)
         else:
             scores, maps = cached
@@ -256,6 +258,32 @@ class StudyRun:
         result = ScoreSet([s.relpath for s in samples], np.array([s.label for s in samples]), scores, maps, masks)
         self._scores[key] = result
         return result
+
+    def _compute_scores(self, fitted: FittedModel, category: str, domain: str, split: str,
+                        samples: list[Sample]) -> tuple[np.ndarray, np.ndarray | None]:
+        """The model's (scores, maps) of one split.  In a family of coreset prefixes (the ablation's
+        1/5/10%), the members that lack this split are scored in the same search and cached."""
+        family = self._prefix_family(fitted)
+        keep_maps = split == "test"
+        others = [f for f in family if f.name != fitted.name and (f.name, category, domain, split) not in self._scores
+                  and self.score_cache.load(f.name, domain, category, split, need_maps=keep_maps) is None]
+        if not others:
+            return fitted.model.score(self.store.batches(samples))
+        group = [fitted, *others]
+        results = family[0].model.score_nested(self.store.batches(samples), [f.model.coreset_ratio for f in group])
+        for member, (scores, maps) in zip(others, results[1:]):
+            self.score_cache.save(member.name, domain, category, split, scores, maps, keep_maps)
+        return results[0]
+
+    def _prefix_family(self, fitted: FittedModel) -> list[FittedModel]:
+        """The planned models whose banks are prefixes of one greedy run with ``fitted``'s, largest first
+        (empty when there is no such family or the method cannot score prefixes in one pass)."""
+        key = self._keys.get(fitted.name)
+        if key is None or not hasattr(fitted.model, "score_nested"):
+            return []
+        method, scope, domain, _ = key
+        siblings = self.prefix_siblings(method, scope, domain)
+        return [self.model(method, scope, domain, r) for r in siblings] if len(siblings) > 1 else []
 
     # -- scenarios --------------------------------------------------------------------
     def scenario_methods(self, scenario: Scenario) -> list[str]:

@@ -129,6 +129,31 @@ def test_scenario_semantics(first_run):
     assert pc["confusion"][0][0] + pc["confusion"][0][1] == 4
 
 
+def test_ablation_scores_its_prefix_banks_in_one_search(tiny_data, tmp_path, monkeypatch):
+    # the 1% and 5% banks are prefixes of the 10% one: each split is searched once, over the 10%
+    # bank's rows, and every prefix model's cached scores equal that model scored alone
+    from ad_core.models.knn import NearestNeighbours
+    searched = []
+    original = NearestNeighbours.search
+    monkeypatch.setattr(NearestNeighbours, "search",
+                        lambda self, q, k: searched.append(len(q) * self.size) or original(self, q, k))
+    cfg = config(tmp_path / "ablation", tiny_data, scenarios=["coreset_ablation"], methods=["patchcore"])
+    run_study(cfg)
+    work = sum(searched)  # query rows x bank rows searched by the study
+    run = StudyRun(cfg)
+    expected = 0
+    for c in run.categories:
+        largest = run.model("patchcore", c, "shift", 0.10)
+        for split in ("val", "test"):
+            samples = run.samples(c, "shift", split)
+            expected += len(samples) * 784 * len(largest.model.memory_bank_)
+            for ratio in (0.01, 0.05):
+                model = run.model("patchcore", c, "shift", ratio if ratio != cfg.coreset_ratio else None)
+                alone = largest.model.with_ratio(ratio).score(run.store.batches(samples))[0]
+                np.testing.assert_allclose(run.scores(model, c, "shift", split).scores, alone, rtol=1e-6)
+    assert work == expected
+
+
 def test_two_runs_give_identical_metrics(first_run, tiny_data, tmp_path):
     _, results, _ = first_run
     again, _ = run_study(config(tmp_path / "again", tiny_data, scenarios=SHORT))

@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 from ad_core.models import PatchCore
 from ad_core.models.coreset import greedy_coreset, greedy_coreset_dense, jl_matrix
 from ad_core.models.kcenter_cpu import BatchedKCenter
-from ad_core.models.knn import NearestNeighbours
+from ad_core.models.knn import NearestNeighbours, NestedNeighbours
 from ad_core.models.patchcore import original_embedding, patch_embedding, reweight_study
 
 pytestmark = pytest.mark.fast
@@ -225,6 +225,39 @@ def test_a_smaller_ratio_is_a_prefix_of_the_bank(embedding):
         np.testing.assert_array_equal(derived.score(batches[0])[0], fresh.score(batches[0])[0])
     with pytest.raises(ValueError, match="ratio <= the fitted one"):
         big.with_ratio(0.2)
+
+
+@pytest.mark.parametrize("reweighting", ["study", "paper", "none"])
+def test_nested_scores_equal_each_prefix_model_scored_alone(reweighting):
+    # the ablation scores the 1/5/10% banks of one greedy run with one search over the 10% bank
+    batches = feature_batches(n_batches=2, b=3)
+    big = PatchCore(coreset_ratio=0.10, reweighting=reweighting, blur_sigma=4.0).fit(batches)
+    ratios = [0.01, 0.10, 0.05, 0.01]  # any order, repeats allowed
+    for ratio, (image, maps) in zip(ratios, big.score_nested(batches, ratios)):
+        alone_image, alone_maps = big.with_ratio(ratio).score(batches)
+        np.testing.assert_allclose(image, alone_image, rtol=1e-6)
+        np.testing.assert_allclose(maps, alone_maps, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="ratio <= the fitted one"):
+        big.score_nested(batches, [0.2])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 60), st.integers(1, 12), st.booleans())
+def test_nested_neighbours_are_each_prefix_searched_alone(seed, m, k, duplicated):
+    rng = np.random.default_rng(seed)
+    bank = rng.normal(size=(m, 6)).astype(np.float32)
+    if duplicated:  # equal distances across segments: the lower bank index first
+        bank[m // 2:] = bank[: m - m // 2]
+    queries = np.concatenate([rng.normal(size=(30, 6)).astype(np.float32), bank[:5]])
+    sizes = sorted(set(rng.integers(1, m + 1, size=3).tolist()))
+    got = NestedNeighbours(bank, sizes).search(queries, k)
+    assert sorted(got) == sizes
+    for size in sizes:
+        d, idx = got[size]
+        assert d.shape == idx.shape == (len(queries), min(k, size)) and (idx < size).all()
+        exact = np.linalg.norm(queries[:, None, :].astype(np.float64) - bank[None, :size], axis=2)
+        np.testing.assert_allclose(d, np.sort(exact, axis=1)[:, :min(k, size)], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.take_along_axis(exact, idx, 1), d, rtol=1e-5, atol=1e-5)
 
 
 def test_bank_is_the_coreset_of_the_projection_in_greedy_order():

@@ -89,3 +89,36 @@ class NearestNeighbours:
             dists.append(exact.cpu())
             idxs.append(torch.gather(indices, 1, order).cpu())
         return torch.cat(dists).numpy(), torch.cat(idxs).numpy().astype(np.int64)
+
+
+class NestedNeighbours:
+    """Exact k-NN over the nested prefixes ``bank[:s]`` (``sizes``) of one bank, in one pass.
+
+    The bank is cut into segments between consecutive sizes, each searched once; a prefix's
+    k nearest are the k nearest of its segments' k nearest (ties: the lower bank index).
+    PatchCore's coreset ablation scores the 1%, 5% and 10% banks of one greedy run this way
+    at the cost of the 10% search alone.
+    """
+
+    def __init__(self, bank: np.ndarray, sizes: list[int], device: torch.device | str = "cpu",
+                 backend: str = "auto"):
+        self.sizes = sorted(set(sizes))
+        if not self.sizes or self.sizes[0] < 1 or self.sizes[-1] > len(bank):
+            raise ValueError(f"prefix sizes must lie in 1..{len(bank)}, got {sizes}")
+        bounds = [0, *self.sizes]
+        self.segments = [(lo, NearestNeighbours(bank[lo:hi], device, backend)) for lo, hi in zip(bounds, bounds[1:])]
+
+    def search(self, queries: np.ndarray, k: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """{size: (distances (Q, min(k, size)) ascending, bank indices)} for every prefix size."""
+        out, dists, idxs = {}, [], []
+        for (lo, index), size in zip(self.segments, self.sizes):
+            d, i = index.search(queries, k)
+            dists.append(d)
+            idxs.append(i + lo)
+            if len(dists) == 1:
+                out[size] = d, i
+                continue
+            d_all, i_all = np.concatenate(dists, axis=1), np.concatenate(idxs, axis=1)
+            order = np.argsort(d_all, axis=1, kind="stable")[:, :min(k, size)]  # segments in bank order
+            out[size] = np.take_along_axis(d_all, order, 1), np.take_along_axis(i_all, order, 1)
+        return out

@@ -29,7 +29,7 @@ from ad_core import SEED
 from ad_core.data.io import atomic_open, write_json
 from ad_core.models.common import FeatureBatches, as_batches, coreset_size, upsample_maps
 from ad_core.models.coreset import greedy_coreset, jl_matrix, start_index
-from ad_core.models.knn import NearestNeighbours
+from ad_core.models.knn import NearestNeighbours, NestedNeighbours
 from ad_core.timing import phase
 
 REWEIGHTING = ("study", "paper", "none")
@@ -197,11 +197,7 @@ class PatchCore:
         at a smaller ratio is the first ``coreset_size(n, ratio)`` rows of this one (same
         projection, same start).  ``tests/test_patchcore.py`` checks it against a fresh fit.
         """
-        if not hasattr(self, "memory_bank_"):
-            raise RuntimeError("PatchCore is not fitted: call fit() or load() first.")
-        size = coreset_size(self.n_train_patches_, coreset_ratio)
-        if coreset_ratio > self.coreset_ratio or size > len(self.memory_bank_):
-            raise ValueError(f"with_ratio takes a ratio <= the fitted one ({self.coreset_ratio}), got {coreset_ratio}")
+        size = self._prefix_size(coreset_ratio)
         smaller = PatchCore(**{**self.get_params(), "coreset_ratio": coreset_ratio, "layers": self.layers},
                             device=self.device, progress=self.progress)
         smaller.memory_bank_ = self.memory_bank_[:size].copy()
@@ -209,54 +205,90 @@ class PatchCore:
         smaller._index = None
         return smaller
 
+    def _prefix_size(self, coreset_ratio: float) -> int:
+        """Rows of this bank that the model at ``coreset_ratio`` (<= the fitted ratio) keeps."""
+        if not hasattr(self, "memory_bank_"):
+            raise RuntimeError("PatchCore is not fitted: call fit() or load() first.")
+        size = coreset_size(self.n_train_patches_, coreset_ratio)
+        if coreset_ratio > self.coreset_ratio or size > len(self.memory_bank_):
+            raise ValueError(f"with_ratio and score_nested take a ratio <= the fitted one ({self.coreset_ratio}), "
+                             f"got {coreset_ratio}")
+        return size
+
     def fit_summary(self) -> dict[str, int]:
         """Sizes of the learned state: memory-bank entries and the training patches they cover."""
         return {"memory_bank_size": int(self.memory_bank_.shape[0]), "n_train_patches": int(self.n_train_patches_)}
 
-    def _knn(self) -> NearestNeighbours:
+    def _knn(self, size: int | None = None) -> NearestNeighbours:
+        """The index of the bank, or of its first ``size`` rows (memoised)."""
+        size = len(self.memory_bank_) if size is None else size
         if getattr(self, "_index", None) is None:
-            self._index = NearestNeighbours(self.memory_bank_, self.device)
-        return self._index
+            self._index = {}
+        if size not in self._index:
+            self._index[size] = NearestNeighbours(self.memory_bank_[:size], self.device)
+        return self._index[size]
 
-    @phase("patchcore score: embed, reweight")
     def patch_scores(self, features: FeatureBatches) -> tuple[np.ndarray, np.ndarray]:
         """(image scores (N,), patch-score grids (N, h, w)) before upsampling."""
         if not hasattr(self, "memory_bank_"):
             raise RuntimeError("PatchCore is not fitted: call fit() or load() first.")
-        knn = self._knn()
-        scores, grids = [], []
+        return self._patch_scores(features, [len(self.memory_bank_)])[0]
+
+    @phase("patchcore score: embed, reweight")
+    def _patch_scores(self, features: FeatureBatches, sizes: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``patch_scores`` of the models whose banks are this bank's first ``sizes`` rows, one search."""
+        full = len(self.memory_bank_)
+        if sizes == [full]:
+            knn = self._knn()
+            search = lambda q, k: {full: knn.search(q, k)}  # noqa: E731
+        else:
+            search = NestedNeighbours(self.memory_bank_, sizes, self.device).search
+        k = self.k if self.reweighting == "study" else 1
+        scores: dict[int, list[np.ndarray]] = {s: [] for s in sizes}
+        grids: dict[int, list[np.ndarray]] = {s: [] for s in sizes}
         for batch in as_batches(features):
             patches, (b, h, w) = self._patches(batch)
             q = patches.cpu().numpy()
-            if self.reweighting == "none":
-                d, _ = knn.search(q, 1)
-                grid = d[:, 0].reshape(b, h * w)
-                image = grid.max(axis=1)
-            elif self.reweighting == "study":
-                d, _ = knn.search(q, self.k)
-                grid = reweight_study(d.astype(np.float64)).reshape(b, h * w)
-                image = grid.max(axis=1)
-            else:
-                d, idx = knn.search(q, 1)
-                grid = d[:, 0].reshape(b, h * w)
-                image = self._paper_image_scores(q.reshape(b, h * w, -1), grid, idx[:, 0].reshape(b, h * w))
-            scores.append(image)
-            grids.append(grid.reshape(b, h, w))
-        return np.concatenate(scores).astype(np.float64), np.concatenate(grids).astype(np.float32)
+            for size, (d, idx) in search(q, k).items():
+                if self.reweighting == "study":
+                    grid = reweight_study(d.astype(np.float64)).reshape(b, h * w)
+                else:
+                    grid = d[:, 0].reshape(b, h * w)
+                if self.reweighting == "paper":
+                    image = self._paper_image_scores(q.reshape(b, h * w, -1), grid, idx[:, 0].reshape(b, h * w), size)
+                else:
+                    image = grid.max(axis=1)
+                scores[size].append(image)
+                grids[size].append(grid.reshape(b, h, w))
+        return [(np.concatenate(scores[s]).astype(np.float64), np.concatenate(grids[s]).astype(np.float32))
+                for s in sizes]
 
-    def _paper_image_scores(self, q: np.ndarray, grid: np.ndarray, nn_idx: np.ndarray) -> np.ndarray:
+    def _paper_image_scores(self, q: np.ndarray, grid: np.ndarray, nn_idx: np.ndarray, size: int) -> np.ndarray:
+        bank = self.memory_bank_[:size]
         rows = np.arange(len(grid))
         top = grid.argmax(axis=1)
         s_star = grid[rows, top]
-        m_star = self.memory_bank_[nn_idx[rows, top]]
-        _, support = self._knn().search(m_star, self.k)
-        d = np.linalg.norm(self.memory_bank_[support] - q[rows, top][:, None], axis=2).astype(np.float64)
+        m_star = bank[nn_idx[rows, top]]
+        _, support = self._knn(size).search(m_star, self.k)
+        d = np.linalg.norm(bank[support] - q[rows, top][:, None], axis=2).astype(np.float64)
         e = np.exp(d - d.max(axis=1, keepdims=True))  # softmax(+d), shifted for stability
         return s_star * (1.0 - e[:, 0] / e.sum(axis=1))
 
+    def score_nested(self, features: FeatureBatches, ratios: list[float]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``[self.with_ratio(r).score(features) for r in ratios]`` with one kNN pass over this bank.
+
+        The searches of all the prefix banks cost the largest one's alone (``NestedNeighbours``).
+        """
+        sizes = [self._prefix_size(r) for r in ratios]
+        distinct = sorted(set(sizes))
+        results = dict(zip(distinct, self._patch_scores(features, distinct)))
+        return [self._maps(*results[s]) for s in sizes]
+
     def score(self, features: FeatureBatches) -> tuple[np.ndarray, np.ndarray]:
         """(image scores (N,) float64, anomaly maps (N, image_size, image_size) float32)."""
-        image, grids = self.patch_scores(features)
+        return self._maps(*self.patch_scores(features))
+
+    def _maps(self, image: np.ndarray, grids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         maps = upsample_maps(torch.from_numpy(grids), self.image_size, self.blur_sigma)
         return image, maps.numpy()
 
