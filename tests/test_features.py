@@ -61,7 +61,9 @@ def test_weights_from_a_file_and_a_wrong_file(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     ref.eval()
     expected = ref.layer3(ref.layer2(ref.layer1(ref.maxpool(ref.relu(ref.bn1(ref.conv1(x)))))))
-    assert torch.allclose(fe(x)["layer3"], expected)
+    # the extractor runs channels-last on a CPU: the same sums in another order (float32 rounding)
+    got = fe(x)["layer3"]
+    assert got.is_contiguous() and torch.allclose(got, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
     with pytest.raises(WeightsError, match="do not fit this backbone"):
         FeatureExtractor("resnet50", weights=str(tmp_path / "r18.pth"))
     with pytest.raises(WeightsError, match="not found.*three ways"):

@@ -47,6 +47,11 @@ class FeatureExtractor:
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.stages = nn.ModuleList([m for _, m in stages[: last + 1]]).to(self.device).eval()
+        # channels-last on a CPU: oneDNN's convolutions (depthwise ones above all) run faster in
+        # NHWC -- EfficientNet-Lite0 at 224^2 on 2 cores: 11 ms an image against 20 ms in NCHW;
+        # the maps differ by ~2e-6 of their range (float32 summation order)
+        self._memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        self.stages = self.stages.to(memory_format=self._memory_format)
         self._names = names[: last + 1]
 
     def channels(self) -> dict[str, int]:
@@ -56,12 +61,12 @@ class FeatureExtractor:
     @phase("backbone")
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Feature maps of one batch, on the extractor's device, float32."""
-        x = images.to(self.device, non_blocking=True)
+        x = images.to(self.device, non_blocking=True).contiguous(memory_format=self._memory_format)
         out: dict[str, torch.Tensor] = {}
         for name, stage in zip(self._names, self.stages):
             x = stage(x)
             if name in self.layers:
-                out[name] = x
+                out[name] = x.contiguous()  # callers get ordinary NCHW tensors
         return out
 
     def batches(self, dataset: Dataset, progress: bool = True, desc: str = "features",
