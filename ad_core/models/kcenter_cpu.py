@@ -164,10 +164,15 @@ class BatchedKCenter:
         if product not in PRODUCTS:
             raise ValueError(f"product must be one of {PRODUCTS}, got {product!r}")
         self.dtype = product_dtype() if product == "auto" else getattr(torch, product)
-        centred = torch.from_numpy(self.x - mean)  # any mean is exact; the mean keeps the band small
-        sq = centred.double().square().sum(1)
-        self.sq, self.norm = sq.numpy(), sq.sqrt().numpy()
-        self.centred = centred.to(self.dtype)
+        # centred copy in the product's dtype (any mean is exact; the mean keeps the band small),
+        # built in chunks: no (N, d) float32 or float64 temporary next to it
+        self.centred = torch.empty((n, d), dtype=self.dtype)
+        self.sq = np.empty(n)
+        for lo in range(0, n, 65536):
+            part = torch.from_numpy(self.x[lo:lo + 65536] - mean)
+            self.sq[lo:lo + 65536] = part.double().square().sum(1).numpy()
+            self.centred[lo:lo + 65536] = part.to(self.dtype)
+        self.norm = np.sqrt(self.sq)
         self.kappa = _band(d, self.dtype)
         self.m = _distances_to(self.x, start)
         self.m[start] = 0.0
