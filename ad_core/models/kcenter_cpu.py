@@ -22,7 +22,7 @@ next 1,024 centres lie among the top ~1,300 points).  One batch:
    mean-centred copies gives each squared distance to within a rigorous bound (rounding of
    the centring, of the inputs and of the product, ``_band``); only the pairs whose bound
    reaches below ``m(x)`` get the exact distance.  The product runs in bfloat16 where this CPU
-   multiplies bfloat16 faster than float32 (AMX / AVX512-BF16: ELPV-poly 13 s against 23 s),
+   multiplies bfloat16 faster than float32 (AMX / AVX512-BF16: ELPV-poly 14 s against 21 s),
    else in float32; the band is wider in bfloat16 (~4% of a typical distance against ~0.01%),
    so a few more pairs get exact sums, and the indices are the same either way.
 
@@ -32,8 +32,10 @@ indices are those of the dense rule on the same sums.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -47,7 +49,7 @@ _U16 = 2.0**-8  # bfloat16 unit roundoff (8 significant bits)
 PRODUCTS = ("auto", "float32", "bfloat16")
 POOL_SIZE = 4096
 MAX_BATCH = 1024  # centres per pass; the lazy pool updates grow with its square
-_ROWS = 2048  # rows per matrix product: a (2048, MAX_BATCH) float32 block stays in cache
+_ROWS = 2048  # rows per matrix product: its (2048, MAX_BATCH) float32 result is at most 8 MB
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -103,7 +105,7 @@ def _pool_greedy(x, m, pool, cutoff, selected, done, limit):
 def _update(x, m, lo, gram, row_norm, row_sq, centres, centre_norm, centre_sq, kappa):
     """``m[lo + r] = min(m, exact d2 to centre j)`` over the pairs the product cannot rule out.
 
-    ``gram[r, j]``: float32 product of the centred row and centre; the approximate distance
+    ``gram[r, j]``: the product of the centred row and centre (as float32); the approximate distance
     ``row_sq + centre_sq - 2 gram`` is within ``kappa (|row| + |centre|)^2`` of the exact one.
     """
     for r in prange(gram.shape[0]):
@@ -160,9 +162,9 @@ class BatchedKCenter:
         self.x = np.ascontiguousarray(x, dtype=np.float32)
         n, d = self.x.shape
         self.size, self.pool_size, self.max_batch = size, min(pool_size, n), max_batch
-        mean = self.x[:: max(1, n // 16384)].astype(np.float64).mean(0).astype(np.float32)
         if product not in PRODUCTS:
             raise ValueError(f"product must be one of {PRODUCTS}, got {product!r}")
+        mean = self.x[:: max(1, n // 16384)].astype(np.float64).mean(0).astype(np.float32)
         self.dtype = product_dtype() if product == "auto" else getattr(torch, product)
         # centred copy in the product's dtype (any mean is exact; the mean keeps the band small),
         # built in chunks: no (N, d) float32 or float64 temporary next to it
@@ -198,23 +200,36 @@ class BatchedKCenter:
         self._update(centres)
         self.done += b
 
-    def gram(self, rows: slice | np.ndarray, centres: np.ndarray | torch.Tensor) -> np.ndarray:
-        """float32 (len(rows), len(centres)) products of centred rows and centres in this run's dtype;
-        ``centres``: point indices, or their centred rows transposed (d, B), as ``_update`` passes them."""
-        if isinstance(centres, np.ndarray):
-            centres = self.centred[torch.from_numpy(centres)].T.contiguous()
-        previous = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("highest")  # the band assumes true float32 products
-        try:
-            return (self.centred[rows] @ centres).float().numpy()
-        finally:
-            torch.set_float32_matmul_precision(previous)
+    def gram(self, rows: slice | np.ndarray, centres: np.ndarray) -> np.ndarray:
+        """float32 (len(rows), len(centres)) products of centred rows and centres (point indices), as the update
+        computes them in this run's dtype."""
+        with _true_float32():
+            return self._products(rows, self._block(centres))
+
+    def _block(self, centres: np.ndarray) -> torch.Tensor:
+        return self.centred[torch.from_numpy(centres)].T.contiguous()  # (d, B)
+
+    def _products(self, rows: slice | np.ndarray, block: torch.Tensor) -> np.ndarray:
+        return (self.centred[rows] @ block).float().numpy()
 
     def _update(self, centres: np.ndarray) -> None:
-        block = self.centred[torch.from_numpy(centres)].T.contiguous()
+        block = self._block(centres)
         c_sq, c_norm = self.sq[centres], self.norm[centres]
         n = len(self.m)
-        for lo in range(0, n, _ROWS):
-            hi = min(n, lo + _ROWS)
-            gram = self.gram(slice(lo, hi), block)
-            _update(self.x, self.m, lo, gram, self.norm[lo:hi], self.sq[lo:hi], centres, c_norm, c_sq, self.kappa)
+        with _true_float32():
+            for lo in range(0, n, _ROWS):
+                hi = min(n, lo + _ROWS)
+                gram = self._products(slice(lo, hi), block)
+                _update(self.x, self.m, lo, gram, self.norm[lo:hi], self.sq[lo:hi], centres, c_norm, c_sq,
+                        self.kappa)
+
+
+@contextlib.contextmanager
+def _true_float32() -> Iterator[None]:
+    """float32 matrix products at full precision (the band assumes them), restored afterwards."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)

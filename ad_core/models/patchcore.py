@@ -29,7 +29,7 @@ from ad_core import SEED
 from ad_core.data.io import atomic_open, write_json
 from ad_core.models.common import FeatureBatches, as_batches, coreset_size, upsample_maps
 from ad_core.models.coreset import greedy_coreset, jl_matrix, start_index
-from ad_core.models.knn import NearestNeighbours, NestedNeighbours
+from ad_core.models.knn import NestedNeighbours
 from ad_core.timing import phase
 
 REWEIGHTING = ("study", "paper", "none")
@@ -219,14 +219,13 @@ class PatchCore:
         """Sizes of the learned state: memory-bank entries and the training patches they cover."""
         return {"memory_bank_size": int(self.memory_bank_.shape[0]), "n_train_patches": int(self.n_train_patches_)}
 
-    def _knn(self, size: int | None = None) -> NearestNeighbours:
-        """The index of the bank, or of its first ``size`` rows (memoised)."""
-        size = len(self.memory_bank_) if size is None else size
+    def _knn(self, sizes: tuple[int, ...]) -> NestedNeighbours:
+        """The (memoised) index of the bank's first ``sizes`` rows: one segment per prefix."""
         if getattr(self, "_index", None) is None:
             self._index = {}
-        if size not in self._index:
-            self._index[size] = NearestNeighbours(self.memory_bank_[:size], self.device)
-        return self._index[size]
+        if sizes not in self._index:
+            self._index[sizes] = NestedNeighbours(self.memory_bank_, list(sizes), self.device)
+        return self._index[sizes]
 
     def patch_scores(self, features: FeatureBatches) -> tuple[np.ndarray, np.ndarray]:
         """(image scores (N,), patch-score grids (N, h, w)) before upsampling."""
@@ -237,19 +236,14 @@ class PatchCore:
     @phase("patchcore score: embed, reweight")
     def _patch_scores(self, features: FeatureBatches, sizes: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
         """``patch_scores`` of the models whose banks are this bank's first ``sizes`` rows, one search."""
-        full = len(self.memory_bank_)
-        if sizes == [full]:
-            knn = self._knn()
-            search = lambda q, k: {full: knn.search(q, k)}  # noqa: E731
-        else:
-            search = NestedNeighbours(self.memory_bank_, sizes, self.device).search
+        knn = self._knn(tuple(sizes))
         k = self.k if self.reweighting == "study" else 1
         scores: dict[int, list[np.ndarray]] = {s: [] for s in sizes}
         grids: dict[int, list[np.ndarray]] = {s: [] for s in sizes}
         for batch in as_batches(features):
             patches, (b, h, w) = self._patches(batch)
             q = patches.cpu().numpy()
-            for size, (d, idx) in search(q, k).items():
+            for size, (d, idx) in knn.search(q, k).items():
                 if self.reweighting == "study":
                     grid = reweight_study(d.astype(np.float64)).reshape(b, h * w)
                 else:
@@ -269,7 +263,7 @@ class PatchCore:
         top = grid.argmax(axis=1)
         s_star = grid[rows, top]
         m_star = bank[nn_idx[rows, top]]
-        _, support = self._knn(size).search(m_star, self.k)
+        _, support = self._knn((size,)).search(m_star, self.k)[size]
         d = np.linalg.norm(bank[support] - q[rows, top][:, None], axis=2).astype(np.float64)
         e = np.exp(d - d.max(axis=1, keepdims=True))  # softmax(+d), shifted for stability
         return s_star * (1.0 - e[:, 0] / e.sum(axis=1))
