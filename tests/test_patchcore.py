@@ -287,9 +287,9 @@ def test_training_patches_score_zero_with_the_full_bank():
     assert (model.score(new)[0] > 1.0).all()
 
 
-@pytest.mark.parametrize("backend", ["faiss", "torch"])
+@pytest.mark.parametrize("backend", ["bfloat16", "faiss", "torch"])
 def test_knn_distances_equal_brute_force(backend):
-    """Both backends: torch (the CPU default, and on CUDA without a faiss GPU index) and faiss."""
+    """The CPU backends (bfloat16 filter, faiss) and torch (CUDA without a faiss GPU index)."""
     rng = np.random.default_rng(0)
     bank, q = rng.normal(size=(300, 20)).astype(np.float32), rng.normal(size=(50, 20)).astype(np.float32)
     knn = NearestNeighbours(bank, backend=backend)
@@ -335,8 +335,9 @@ def test_knn_backends_agree_on_real_scale_patch_features():
 
 def test_knn_backend_choice():
     from ad_core.models.knn import resolve_backend
+    from ad_core.models.products import bf16_speedup
 
-    assert resolve_backend("cpu") == "faiss"
+    assert resolve_backend("cpu") == ("bfloat16" if bf16_speedup() >= 1.4 else "faiss")
     assert resolve_backend("cuda") in ("faiss-gpu", "torch")  # no device needed to decide
     with pytest.raises(ValueError, match="kNN backend must be one of"):
         resolve_backend("cpu", "annoy")

@@ -32,41 +32,23 @@ indices are those of the dense rule on the same sums.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import time
-from collections.abc import Iterator
-
 import numpy as np
 import torch
 from numba import njit, prange
 
-# Reassociation lets LLVM vectorise the sums; the result is deterministic for a given CPU,
-# and a different vector width can only move a distance by ~1e-16 relative.
-_FASTMATH = {"reassoc", "contract", "nsz"}
-_U32 = 2.0**-24  # float32 unit roundoff
-_U16 = 2.0**-8  # bfloat16 unit roundoff (8 significant bits)
+from ad_core.models.products import U16, U32, bf16_is_faster, squared_distance, true_float32
+
 PRODUCTS = ("auto", "float32", "bfloat16")
 POOL_SIZE = 4096
 MAX_BATCH = 1024  # centres per pass; the lazy pool updates grow with its square
 _ROWS = 2048  # rows per matrix product: its (2048, MAX_BATCH) float32 result is at most 8 MB
 
 
-@njit(cache=True, fastmath=_FASTMATH)
-def _d2(a: np.ndarray, i: int, b: np.ndarray, j: int) -> float:
-    """Squared L2 distance between rows a[i] and b[j], summed in float64."""
-    s = 0.0
-    for t in range(a.shape[1]):
-        diff = np.float64(a[i, t]) - np.float64(b[j, t])
-        s += diff * diff
-    return s
-
-
 @njit(cache=True, parallel=True)
 def _distances_to(x: np.ndarray, p: int) -> np.ndarray:
     out = np.empty(x.shape[0])
     for i in prange(x.shape[0]):
-        out[i] = _d2(x, i, x, p)
+        out[i] = squared_distance(x, i, x, p)
     return out
 
 
@@ -88,7 +70,7 @@ def _pool_greedy(x, m, pool, cutoff, selected, done, limit):
         if fresh[u] < b:
             v = value[u]
             for t in range(fresh[u], b):
-                d = _d2(x, pool[u], x, selected[done + t])
+                d = squared_distance(x, pool[u], x, selected[done + t])
                 if d < v:
                     v = d
             value[u], fresh[u] = v, b
@@ -115,7 +97,7 @@ def _update(x, m, lo, gram, row_norm, row_sq, centres, centre_norm, centre_sq, k
             s = row_norm[r] + centre_norm[j]
             approx = row_sq[r] + centre_sq[j] - 2.0 * np.float64(gram[r, j])
             if approx - kappa * s * s < best:
-                d = _d2(x, i, x, centres[j])
+                d = squared_distance(x, i, x, centres[j])
                 if d < best:
                     best = d
         m[i] = best
@@ -130,28 +112,16 @@ def _band(dim: int, dtype: torch.dtype = torch.float32) -> float:
     rounding of both inputs (2 u16 |x'||c'|, their products exact in the float32 accumulator) and
     of the bfloat16 result (u16 |x'||c'|).
     """
-    gamma = dim * _U32 / (1.0 - dim * _U32)
+    gamma = dim * U32 / (1.0 - dim * U32)
     if dtype == torch.bfloat16:
-        gamma += 3.01 * _U16
-    return 2.0 * (gamma / 2.0 + 3.0 * _U32)
+        gamma += 3.01 * U16
+    return 2.0 * (gamma / 2.0 + 3.0 * U32)
 
 
-@functools.cache
 def product_dtype() -> torch.dtype:
-    """bfloat16 if this CPU's bfloat16 GEMM beats float32 by 1.4x (timed once, ~0.1 s), else float32.
-
-    The choice changes only the speed: the band covers either product's rounding.
-    """
-    def seconds(dtype: torch.dtype) -> float:
-        a = torch.ones(4096, 128, dtype=dtype)
-        b = torch.ones(128, 512, dtype=dtype)
-        a @ b  # warm-up: the first call picks and compiles the kernel
-        t0 = time.perf_counter()
-        for _ in range(3):
-            a @ b
-        return time.perf_counter() - t0
-
-    return torch.bfloat16 if seconds(torch.bfloat16) * 1.4 < seconds(torch.float32) else torch.float32
+    """bfloat16 where this CPU multiplies it faster (``bf16_is_faster``), else float32: the band
+    covers either product's rounding."""
+    return torch.bfloat16 if bf16_is_faster() else torch.float32
 
 
 class BatchedKCenter:
@@ -203,7 +173,7 @@ class BatchedKCenter:
     def gram(self, rows: slice | np.ndarray, centres: np.ndarray) -> np.ndarray:
         """float32 (len(rows), len(centres)) products of centred rows and centres (point indices), as the update
         computes them in this run's dtype."""
-        with _true_float32():
+        with true_float32():
             return self._products(rows, self._block(centres))
 
     def _block(self, centres: np.ndarray) -> torch.Tensor:
@@ -216,20 +186,9 @@ class BatchedKCenter:
         block = self._block(centres)
         c_sq, c_norm = self.sq[centres], self.norm[centres]
         n = len(self.m)
-        with _true_float32():
+        with true_float32():
             for lo in range(0, n, _ROWS):
                 hi = min(n, lo + _ROWS)
                 gram = self._products(slice(lo, hi), block)
                 _update(self.x, self.m, lo, gram, self.norm[lo:hi], self.sq[lo:hi], centres, c_norm, c_sq,
                         self.kappa)
-
-
-@contextlib.contextmanager
-def _true_float32() -> Iterator[None]:
-    """float32 matrix products at full precision (the band assumes them), restored afterwards."""
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(previous)

@@ -1,16 +1,20 @@
 """Exact L2 nearest neighbours over a fixed bank.
 
-Backends: ``faiss`` (its flat index: the default on a CPU), ``faiss-gpu`` (on CUDA where the
-installed faiss has a GPU index), ``torch`` (on CUDA otherwise; any device on request): one GEMM
-per block of queries, ``|q - m|^2 - 2 (q - m).(b - m) + |b - m|^2`` with ``m`` the bank's mean,
-then ``torch.topk``, the k selected distances recomputed directly.  Why faiss on a CPU: on ELPV's
-banks (23k x 152, 50k queries, k=9, 2 cores) it takes 0.85x the bare torch GEMM's time and the
-torch backend 1.65x, also when searches alternate with torch work as in scoring
-(benchmarks/bench_knn.py; numbers in the README) -- on an AVX-512 CPU, where faiss loads its
-AVX-512 build; on another session's machine torch had measured 0.64x faiss, so the choice is a
-machine's, and ``backend=`` overrides it.  Centring on the bank's mean removes the large
-common component of post-ReLU features before the expansion, which otherwise cancels in float32.
-The backends agree to float32 rounding; near-equal distances may order differently.
+Backends:
+
+- ``bfloat16`` (the CPU default where this CPU multiplies bfloat16 faster, ``products.bf16_is_faster``):
+  one bfloat16 GEMM filters, exact float64 distances decide (``knn_cpu``): the same neighbours
+  as a float64 brute-force search, ties to the lower index.  On ELPV's banks (23k x 152, k=9,
+  2 cores with AMX) ~0.3x faiss's time (``benchmarks/bench_knn.py``; numbers in the README);
+- ``faiss`` (the CPU default otherwise): its flat index, at the float32 GEMM rate;
+- ``faiss-gpu`` (on CUDA where the installed faiss has a GPU index);
+- ``torch`` (on CUDA otherwise; any device on request): one GEMM per block of queries,
+  ``|q - m|^2 - 2 (q - m).(b - m) + |b - m|^2`` with ``m`` the bank's mean, then ``torch.topk``,
+  the k selected distances recomputed directly.  Centring on the bank's mean removes the large
+  common component of post-ReLU features before the expansion, which otherwise cancels in float32.
+
+faiss and torch order near-equal distances by their float32 rounding; ``backend=`` overrides the
+choice.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import faiss
 import numpy as np
 import torch
 
+from ad_core.models.knn_cpu import FilteredNeighbours
+from ad_core.models.products import bf16_is_faster
 from ad_core.timing import phase
 
-BACKENDS = ("auto", "faiss", "faiss-gpu", "torch")
+BACKENDS = ("auto", "bfloat16", "faiss", "faiss-gpu", "torch")
 _QUERY_CHUNK = 1024  # queries per GEMM on the torch backend: a (1024, M) float32 block
 
 
@@ -30,13 +36,14 @@ def faiss_has_gpu() -> bool:
 
 
 def resolve_backend(device: torch.device | str = "cpu", backend: str = "auto") -> str:
-    """The backend ``auto`` picks for ``device``: faiss on the CPU; faiss-gpu, else torch, on CUDA."""
+    """The backend ``auto`` picks for ``device``: on the CPU bfloat16 where it is faster there, else faiss;
+    on CUDA faiss-gpu, else torch."""
     if backend not in BACKENDS:
         raise ValueError(f"kNN backend must be one of {BACKENDS}, got {backend!r}")
     if backend != "auto":
         return backend
     if torch.device(device).type != "cuda":
-        return "faiss"
+        return "bfloat16" if bf16_is_faster() else "faiss"
     return "faiss-gpu" if faiss_has_gpu() else "torch"
 
 
@@ -56,6 +63,9 @@ class NearestNeighbours:
             self._bank_t = centred.T.contiguous()
             self._bank_sq = centred.square().sum(1)
             return
+        if self.backend == "bfloat16":
+            self._filtered = FilteredNeighbours(bank)
+            return
         index = faiss.IndexFlatL2(bank.shape[1])
         if self.backend == "faiss-gpu":
             self._res = faiss.StandardGpuResources()
@@ -70,6 +80,9 @@ class NearestNeighbours:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.backend == "torch":
             d2, idx = self._search_torch(torch.from_numpy(queries).to(self.device), k)
+        elif self.backend == "bfloat16":
+            d2, idx = self._filtered.search(queries, k)
+            return np.sqrt(d2).astype(np.float32), idx  # the other backends' type, from the float64 sums
         else:
             d2, idx = self.index.search(queries, k)
         return np.sqrt(np.maximum(d2, 0.0)), idx
