@@ -281,7 +281,8 @@ def test_training_patches_score_zero_with_the_full_bank():
     batches = feature_batches(n_batches=1, b=2)
     model = PatchCore(coreset_ratio=1.0, reweighting="none").fit(batches)
     scores, maps = model.score(batches[0])
-    # faiss forms |x|^2 + |y|^2 - 2xy in float32; the sqrt turns its ~1e-5 error at 0 into ~3e-3
+    # the faiss backend forms |x|^2 + |y|^2 - 2xy in float32 (the sqrt turns its ~1e-5 error at 0 into
+    # ~3e-3); the bfloat16 backend's float64 sums give exactly 0
     assert np.allclose(scores, 0, atol=1e-2) and maps.shape == (2, 224, 224)
     new = feature_batches(n_batches=1, b=2, seed=5)[0]
     assert (model.score(new)[0] > 1.0).all()
