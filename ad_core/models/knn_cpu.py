@@ -1,4 +1,4 @@
-"""Exact k-NN on a CPU through a bfloat16 product filter: faiss's answer at ~1/3 of its time with AMX.
+"""Exact k-NN on a CPU through a bfloat16 product filter (with AMX: 0.28x the time of faiss's flat index).
 
 Why hand-written: faiss's exact flat index runs at the float32 GEMM rate, and on a CPU with AMX a
 bfloat16 product is ~5.6x faster (``products.bf16_speedup``); no maintained library searches
@@ -176,8 +176,9 @@ class FilteredNeighbours:
         Their product with the bank's operand is ``key``, and the exact ``|x - y|^2`` lies within
         ``rho |key| + E`` of it, E the sum of: the inputs' bfloat16 rounding,
         2 (|x - x16| Y + |x| |y - y16|_max) (Cauchy-Schwarz, Y = max |y|); the norm parts,
-        2^-23 (|x|^2 + Y^2); the float32 sum of the width's exact products, gamma (|x| + Y)^2; and
-        the float32 centring, 3 u (|x| + Y)^2.
+        2^-23 (|x|^2 + Y^2); the float32 sum of the width's exact products, gamma (|x| + Y)^2; the
+        float32 centring, 3 u (|x| + Y)^2; and, absolute, AMX's flushing of subnormal inputs and
+        results to zero, < 2^-100 (1 + |x| + Y)^2.
         """
         x = torch.from_numpy(queries) - self._mean
         x16 = x.to(torch.bfloat16)
@@ -194,4 +195,4 @@ class FilteredNeighbours:
         y = self._y
         band = (2 * (residual * y + norm * self._y_residual) + 2.0**-23 * (sq + y * y)
                 + (gamma + 3 * U32) * (norm + y) ** 2)
-        return aug, (band * (1 + 2.0**-20) + 1e-300).numpy()
+        return aug, (band * (1 + 2.0**-20) + 2.0**-100 * (1 + norm + y) ** 2).numpy()
