@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ad_core.errors import UndefinedMetricError
-from ad_core.metrics import image_metrics, pixel_auroc, pro_score
+from ad_core.metrics import image_metrics, pixel_metrics
 from ad_core.metrics.image import image_auroc
 from ad_core.timing import phase
 from experiments.results import ClassResult, ScoreSet
@@ -27,8 +27,7 @@ def evaluate(test: ScoreSet, threshold: float) -> ClassResult:
     else:
         try:
             with phase("pixel metrics: pixel AUROC, PRO"):
-                out.pixel_auroc = pixel_auroc(test.maps, test.masks)
-                out.pro = pro_score(test.maps, test.masks)
+                out.pixel_auroc, out.pro = pixel_metrics(test.maps, test.masks)
         except UndefinedMetricError as exc:
             out.pixel_metrics_absent = str(exc)
     return out

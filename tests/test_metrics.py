@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import label as nd_label
+from sklearn.metrics import roc_auc_score
 
 from ad_core.errors import UndefinedMetricError
-from ad_core.metrics import image_metrics, macro_mean, pixel_auroc, pro_curve, pro_score
+from ad_core.metrics import image_metrics, macro_mean, pixel_auroc, pixel_metrics, pro_curve, pro_score
 from ad_core.metrics.image import image_auroc
 
 pytestmark = pytest.mark.fast
@@ -124,7 +125,7 @@ def test_no_anomalous_pixel_is_undefined():
     masks = np.zeros((2, 4, 4), bool)
     with pytest.raises(UndefinedMetricError, match="no anomalous region"):
         pro_score(np.random.rand(2, 4, 4), masks)
-    with pytest.raises(UndefinedMetricError, match="no anomalous pixels"):
+    with pytest.raises(UndefinedMetricError, match="no anomalous pixel"):
         pixel_auroc(np.random.rand(2, 4, 4), masks)
 
 
@@ -161,6 +162,23 @@ def test_pixel_auroc_equals_pairwise_brute_force(seed):
     maps = np.round(rng.random((2, 5, 5)) + 0.3 * masks, 1)
     expected = brute_force_auroc(maps.ravel(), masks.ravel().astype(int))
     assert pixel_auroc(maps, masks) == pytest.approx(expected, abs=1e-12)
+
+
+@given(small_cases)
+@settings(max_examples=60, deadline=None)
+def test_pixel_metrics_share_one_sort_and_equal_the_separate_definitions(case):
+    """pixel_metrics' one-sort values: scikit-learn's pixel AUROC and the brute-force PRO."""
+    maps, masks = _case(*case)
+    auroc, pro = pixel_metrics(maps, masks)
+    assert auroc == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()), abs=1e-12)
+    assert auroc == pixel_auroc(maps, masks) and pro == pro_score(maps, masks)
+    assert pro == pytest.approx(brute_force_pro(maps, masks), abs=1e-9)
+
+
+def test_pixel_metrics_undefined_without_normal_pixels():
+    masks = np.ones((2, 4, 4), bool)
+    with pytest.raises(UndefinedMetricError, match="only anomalous pixels"):
+        pixel_metrics(np.random.rand(2, 4, 4), masks)
 
 
 def test_image_metrics_at_threshold():

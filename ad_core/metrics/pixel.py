@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 from skimage.measure import label as label_regions
-from sklearn.metrics import roc_auc_score
 
 from ad_core.errors import UndefinedMetricError
 from ad_core.thresholds import check_scores
@@ -40,47 +39,63 @@ def _check_maps(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.nda
     return maps, masks
 
 
-def pixel_auroc(maps: np.ndarray, masks: np.ndarray) -> float:
-    """AUROC over all pixels of all images (normal images included)."""
+def _curves(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, pro) at every distinct score, descending, each (n_distinct + 1,) from 0.
+
+    One sort serves pixel AUROC and PRO: at the last pixel of each run of equal scores the
+    cumulative counts are those of the threshold "score >= t", whatever the order within
+    the run, so an unstable sort gives the same points.
+    """
     maps, masks = _check_maps(maps, masks)
     n_pos = int(masks.sum())
-    if n_pos == 0 or n_pos == masks.size:
-        raise UndefinedMetricError(
-            "Pixel AUROC is undefined: the ground truth has "
-            f"{'no anomalous' if n_pos == 0 else 'only anomalous'} pixels."
-        )
-    return float(roc_auc_score(masks.ravel(), maps.ravel()))
+    n_neg = masks.size - n_pos
+    if n_pos == 0:
+        raise UndefinedMetricError("Pixel AUROC and PRO are undefined: the ground truth has no anomalous pixel "
+                                   "(no anomalous region).")
+    if n_neg == 0:
+        raise UndefinedMetricError("Pixel AUROC and PRO are undefined: the ground truth has only anomalous "
+                                   "pixels (FPR has no denominator).")
+    labelled = [label_regions(m, connectivity=2) for m in masks]  # 8-connected regions, as PRO defines them
+    sizes = [np.bincount(r.ravel()) for r in labelled]
+    n_regions = sum(len(s) - 1 for s in sizes)
+    region_weight = np.empty(masks.shape, dtype=np.float64)
+    for i, (regions, size) in enumerate(zip(labelled, sizes)):
+        inv = np.zeros(len(size), dtype=np.float64)
+        inv[1:] = 1.0 / (n_regions * size[1:])
+        region_weight[i] = inv[regions]
+
+    scores = maps.ravel()
+    order = np.argsort(scores)[::-1]  # descending; ties are summed whole below, so any sort will do
+    s_sorted = scores[order]
+    # last index of each run of equal scores: all tied pixels cross the threshold together
+    ends = np.flatnonzero(np.append(s_sorted[1:] != s_sorted[:-1], True))
+    tp = np.cumsum(masks.ravel()[order], dtype=np.int64)[ends]
+    fp = ends + 1 - tp
+    pro = np.cumsum(region_weight.ravel()[order])[ends]
+    zero = np.zeros(1)
+    return (np.concatenate([zero, fp / n_neg]), np.concatenate([zero, tp / n_pos]), np.concatenate([zero, pro]))
+
+
+def pixel_metrics(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = FPR_LIMIT) -> tuple[float, float]:
+    """(pixel AUROC, PRO to ``fpr_limit``) from one sort of the pixels: what every scenario reports."""
+    fpr, tpr, pro = _curves(maps, masks)
+    return float(_trapezoid(tpr, fpr)), area_to_limit(fpr, pro, fpr_limit)
+
+
+def pixel_auroc(maps: np.ndarray, masks: np.ndarray) -> float:
+    """AUROC over all pixels of all images (normal images included); ties count one half.
+
+    Hand-written rather than scikit-learn's ``roc_auc_score`` so that it shares its sort with
+    PRO (``pixel_metrics``); a test holds it equal to scikit-learn's value.
+    """
+    fpr, tpr, _ = _curves(maps, masks)
+    return float(_trapezoid(tpr, fpr))
 
 
 def pro_curve(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The exact PRO curve: (fpr, pro), both (n_distinct_scores + 1,), from (0, 0)."""
-    maps, masks = _check_maps(maps, masks)
-    region_weight = np.zeros(masks.shape, dtype=np.float64)
-    n_regions = 0
-    per_image: list[tuple[np.ndarray, np.ndarray]] = []
-    for i in range(masks.shape[0]):
-        regions = label_regions(masks[i], connectivity=2)  # 8-connectivity
-        sizes = np.bincount(regions.ravel())
-        per_image.append((regions, sizes))
-        n_regions += len(sizes) - 1
-    n_neg = int((~masks).sum())
-    if n_regions == 0:
-        raise UndefinedMetricError("PRO is undefined: the ground truth has no anomalous region.")
-    if n_neg == 0:
-        raise UndefinedMetricError("PRO is undefined: the ground truth has no normal pixel (FPR has no denominator).")
-    for i, (regions, sizes) in enumerate(per_image):
-        inv = np.zeros(len(sizes), dtype=np.float64)
-        inv[1:] = 1.0 / (n_regions * sizes[1:])
-        region_weight[i] = inv[regions]
-
-    scores = maps.ravel()
-    order = np.argsort(scores, kind="stable")[::-1]  # descending
-    s_sorted = scores[order]
-    fp = np.cumsum(~masks.ravel()[order], dtype=np.float64) / n_neg
-    pro = np.cumsum(region_weight.ravel()[order])
-    # last index of each run of equal scores: all tied pixels cross the threshold together
-    ends = np.flatnonzero(np.append(s_sorted[1:] != s_sorted[:-1], True))
-    return np.concatenate([[0.0], fp[ends]]), np.concatenate([[0.0], pro[ends]])
+    fpr, _, pro = _curves(maps, masks)
+    return fpr, pro
 
 
 def area_to_limit(fpr: np.ndarray, pro: np.ndarray, limit: float = FPR_LIMIT) -> float:
