@@ -44,7 +44,8 @@ def _curves(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
     One sort serves pixel AUROC and PRO: at the last pixel of each run of equal scores the
     cumulative counts are those of the threshold "score >= t", whatever the order within
-    the run, so an unstable sort gives the same points.
+    the run, so an unstable sort gives the same FPR and TPR exactly (PRO's float sums up to
+    their last-bit rounding; one machine's sort is deterministic, so runs repeat exactly).
     """
     maps, masks = _check_maps(maps, masks)
     n_pos = int(masks.sum())

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from ad_core.models.products import U16, U32, bf16_is_faster, squared_distance, true_float32
+from ad_core.models.products import U16, U32, bf16_is_faster, gamma, squared_distance, true_float32
 
 PRODUCTS = ("auto", "float32", "bfloat16")
 POOL_SIZE = 4096
@@ -112,10 +112,10 @@ def _band(dim: int, dtype: torch.dtype = torch.float32) -> float:
     rounding of both inputs (2 u16 |x'||c'|, their products exact in the float32 accumulator) and
     of the bfloat16 result (u16 |x'||c'|).
     """
-    gamma = dim * U32 / (1.0 - dim * U32)
+    relative = gamma(dim)
     if dtype == torch.bfloat16:
-        gamma += 3.01 * U16
-    return 2.0 * (gamma / 2.0 + 3.0 * U32)
+        relative += 3.01 * U16
+    return 2.0 * (relative / 2.0 + 3.0 * U32)
 
 
 def product_dtype() -> torch.dtype:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from ad_core.models.products import U16, U32, bf16_parts, squared_distance
+from ad_core.models.products import U16, U32, bf16_parts, gamma, squared_distance
 
 _QUERIES = 256  # queries per GEMM: with 2 cores the (256, bank) bfloat16 result is fastest here
 _PREPARED = 16384  # queries whose operands are built at once (a few torch ops for all, not per GEMM)
@@ -191,8 +191,7 @@ class FilteredNeighbours:
         for c, part in enumerate(bf16_parts(sq, _NORM_PARTS)):
             aug[:, d + c] = part
         aug[:, d + _NORM_PARTS:d + 2 * _NORM_PARTS] = 1
-        gamma = self._width * U32 / (1 - self._width * U32)
         y = self._y
         band = (2 * (residual * y + norm * self._y_residual) + 2.0**-23 * (sq + y * y)
-                + (gamma + 3 * U32) * (norm + y) ** 2)
+                + (gamma(self._width) + 3 * U32) * (norm + y) ** 2)
         return aug, (band * (1 + 2.0**-20) + 2.0**-100 * (1 + norm + y) ** 2).numpy()

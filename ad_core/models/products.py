@@ -24,6 +24,12 @@ U32 = 2.0**-24  # float32 unit roundoff
 U16 = 2.0**-8  # bfloat16 unit roundoff (8 significant bits, round to nearest)
 
 
+def gamma(n: int) -> float:
+    """gamma_n = n u / (1 - n u), u the float32 unit roundoff: the relative error bound of a
+    float32 sum of n exact products (Higham, Accuracy and Stability of Numerical Algorithms, 3.1)."""
+    return n * U32 / (1.0 - n * U32)
+
+
 @functools.cache
 def bf16_speedup() -> float:
     """float32 / bfloat16 time of a (256, 160) x (160, 8192) product on this CPU (measured once, ~0.1 s).
