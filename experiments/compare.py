@@ -3,39 +3,154 @@
 The comparison is the one the pytest gates use (``experiments.goldens``): the same numbers
 (every number the report states) and the same tolerances — a golden side's own, else
 those derived from run A's set sizes (granularity rule, no drift), or one ``--tolerance``
-for every number.
+for every number.  A NaN never holds, an infinity holds only against the same infinity
+(``goldens.within``).  A folder or file that cannot be read as what it should be raises
+``CompareError`` naming the file and what is wrong.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
-from experiments.artifacts import load_results
 from experiments.goldens import allowed_difference, compare_numbers, derive_tolerances, entries, tolerance_name
 
 
 class CompareError(ValueError):
-    """The two folders cannot be compared (missing, or different scenarios / methods / classes)."""
+    """The two folders cannot be compared (missing, unreadable, malformed, or different scenarios /
+    methods / classes), or the tolerance is not a finite number >= 0."""
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _read_json(path: Path) -> object:
+    """The JSON of ``path``; CompareError naming the file when it cannot be read or parsed."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise CompareError(f"{path}: is a folder, not a JSON file") from None
+    except UnicodeDecodeError as exc:
+        raise CompareError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise CompareError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CompareError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise CompareError(f"{path}: malformed JSON (nested too deeply)") from None
+
+
+def _check_numbers(path: Path, methods: object) -> None:
+    """Every checked number is a number (NaN / inf included: they fail the comparison) or null."""
+    if not isinstance(methods, dict):
+        raise CompareError(f"{path}: 'methods' must be an object, got {type(methods).__name__}")
+    for key, es in methods.items():
+        if not isinstance(es, dict):
+            raise CompareError(f"{path}: methods/{key} must be an object, got {type(es).__name__}")
+        for entry, numbers in es.items():
+            if not isinstance(numbers, dict):
+                raise CompareError(f"{path}: {key}/{entry} must be an object, got {type(numbers).__name__}")
+            for name, v in numbers.items():
+                if v is not None and not _is_number(v):
+                    raise CompareError(f"{path}: {key}/{entry}/{name} must be a number or null, "
+                                       f"got {type(v).__name__} {json.dumps(v)[:60]}")
+
+
+def _check_tolerances(path: Path, tolerances: object) -> None:
+    if not isinstance(tolerances, dict):
+        raise CompareError(f"{path}: 'tolerances' must be an object, got {type(tolerances).__name__}")
+    for name, tol in tolerances.items():
+        if not isinstance(tol, dict):
+            raise CompareError(f"{path}: tolerances/{name} must be an object, got {type(tol).__name__}")
+        for unit in ("abs", "rel"):
+            v = tol.get(unit)
+            if v is not None and not (_is_number(v) and math.isfinite(v) and v >= 0):
+                raise CompareError(f"{path}: tolerances/{name}/{unit} must be a finite number >= 0, "
+                                   f"got {json.dumps(v)[:60]}")
+
+
+def _check_confusion(path: Path, result: dict) -> None:
+    """The set sizes the tolerances derive from: [[TN, FP], [FN, TP]] of integers >= 0."""
+    if not any(m["per_class"] for m in result["methods"].values()):
+        raise CompareError(f"{path}: no method with a class result: nothing to compare")
+    for key, m in result["methods"].items():
+        for c, pc in m["per_class"].items():
+            conf = pc.get("confusion") if isinstance(pc, dict) else None
+            ok = (isinstance(conf, list) and len(conf) == 2
+                  and all(isinstance(row, list) and len(row) == 2 for row in conf)
+                  and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for row in conf for n in row))
+            if not ok:
+                raise CompareError(f"{path}: {key}/per_class/{c}/confusion must be [[TN, FP], [FN, TP]] of "
+                                   f"integers >= 0, got {json.dumps(conf)[:60]}")
+
+
+def _scenario_name(path: Path, d: dict, seen: dict[str, Path]) -> str:
+    name = d.get("scenario")
+    if not isinstance(name, str):
+        raise CompareError(f"{path}: 'scenario' must be a string, got {json.dumps(name)[:60]}")
+    if name in seen:
+        raise CompareError(f"{path}: scenario {name!r} is also in {seen[name]}")
+    seen[name] = path
+    return name
+
+
+def _load_run_file(path: Path, seen: dict[str, Path]) -> tuple[str, dict, dict]:
+    """(scenario, entries, derived tolerances) of one results/<scenario>.json."""
+    r = _read_json(path)
+    if not isinstance(r, dict):
+        raise CompareError(f"{path}: expected a scenario result (a JSON object), got {type(r).__name__}")
+    scenario = _scenario_name(path, r, seen)
+    try:
+        e = entries(r)
+    except KeyError as exc:
+        raise CompareError(f"{path}: not a scenario result: missing key {exc}") from None
+    except (TypeError, AttributeError, ValueError, IndexError) as exc:
+        raise CompareError(f"{path}: not a scenario result: malformed ({exc})") from None
+    _check_numbers(path, e)
+    _check_confusion(path, r)
+    try:
+        tol = derive_tolerances(r, {"max_abs": {}, "max_rel": {}, "how": "none (run vs run)"})
+    except ZeroDivisionError:
+        raise CompareError(f"{path}: a class has no normal or no anomalous test images: "
+                           "its tolerances cannot be derived (pass --tolerance)") from None
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+        raise CompareError(f"{path}: tolerances cannot be derived: malformed ({exc!r})") from None
+    return scenario, e, tol
 
 
 def load_side(path: Path) -> tuple[str, dict[str, dict], dict[str, dict]]:
     """(kind, {scenario: entries}, {scenario: tolerances}) of a run folder or a golden folder."""
     path = Path(path)
     if not path.is_dir():
-        raise CompareError(f"{path} is not a folder: pass a run's --out folder or a golden/<dataset>-<backbone> folder")
+        what = "does not exist" if not path.exists() else "is not a folder"
+        raise CompareError(f"{path} {what}: pass a run's --out folder or a golden/<dataset>-<backbone> folder")
+    seen: dict[str, Path] = {}
     if (path / "results").is_dir():
-        results = load_results(path)
-        if not results:
+        ea, ta = {}, {}
+        for p in sorted((path / "results").glob("*.json")):
+            scenario, numbers, tolerances = _load_run_file(p, seen)
+            ea[scenario], ta[scenario] = numbers, tolerances
+        if not ea:
             raise CompareError(f"{path}/results holds no scenario results: did the run finish?")
-        return "run", {r["scenario"]: entries(r) for r in results}, {
-            r["scenario"]: derive_tolerances(r, {"max_abs": {}, "max_rel": {}, "how": "none (run vs run)"})
-            for r in results}
-    goldens = [json.loads(p.read_text()) for p in sorted(path.glob("*.json")) if p.name != "drift.json"]
-    goldens = [g for g in goldens if "tolerances" in g and "methods" in g]
-    if not goldens:
+        return "run", ea, ta
+    ea, ta = {}, {}
+    for p in sorted(path.glob("*.json")):
+        if p.name == "drift.json":
+            continue
+        g = _read_json(p)
+        if not (isinstance(g, dict) and "tolerances" in g and "methods" in g):
+            continue  # not a golden file
+        scenario = _scenario_name(p, g, seen)
+        _check_numbers(p, g["methods"])
+        _check_tolerances(p, g["tolerances"])
+        ea[scenario], ta[scenario] = g["methods"], g["tolerances"]
+    if not ea:
         raise CompareError(f"{path} is neither a run folder (no results/) nor a golden folder (no golden *.json)")
-    return "golden", {g["scenario"]: g["methods"] for g in goldens}, {g["scenario"]: g["tolerances"] for g in goldens}
+    return "golden", ea, ta
 
 
 def _same_keys(what: str, a: dict, b: dict, where: str) -> None:
@@ -44,8 +159,20 @@ def _same_keys(what: str, a: dict, b: dict, where: str) -> None:
         raise CompareError(f"different {what}{where}: only in A {only_a}, only in B {only_b}")
 
 
-def compare_folders(a: Path, b: Path, tolerance: float | None = None) -> list[dict]:
-    """Every number that differs: scenario, method, entry, number, a, b, diff, allowed, holds."""
+def check_tolerance(tolerance: object) -> None:
+    """CompareError unless ``tolerance`` is None (the golden / derived ones) or a finite number >= 0."""
+    if tolerance is not None and not (_is_number(tolerance) and math.isfinite(tolerance) and tolerance >= 0):
+        raise CompareError(f"--tolerance must be a finite number >= 0, got {tolerance}")
+
+
+def compare_folders(a: Path, b: Path, tolerance: float | None = None, *, every: bool = False) -> list[dict]:
+    """The compared numbers: scenario, method, entry, number, a, b, diff, allowed, differs, holds.
+
+    Default: the numbers that differ (``a != b``; a NaN always differs).  ``every=True``: every
+    number compared, equal ones included (``differs`` False, ``holds`` True), so that
+    ``len(rows)`` is the count of numbers compared (``summarise``).
+    """
+    check_tolerance(tolerance)
     kind_a, ea, ta = load_side(a)
     kind_b, eb, tb = load_side(b)
     _same_keys("scenarios", ea, eb, "")
@@ -53,8 +180,6 @@ def compare_folders(a: Path, b: Path, tolerance: float | None = None) -> list[di
     for sc in sorted(ea):
         _same_keys("methods", ea[sc], eb[sc], f" in {sc}")
         tolerances = tb[sc] if kind_b == "golden" else ta[sc]
-        if tolerance is not None:
-            tolerances = {}
         for method in ea[sc]:
             _same_keys("classes / entries", ea[sc][method], eb[sc][method], f" in {sc}/{method}")
             for entry, numbers_a in ea[sc][method].items():
@@ -64,22 +189,37 @@ def compare_folders(a: Path, b: Path, tolerance: float | None = None) -> list[di
                 beyond = {m[0] for m in compare_numbers(numbers_a, numbers_b, flat_tol)}
                 for name in sorted(set(numbers_a) | set(numbers_b)):
                     va, vb = numbers_a.get(name), numbers_b.get(name)
-                    if va == vb:
+                    differs = va != vb  # NaN != NaN: a NaN always differs
+                    if not differs and not every:
                         continue
-                    numeric = isinstance(va, (int, float))
-                    allowed = allowed_difference(flat_tol, name, va) if numeric else 0.0
-                    diff = vb - va if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else None
+                    finite_a = _is_number(va) and math.isfinite(va)
+                    allowed = allowed_difference(flat_tol, name, va) if finite_a else 0.0
+                    diff = vb - va if _is_number(va) and _is_number(vb) else None
                     rows.append({"scenario": sc, "method": method, "entry": entry, "number": name, "a": va, "b": vb,
-                                 "diff": diff, "allowed": allowed, "holds": name not in beyond})
+                                 "diff": diff, "allowed": allowed, "differs": differs,
+                                 "holds": name not in beyond})
     return rows
 
 
-def format_rows(rows: list[dict]) -> list[str]:
+def summarise(rows: list[dict]) -> str:
+    """One line: numbers compared (every row: pass ``compare_folders(..., every=True)``'s), how many
+    differ, how many are beyond tolerance, and the verdict."""
+    differ = sum(1 for r in rows if r.get("differs", True))
+    failing = sum(1 for r in rows if not r["holds"])
+    return (f"{len(rows)} number(s) compared, {differ} number(s) differ, {failing} beyond tolerance: "
+            + ("every number holds" if not failing else "NOT the same within tolerance"))
+
+
+def format_rows(rows: list[dict], only_failing: bool = False) -> list[str]:
+    """A markdown table of the rows that differ (rows of equal numbers are left out); ``only_failing``:
+    of the rows beyond tolerance only."""
     def cell(v: object) -> str:
         return "null" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
 
     lines = ["| scenario | method | entry | number | A | B | B - A | allowed | holds |", "|" + "---|" * 9]
     for r in rows:
+        if not r.get("differs", True) or (only_failing and r["holds"]):
+            continue
         lines.append(f"| {r['scenario']} | {r['method']} | {r['entry']} | {r['number']} | {cell(r['a'])} | "
                      f"{cell(r['b'])} | {cell(r['diff'])} | {cell(r['allowed'])} | {'yes' if r['holds'] else 'NO'} |")
     return lines

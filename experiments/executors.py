@@ -4,7 +4,8 @@ The units are the ones the runner memoises, each of which writes a cache entry
 (``experiments.cache``): the features of one (category, domain), one model fit, the scores of
 one (model, category, domain, split).  ``DaskExecutor.precompute`` submits them as a task graph
 (fits after their features, scores after their model) to a ``dask.distributed`` cluster, every
-task building the same ``StudyRun`` in its worker and asking it for that one unit; the client
+task opening the client's prepared run (``PreparedRun``: no data written) in its worker as a
+``StudyRun`` and asking it for that one unit; the client
 then runs the study as usual and finds every unit in the caches.  So the numbers come from the
 same code either way (tested equal to the in-process run, ``tests/test_executors.py``), and a
 unit a worker lost is simply computed by the client.
@@ -38,16 +39,17 @@ from contextlib import contextmanager
 from typing import Any
 
 from ad_core import timing
-from experiments.runner import ModelKey, RunConfig, ScoreKey, StudyRun
+from experiments.config import RunConfig
+from experiments.runner import ModelKey, PreparedRun, ScoreKey, StudyRun
 from experiments.scenarios import Scenario
 
 log = logging.getLogger("ad-repro")
 _RUNS: dict[str, StudyRun] = {}  # per worker process: the StudyRun of the latest configuration
 
 
-def run_token(config: RunConfig) -> str:
-    """A short digest of the configuration: task keys of several runs on one scheduler never collide."""
-    return hashlib.sha256(pickle.dumps(config)).hexdigest()[:12]
+def run_token(prep: PreparedRun) -> str:
+    """A short digest of the prepared run: task keys of several runs on one scheduler never collide."""
+    return hashlib.sha256(pickle.dumps(prep)).hexdigest()[:12]
 
 
 def _set_threads(threads: int | None) -> tuple[int, int, int]:
@@ -85,33 +87,33 @@ def thread_count(threads: int | None) -> Iterator[None]:
         numba.set_num_threads(old[2])
 
 
-def _worker_run(config: RunConfig, threads: int | None) -> StudyRun:
+def _worker_run(prep: PreparedRun, threads: int | None) -> StudyRun:
     _set_threads(threads)
-    key = run_token(config)
+    key = run_token(prep)
     if key not in _RUNS:
         _RUNS.clear()  # another run's models and scores are not needed any more
-        _RUNS[key] = StudyRun(config)  # the client prepared the data: this only reads splits and copies
+        _RUNS[key] = StudyRun(prep)  # opens the client's prepared run: writes no data
     return _RUNS[key]
 
 
-def _features(config: RunConfig, threads: int | None, category: str, domain: str, splits: list[str]
+def _features(prep: PreparedRun, threads: int | None, category: str, domain: str, splits: list[str]
               ) -> dict[str, Any]:
     timing.reset()
-    run = _worker_run(config, threads)
+    run = _worker_run(prep, threads)
     before = run.store.n_computed
     run.store.ensure([s for split in splits for s in run.samples(category, domain, split)])
     return {"features_computed": run.store.n_computed - before, "phases": timing.snapshot()}
 
 
-def _fit(config: RunConfig, threads: int | None, key: ModelKey, *_deps: object) -> dict[str, Any]:
+def _fit(prep: PreparedRun, threads: int | None, key: ModelKey, *_deps: object) -> dict[str, Any]:
     timing.reset()
-    _worker_run(config, threads).model(*key)
+    _worker_run(prep, threads).model(*key)
     return {"phases": timing.snapshot()}
 
 
-def _score(config: RunConfig, threads: int | None, key: ScoreKey, *_deps: object) -> dict[str, Any]:
+def _score(prep: PreparedRun, threads: int | None, key: ScoreKey, *_deps: object) -> dict[str, Any]:
     timing.reset()
-    run = _worker_run(config, threads)
+    run = _worker_run(prep, threads)
     model_key, category, domain, split = key
     run.scores(run.model(*model_key), category, domain, split)
     return {"phases": timing.snapshot()}
@@ -152,7 +154,7 @@ class DaskExecutor:
 
     def precompute(self, run: StudyRun, scenarios: list[Scenario]) -> dict[str, Any]:
         """Submit every unit the scenarios need, wait for all; return what the workers computed."""
-        config = run.config
+        prep = run.prep
         models, scores = run.plan(scenarios)
         needed: dict[tuple[str, str], set[str]] = defaultdict(set)  # (category, domain) -> splits
         for _, scope, domain, _ in models:
@@ -161,19 +163,19 @@ class DaskExecutor:
         for _, cat, domain, split in scores:
             needed[(cat, domain)].add(split)
         opts = {"resources": self.resources, "pure": False}
-        token = run_token(config)
-        feats = {k: self.client.submit(_features, config, self.threads, *k, sorted(v),
+        token = run_token(prep)
+        feats = {k: self.client.submit(_features, prep, self.threads, *k, sorted(v),
                                        key=f"{token}-features-{k[0]}-{k[1]}", **opts) for k, v in needed.items()}
         fits = {}
-        for key in sorted(models, key=lambda k: -run.effective_ratio(k[3])):  # a prefix after its larger coreset
-            method, scope, domain, _ = key
+        for key in sorted(models, key=lambda k: -(k[3] or 0.0)):  # a prefix after its larger coreset
+            _, scope, domain, _ = key
             deps = [feats[(c, domain)] for c in (run.categories if scope == "unified" else [scope])]
-            siblings = run.prefix_siblings(method, scope, domain)
-            if siblings and run.effective_ratio(siblings[0]) > run.effective_ratio(key[3]):
-                deps.append(fits[(method, scope, domain, siblings[0])])  # it saves this model as its prefix
-            fits[key] = self.client.submit(_fit, config, self.threads, key, *deps,
+            larger = run.fitted_with(key)
+            if larger is not None:
+                deps.append(fits[larger])  # it saves this model as its prefix
+            fits[key] = self.client.submit(_fit, prep, self.threads, key, *deps,
                                            key=f"{token}-fit-{run.model_name(*key)}", **opts)
-        tasks = [self.client.submit(_score, config, self.threads, key, fits[key[0]], feats[(key[1], key[2])],
+        tasks = [self.client.submit(_score, prep, self.threads, key, fits[key[0]], feats[(key[1], key[2])],
                                     key=f"{token}-score-{run.model_name(*key[0])}-{key[1]}-{key[2]}-{key[3]}", **opts)
                  for key in scores]
         done = self.client.gather([*feats.values(), *fits.values(), *tasks])
@@ -190,10 +192,10 @@ class DaskExecutor:
             self._cluster.close()
 
 
-def make_executor(config: RunConfig) -> LocalExecutor | DaskExecutor:
+def make_executor(config: RunConfig, device: str) -> LocalExecutor | DaskExecutor:
+    """``device``: the run's resolved device (``PreparedRun.device``), so 'auto' on a GPU asks for GPUs."""
     if config.executor == "local":
         return LocalExecutor()
     if config.executor == "dask":
-        return DaskExecutor(config.scheduler, config.workers, gpu=config.device.startswith("cuda"),
-                            threads=config.threads)
+        return DaskExecutor(config.scheduler, config.workers, gpu=device.startswith("cuda"), threads=config.threads)
     raise ValueError(f"unknown executor {config.executor!r}; choose 'local' or 'dask'")

@@ -10,6 +10,7 @@ its rule, its inputs and why.  ``compare`` is the one comparison used by the pyt
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from experiments.results import RECORDED
@@ -150,9 +151,19 @@ def allowed_difference(tolerances: dict, name: str, expected: float) -> float:
     return tol.get("abs", 0.0) + tol.get("rel", 0.0) * abs(expected)
 
 
+def within(expected: float, actual: float, allowed: float) -> bool:
+    """|actual - expected| <= allowed, stated so that NaN never holds: a NaN on either side (or as
+    the allowance) is a change, and an infinity holds only against the same infinity."""
+    if math.isnan(expected) or math.isnan(actual) or math.isnan(allowed):
+        return False
+    if math.isinf(expected) or math.isinf(actual):
+        return expected == actual
+    return abs(actual - expected) <= allowed
+
+
 def compare_numbers(expected: dict, actual: dict, tolerances: dict) -> list[tuple[str, object, object, float]]:
     """(number, expected, actual, allowed) of every number beyond its tolerance, or absent/present
-    on one side only (a null must stay null)."""
+    on one side only (a null must stay null); NaN / inf: see ``within``."""
     moved = []
     for name in sorted(set(expected) | set(actual)):
         e, a = expected.get(name), actual.get(name)
@@ -160,8 +171,8 @@ def compare_numbers(expected: dict, actual: dict, tolerances: dict) -> list[tupl
             if e is not a:
                 moved.append((name, e, a, 0.0))
             continue
-        allowed = allowed_difference(tolerances, name, e)
-        if abs(a - e) > allowed:
+        allowed = allowed_difference(tolerances, name, e) if math.isfinite(e) else 0.0
+        if not within(e, a, allowed):
             moved.append((name, e, a, allowed))
     return moved
 

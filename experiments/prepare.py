@@ -14,6 +14,7 @@ from ad_core.errors import DatasetError
 from ad_core.shift import write_shifted_category
 from ad_core.shift.generate import PARAMS_LOG
 from ad_core.timing import phase
+from experiments.config import BUILT_IN
 from experiments.fingerprint import fingerprint, note_if_stale
 
 
@@ -24,7 +25,6 @@ class PreparedCategory:
     splits: Splits
 
 
-BUILT_IN = ("embedded", "elpv")
 
 
 @phase("data: built-in dataset copy")

@@ -17,8 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-OFFLINE_BACKBONE = "efficientnet_lite0"  # built-in datasets without --backbone: the weights that install offline
-
 
 @dataclass(frozen=True)
 class Preset:

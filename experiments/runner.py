@@ -1,117 +1,102 @@
 """One runner for every scenario: it sequences fit, score, calibrate and evaluate.
 
-Models, scores and thresholds are computed once and shared by the scenarios of a run;
-their on-disk formats live in ``experiments.cache``, the methods in ``experiments.methods``.
+Two steps: ``prepare_run`` writes what the run reads (built-in dataset copy, splits, shifted
+copies) and resolves the configuration (backbone, device, kNN backend); ``StudyRun`` opens a
+prepared run cheaply (what each Dask task does) and memoises models, scores and thresholds,
+shared by the scenarios of a run.  On-disk formats live in ``experiments.cache``, the methods
+and their capabilities in ``experiments.methods``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ad_core import SEED
 from ad_core.data.dataset import ImageSet
 from ad_core.data.layout import Sample
-from ad_core.data.preprocess import Preprocessor
 from ad_core.features import FeatureExtractor
 from ad_core.features.backbones import describe_weights
 from ad_core.features.extractor import resolve_device
+from ad_core.models.knn import resolve_backend
 from ad_core.thresholds import f1_optimal_threshold
 from ad_core.timing import phase
 from experiments.cache import FeatureStore, ModelStore, ScoreCache, file_digest
+from experiments.config import RunConfig
 from experiments.evaluate import cross_class_confusion, evaluate, evaluate_uncertain, feature_separation
 from experiments.fingerprint import fingerprint
-from experiments.methods import METHODS, AnomalyModel, get_method
-from experiments.prepare import BUILT_IN, PreparedCategory, default_categories, prepare_category, resolve_data_root
-from experiments.presets import OFFLINE_BACKBONE, get_preset
+from experiments.methods import METHODS, AnomalyModel, MethodSpec, get_method
+from experiments.prepare import PreparedCategory, default_categories, prepare_category, resolve_data_root
+from experiments.presets import get_preset
 from experiments.results import MethodResult, ScenarioResult, ScoreSet
 from experiments.scenarios import Scenario, select
 from experiments.statistics import class_intervals
 
 EXTRACTED_LAYERS = ("layer1", "layer2", "layer3")  # one backbone pass serves every method
 
-
-@dataclass
-class RunConfig:
-    """Everything a run depends on; the number-affecting part is guarded per ``--out``."""
-
-    out: Path = Path("outputs")
-    data: str | None = None
-    dataset: str = "embedded"  # built-in dataset used when data is None: embedded | elpv
-    categories: list[str] | None = None
-    scenarios: list[str] | None = None
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
-    preset: str = "study"  # the protocol (experiments.presets); its settings fill the fields below
-    backbone: str | None = None  # None: the preset's (study: resnet50), efficientnet_lite0 on built-in data
-    weights: str | None = None
-    device: str = "auto"
-    seed: int = SEED
-    batch_size: int = 16
-    coreset_ratio: float = 0.05
-    k: int = 9
-    projection_dim: int = 128
-    padim_features: int | None = 100  # None: the preset's number for the backbone (papers: 550 on WideResNet-50)
-    patchcore_reweighting: str = "study"  # "paper": the original max-patch reweighting
-    patchcore_blur: float | None = None  # sigma of the map blur (the papers: 4)
-    patchcore_embedding: str = "study"  # "original": the PatchCore authors' 1024-d aggregation
-    image_size: int = 224  # preprocessing, masks, maps and metrics all work at this size
-    resize: int | None = None  # None: resize straight to image_size; int: shorter side, then centre crop
-    split: str = "study"  # "full_test": the papers' protocol (train/good to train, the whole test set)
-    progress: bool = True
-    bootstrap: bool = True  # 95% intervals per class (1,000 stratified resamples)
-    feature_cache: Path | None = None  # default <out>/cache/features; seeds of one study share one
-    # how the independent units run (not number-affecting): "local" in this process, or "dask"
-    # (experiments.executors: features, fits and scores as tasks of a Dask cluster, then the same runner)
-    executor: str = "local"
-    scheduler: str | None = None  # a Dask scheduler address; None starts a LocalCluster
-    workers: int = 2  # LocalCluster size
-    threads: int | None = None  # torch/numba/faiss threads per process; None: all cores (a LocalCluster's shared out)
-    feature_memory_gb: float = 4.0  # feature maps kept in memory between the scenarios' passes (not number-affecting)
-
-    def resolved_backbone(self, dataset: str) -> str:
-        if self.backbone:
-            return self.backbone
-        return OFFLINE_BACKBONE if dataset in BUILT_IN and self.data is None else get_preset(self.preset).backbone
-
-    def preprocessor(self) -> Preprocessor:
-        return Preprocessor(size=self.image_size, resize=self.resize)
-
-
 ModelKey = tuple[str, str, str, "float | None"]  # (method, scope: a category or "unified", fit domain, ratio)
 ScoreKey = tuple[ModelKey, str, str, str]  # (model, category, domain, split)
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """What ``prepare_run`` made and resolved: everything a ``StudyRun`` opens without writing data."""
+
+    config: RunConfig  # with the preset's PaDiM dimensions filled in
+    out: Path
+    root: Path
+    dataset: str
+    backbone: str
+    categories: list[str]
+    prepared: dict[str, PreparedCategory]
+    device: str  # resolved: "cpu", "cuda", "cuda:1"
+    knn_backend: str  # resolved: ad_core.models.knn.REGISTRY's name
+
+    @property
+    def has_masks(self) -> bool:
+        return all(p.clean.has_masks for p in self.prepared.values())
+
+
+def prepare_run(config: RunConfig) -> PreparedRun:
+    """Write the run's data (built-in copy, splits, shifted copies) and resolve its settings."""
+    for method in config.methods:
+        get_method(method)  # an unknown name fails here, listing the registered ones
+    out = Path(config.out)
+    root, dataset = resolve_data_root(config.data, out, config.dataset, config.seed)
+    backbone = config.resolved_backbone()
+    if config.padim_features is None:
+        config = dataclasses.replace(config, padim_features=get_preset(config.preset).padim_features(backbone))
+    categories = config.categories or default_categories(root, dataset, built_in=config.data is None)
+    shifted = any(d == "shift" for sc in select(config.scenarios)
+                  for d in (sc.fit_domain, sc.calib_domain, sc.eval_domain))
+    prepared = {c: prepare_category(root, c, out, config.seed, config.progress, config.split, shifted)
+                for c in categories}
+    device = str(resolve_device(config.device))
+    return PreparedRun(config, out, root, dataset, backbone, list(categories), prepared, device,
+                       resolve_backend(device, config.knn_backend))
+
+
 @dataclass
 class FittedModel:
+    key: ModelKey
     name: str  # models/<name><suffix>
     model: AnomalyModel
     meta: dict  # fit_seconds, n_train_images and the model's fit_summary()
 
 
 class StudyRun:
-    """Prepared data + feature store + memoised models/scores for one ``--out`` folder."""
+    """A prepared run's feature store + memoised models/scores for one ``--out`` folder."""
 
-    def __init__(self, config: RunConfig):
-        for method in config.methods:
-            get_method(method)  # an unknown name fails here, listing the registered ones
-        preset = get_preset(config.preset)
-        self.out = Path(config.out)
-        self.root, self.dataset = resolve_data_root(config.data, self.out, config.dataset, config.seed)
-        self.backbone = config.resolved_backbone(self.dataset)
-        if config.padim_features is None:
-            config = dataclasses.replace(config, padim_features=preset.padim_features(self.backbone))
-        self.config = config
-        self.categories = config.categories or default_categories(self.root, self.dataset, built_in=config.data is None)
-        shifted = any(d == "shift" for sc in select(config.scenarios)
-                      for d in (sc.fit_domain, sc.calib_domain, sc.eval_domain))
-        self.prepared: dict[str, PreparedCategory] = {
-            c: prepare_category(self.root, c, self.out, config.seed, config.progress, config.split, shifted)
-            for c in self.categories}
-        self.has_masks = all(p.clean.has_masks for p in self.prepared.values())
+    def __init__(self, config: RunConfig | PreparedRun):
+        prep = config if isinstance(config, PreparedRun) else prepare_run(config)
+        self.prep = prep
+        config = self.config = prep.config
+        self.out, self.root, self.dataset, self.backbone = prep.out, prep.root, prep.dataset, prep.backbone
+        self.categories, self.prepared, self.has_masks = prep.categories, prep.prepared, prep.has_masks
+        self.device, self.knn_backend = prep.device, prep.knn_backend
         weights = config.weights
         if weights and Path(weights).is_file():
             weights = f"file-sha256:{file_digest(Path(weights))}"
@@ -123,15 +108,13 @@ class StudyRun:
              # features depend on the seed only through random weights: seeds share pretrained features
              "seed": config.seed if weights == "random" else None},
             lambda: FeatureExtractor(self.backbone, EXTRACTED_LAYERS, config.weights,
-                                     config.device, config.batch_size, config.seed),
+                                     self.device, config.batch_size, config.seed),
             config.batch_size, config.progress, config.preprocessor(), int(config.feature_memory_gb * 2**30))
-        self.device = str(resolve_device(config.device))
         code = fingerprint("models")
-        self.model_store = ModelStore(self.out / "models", self.device, code)
+        self.model_store = ModelStore(self.out / "models", self.device, code, self.knn_backend)
         self.score_cache = ScoreCache(self.out / "cache" / "scores", code)
-        self._models: dict[str, FittedModel] = {}
+        self._models: dict[ModelKey, FittedModel] = {}
         self._scores: dict[tuple[str, str, str, str], ScoreSet] = {}
-        self._keys: dict[str, ModelKey] = {}  # model name -> the key it was asked for by
         self.planned_models = set(self.plan(select(config.scenarios))[0])
         self._pixel_ci: dict[int, dict] = {}  # pixel intervals do not depend on tau: once per test ScoreSet
 
@@ -158,7 +141,12 @@ class StudyRun:
         return name
 
     def model_key(self, sc: Scenario, method: str, ratio: float | None, category: str) -> ModelKey:
-        """The model a scenario uses for one class: per class or unified, fit on its fit domain."""
+        """The model a scenario uses for one class: per class or unified, fit on its fit domain.  The
+        ratio is a number for a method with a coreset (the run's when the scenario sweeps none), else None."""
+        if get_method(method).nested_coreset:
+            ratio = self.config.coreset_ratio if ratio is None else ratio
+        else:
+            ratio = None
         return method, "unified" if sc.unified else category, sc.fit_domain, ratio
 
     def plan(self, scenarios: list[Scenario]) -> tuple[list[ModelKey], list[ScoreKey]]:
@@ -176,17 +164,18 @@ class StudyRun:
                             scores[(key, c, sc.eval_domain, "uncertain")] = None
         return list(models), list(scores)
 
-    def effective_ratio(self, ratio: float | None) -> float:
-        return self.config.coreset_ratio if ratio is None else ratio
-
-    def prefix_siblings(self, method: str, scope: str, domain: str) -> list[float | None]:
-        """The planned coreset ratios of one PatchCore training set, largest first: the smaller models are
-        prefixes of the largest one's greedy run (``PatchCore.with_ratio``), so only that one is fitted."""
-        if not hasattr(get_method(method).model_class(), "with_ratio"):
+    def family(self, key: ModelKey) -> list[ModelKey]:
+        """The planned models of ``key``'s training set whose coresets are prefixes of one greedy run,
+        largest first ([] for a method without ``nested_coreset``): only the largest is fitted."""
+        method, scope, domain, _ = key
+        if not get_method(method).nested_coreset:
             return []
-        ratios = {self.effective_ratio(r): r for m, s, d, r in self.planned_models
-                  if (m, s, d) == (method, scope, domain)}
-        return [ratios[r] for r in sorted(ratios, reverse=True)]
+        return sorted((k for k in self.planned_models if k[:3] == (method, scope, domain)), key=lambda k: -k[3])
+
+    def fitted_with(self, key: ModelKey) -> ModelKey | None:
+        """The larger model whose fit also gives ``key`` (a prefix of its coreset), or None."""
+        family = self.family(key)
+        return family[0] if family and family[0][3] > key[3] else None
 
     def train_samples(self, key: ModelKey) -> list[Sample]:
         method, scope, domain, _ = key
@@ -195,47 +184,48 @@ class StudyRun:
 
     def model(self, method: str, scope: str, domain: str, ratio: float | None = None) -> FittedModel:
         """The fitted model (memoised, saved under models/, reloaded on a rerun) and its fit record."""
-        name = self.model_name(method, scope, domain, ratio)
-        self._keys.setdefault(name, (method, scope, domain, ratio))
-        if name in self._models:
-            return self._models[name]
         spec = get_method(method)
+        key = (method, scope, domain, (self.config.coreset_ratio if ratio is None else ratio)
+               if spec.nested_coreset else None)
+        if key in self._models:
+            return self._models[key]
+        name = self.model_name(*key)
         loaded = self.model_store.load(name, spec)
-        siblings = self.prefix_siblings(method, scope, domain)
-        if loaded is None and siblings and self.effective_ratio(siblings[0]) > self.effective_ratio(ratio):
-            largest = self.model(method, scope, domain, siblings[0])  # fits it, and saves its prefixes
-            if name not in self._models:  # its prefix was not saved with it (e.g. a run killed in between)
-                self._derive(largest, name, spec, self.effective_ratio(ratio))
-            return self._models[name]
+        larger = self.fitted_with(key)
+        if loaded is None and larger is not None:
+            self.model(*larger)  # fits it, and saves its prefixes
+            if key not in self._models:  # its prefix was not saved with it (e.g. a run killed in between)
+                self._derive(self._models[larger], key, spec)
+            return self._models[key]
         if loaded is None:
-            train = self.train_samples((method, scope, domain, ratio))
-            model = spec.build(self.config, self.device, **({} if ratio is None else {"coreset_ratio": ratio}))
+            train = self.train_samples(key)
+            model = spec.build(self.config, self.device, **({} if key[3] is None else {"coreset_ratio": key[3]}))
             t0 = time.perf_counter()
             model.fit(self.store.batches(train))
             meta = {"fit_seconds": time.perf_counter() - t0, "n_train_images": len(train), **model.fit_summary()}
             self.model_store.save(name, spec, model, meta)
             loaded = model, meta
-        self._models[name] = fitted = FittedModel(name, *loaded)
-        largest = siblings and self.effective_ratio(siblings[0]) == self.effective_ratio(ratio)
-        for smaller in siblings[1:] if largest else []:
-            sibling = self.model_name(method, scope, domain, smaller)
-            if sibling in self._models:
+        self._models[key] = fitted = FittedModel(key, name, *loaded)
+        family = self.family(key)
+        for smaller in family[1:] if family and family[0] == key else []:
+            if smaller in self._models:
                 continue
-            found = self.model_store.load(sibling, spec)
+            found = self.model_store.load(self.model_name(*smaller), spec)
             if found is not None:
-                self._models[sibling] = FittedModel(sibling, *found)
+                self._models[smaller] = FittedModel(smaller, self.model_name(*smaller), *found)
             else:
-                self._derive(fitted, sibling, spec, self.effective_ratio(smaller))
+                self._derive(fitted, smaller, spec)
         return fitted
 
-    def _derive(self, larger: FittedModel, name: str, spec, ratio: float) -> None:
-        """Save (and memoise) the prefix model at ``ratio`` of a fitted larger coreset."""
+    def _derive(self, larger: FittedModel, key: ModelKey, spec: MethodSpec) -> None:
+        """Save (and memoise) the prefix model ``key`` of a fitted larger coreset (``nested_coreset``)."""
+        ratio = key[3]
         model = larger.model.with_ratio(ratio)
-        seconds = larger.model.fit_seconds_at(ratio) if hasattr(larger.model, "fit_seconds_at") else None
-        meta = {"fit_seconds": seconds, "n_train_images": larger.meta["n_train_images"], **model.fit_summary(),
-                "prefix_of": larger.name}
+        meta = {"fit_seconds": larger.model.fit_seconds_at(ratio), "n_train_images": larger.meta["n_train_images"],
+                **model.fit_summary(), "prefix_of": larger.name}
+        name = self.model_name(*key)
         self.model_store.save(name, spec, model, meta)
-        self._models[name] = FittedModel(name, model, meta)
+        self._models[key] = FittedModel(key, name, model, meta)
 
     # -- scores -----------------------------------------------------------------------
     def scores(self, fitted: FittedModel, category: str, domain: str, split: str) -> ScoreSet:
@@ -277,13 +267,9 @@ class StudyRun:
 
     def _prefix_family(self, fitted: FittedModel) -> list[FittedModel]:
         """The planned models whose banks are prefixes of one greedy run with ``fitted``'s, largest first
-        (empty when there is no such family or the method cannot score prefixes in one pass)."""
-        key = self._keys.get(fitted.name)
-        if key is None or not hasattr(fitted.model, "score_nested"):
-            return []
-        method, scope, domain, _ = key
-        siblings = self.prefix_siblings(method, scope, domain)
-        return [self.model(method, scope, domain, r) for r in siblings] if len(siblings) > 1 else []
+        (empty when there is no such family: ``nested_coreset`` methods score them in one search)."""
+        family = self.family(fitted.key)
+        return [self.model(*k) for k in family] if len(family) > 1 else []
 
     # -- scenarios --------------------------------------------------------------------
     def scenario_methods(self, scenario: Scenario) -> list[str]:
@@ -349,12 +335,14 @@ class StudyRun:
                 "weights_source": describe_weights(self.backbone, c.weights, c.seed), "seed": c.seed,
                 "image_size": c.image_size, "resize": c.resize, "split": c.split,
                 **{name: spec.describe(c) for name, spec in METHODS.items()},
+                "knn_backend": self.knn_backend,
                 "threshold": threshold}
 
 
 def config_fingerprint(run: StudyRun) -> dict[str, object]:
     d = run.describe()
-    keys = ("preset", "dataset", "data_root", "backbone", "weights", "seed", "image_size", "resize", "split", *METHODS)
+    keys = ("preset", "dataset", "data_root", "backbone", "weights", "seed", "image_size", "resize", "split", *METHODS,
+            "knn_backend")
     return {k: d[k] for k in keys}
 
 

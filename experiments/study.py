@@ -11,10 +11,11 @@ from ad_core import timing
 from ad_core.data.io import write_json
 from experiments import plots
 from experiments.artifacts import guard_config, write_scenario, write_summary
+from experiments.config import RunConfig, check_seeds, validate
 from experiments.executors import make_executor, thread_count
 from experiments.report import write_report, write_seeds_report
 from experiments.results import ScenarioResult
-from experiments.runner import RunConfig, StudyRun, config_fingerprint
+from experiments.runner import StudyRun, config_fingerprint, prepare_run
 from experiments.scenarios import select
 from experiments.statistics import aggregate, evaluate_claims
 from experiments.verdict import SCENARIO as VERDICT_SCENARIO
@@ -22,7 +23,10 @@ from experiments.verdict import VERDICT_FILE, make_verdict
 
 
 def run_study(config: RunConfig) -> tuple[list[dict], dict[str, float]]:
-    """Run the selected scenarios; return (all results in --out, this run's wall times in s)."""
+    """Run the selected scenarios; return (all results in --out, this run's wall times in s).
+
+    The configuration is validated first (``ConfigError`` before any data is read)."""
+    validate(config)
     with thread_count(config.threads):
         return _run_study(config)
 
@@ -31,10 +35,10 @@ def _run_study(config: RunConfig) -> tuple[list[dict], dict[str, float]]:
     scenarios = select(config.scenarios)
     t_start = time.perf_counter()
     timing.reset()
-    run = StudyRun(config)
+    run = StudyRun(prepare_run(config))
     guard_config(run.out, config_fingerprint(run))
     timings: dict[str, float] = {"prepare": time.perf_counter() - t_start}
-    executor = make_executor(config)
+    executor = make_executor(config, run.device)
     try:  # dask: every feature extraction, fit and score split as cluster tasks; then the loop below reads caches
         distributed = executor.precompute(run, [sc for sc in scenarios if run.scenario_methods(sc)])
     finally:
@@ -78,6 +82,7 @@ def _run_study(config: RunConfig) -> tuple[list[dict], dict[str, float]]:
 def run_seeds(config: RunConfig, seeds: list[int]) -> tuple[dict, dict[int, dict[str, float]]]:
     """The study once per seed in ``<out>/seed-<n>/`` (features shared in ``<out>/cache/``), then
     ``<out>/aggregate.json`` and ``<out>/report.md``: mean, sd, min, max over seeds and the claims."""
+    check_seeds(seeds)
     out = Path(config.out)
     per_seed, claims, timings = {}, {}, {}
     for seed in seeds:

@@ -1,4 +1,4 @@
-"""``ad-repro prepare``: the main job until the scenario runner exists."""
+"""The ``ad-repro`` command line: ``prepare``, option checks, help, errors without tracebacks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from experiments.cli import main
 pytestmark = pytest.mark.fast
 
 
+@pytest.mark.slow
 def test_prepare_default_builds_embedded_dataset_splits_and_shift(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["prepare", "--out", str(out)]) == 0

@@ -7,11 +7,10 @@ import pytest
 import torch
 
 from ad_core.data.embedded import EmbeddedSpec, make_embedded_dataset
-from experiments.runner import RunConfig
+from experiments.config import RunConfig
 from experiments.study import run_study
 from tests.test_experiments import metrics_only
 
-pytestmark = pytest.mark.fast
 pytest.importorskip("distributed", reason="the dask executor needs dask[distributed]: pip install -e '.[test]'")
 
 # every kind of unit: both domains, per-class and unified models, a coreset sweep, uncertain-free data
@@ -29,6 +28,7 @@ def config(out, data, **kw) -> RunConfig:
     return RunConfig(out=out, data=str(data), backbone="efficientnet_lite0", progress=False, scenarios=SCENARIOS, **kw)
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_gives_the_in_process_results(data, tmp_path):
     # the same thread count in every process: it decides float sums' order (experiments/executors.py)
     before = torch.get_num_threads()
@@ -48,6 +48,7 @@ def test_dask_local_cluster_gives_the_in_process_results(data, tmp_path):
     assert "backbone" not in client and "coreset" not in client and "padim fit" not in client
 
 
+@pytest.mark.fast
 def test_threads_must_be_positive():
     from experiments.executors import thread_count
 

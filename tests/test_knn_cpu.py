@@ -90,7 +90,7 @@ def test_blocks_and_prepared_chunks_do_not_change_the_answer(monkeypatch):
 def test_real_scale_points_agree_with_faiss_except_near_ties():
     """ELPV-like (152-d post-ReLU, 5,000-row bank, k=9): faiss's float32 answer up to its rounding."""
     bank, queries = points(1, 5000, 3000, 152, 3.0, 1.0, 0)
-    d_b, i_b = NearestNeighbours(bank, backend="bfloat16").search(queries, 9)
+    d_b, i_b = NearestNeighbours(bank, backend="exact").search(queries, 9)
     d_f, i_f = NearestNeighbours(bank, backend="faiss").search(queries, 9)
     assert d_b.dtype == np.float32 and i_b.dtype == np.int64
     # faiss's |q|^2 + |b|^2 - 2 q.b in float32 leaves ~1e-3 at distance 0 (queries equal to bank rows),
@@ -106,18 +106,12 @@ def test_real_scale_points_agree_with_faiss_except_near_ties():
 
 def test_the_filter_keeps_few_entries_on_clustered_points():
     """The speed premise: on clustered 152-d points only a few entries beyond the k get exact sums
-    (ELPV's real banks: ~15 for k = 9).  Counted through the kernel's exact-distance calls."""
+    (ELPV's real banks: ~15 for k = 9), counted by the kernel itself (``exact_counts``)."""
     bank, queries = points(2, 4000, 512, 152, 3.0, 1.0, 0)
     index = FilteredNeighbours(bank)
-    bank_t, groups, m = index._bank_t(9)
-    aug, band = index._augment(queries)
-    key = (aug @ bank_t).float().numpy().reshape(len(queries), groups, m)
-    low = key.min(axis=1)
-    kth = np.partition(low, 8, axis=1)[:, 8].astype(np.float64)
-    reach = kth + knn_cpu._RHO * np.abs(kth) + 2 * band
-    threshold = np.where(reach >= 0, reach / (1 - knn_cpu._RHO), reach / (1 + knn_cpu._RHO))
-    kept = (key.reshape(len(queries), -1)[:, :len(bank)] <= threshold[:, None]).sum(1)
-    assert kept.min() >= 9 and np.median(kept) < 0.02 * len(bank)
+    index.search(queries, 9)
+    kept = index.exact_counts
+    assert kept.shape == (len(queries),) and kept.min() >= 9 and np.median(kept) < 0.02 * len(bank)
 
 
 @pytest.mark.parametrize("where", ["bank", "query"])
@@ -153,6 +147,6 @@ def test_threshold_survives_worst_case_errors(seed, n_bank, k, width):
     key[:, :n_bank] = torch.from_numpy(worst)
     bits = key.to(torch.bfloat16).view(torch.int16).numpy().reshape(len(queries), groups, m)
     d2, idx = np.empty((len(queries), k)), np.empty((len(queries), k), np.int64)
-    knn_cpu._filter_select(bits, band, queries, bank, k, d2, idx)
+    knn_cpu._filter_select(bits, band, queries, bank, k, d2, idx, np.empty(len(queries), np.int64))
     np.testing.assert_array_equal(idx, want_idx)
     np.testing.assert_array_equal(d2, want_d2)

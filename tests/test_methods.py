@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from experiments.config import RunConfig
 from experiments.methods import METHODS, get_method
 from experiments.plots import FIGURES
-from experiments.runner import RunConfig, StudyRun
+from experiments.runner import StudyRun
 from experiments.scenarios import SCENARIOS
 
 pytestmark = pytest.mark.fast

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ad_core.models import PatchCore
-from ad_core.models.coreset import greedy_coreset, greedy_coreset_dense, jl_matrix
-from ad_core.models.kcenter_cpu import BatchedKCenter
-from ad_core.models.knn import NearestNeighbours, NestedNeighbours
+from ad_core.models.coreset import greedy_coreset, jl_matrix
+from ad_core.models.knn import NearestNeighbours
 from ad_core.models.patchcore import original_embedding, patch_embedding, reweight_study
 
 pytestmark = pytest.mark.fast
@@ -75,132 +74,6 @@ def test_original_embedding_option_fits_and_scores_on_1024_d_patches():
         PatchCore(embedding="other").fit(batches)
 
 
-def brute_force_greedy(x: np.ndarray, size: int, start: int) -> list[int]:
-    chosen = [start]
-    d = np.linalg.norm(x - x[start], axis=1)
-    while len(chosen) < size:
-        nxt = int(np.argmax(d))
-        chosen.append(nxt)
-        d = np.minimum(d, np.linalg.norm(x - x[nxt], axis=1))
-    return chosen
-
-
-@settings(max_examples=30, deadline=None)
-@given(st.integers(0, 2**31 - 1), st.integers(5, 200), st.integers(1, 30), st.integers(1, 64))
-def test_dense_greedy_coreset_equals_brute_force(seed, n, size, chunk):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 8)).astype(np.float32)
-    size = min(size, n)
-    start = int(rng.integers(n))
-    got = greedy_coreset_dense(torch.from_numpy(x), size, start, chunk=chunk).tolist()
-    assert got == brute_force_greedy(x.astype(np.float64), size, start)
-    assert len(set(got)) == size
-
-
-def clustered(rng: np.random.Generator, n: int, d: int, n_modes: int, spread: float, offset: float) -> np.ndarray:
-    """Points around a few modes (the next centres are mostly the current furthest points), shifted by ``offset``."""
-    modes = rng.normal(size=(n_modes, d)) * 10
-    return (offset + modes[rng.integers(n_modes, size=n)] + spread * rng.normal(size=(n, d))).astype(np.float32)
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.integers(0, 2**31 - 1), st.integers(2, 300), st.sampled_from([1, 3, 8, 40]), st.integers(1, 6),
-       st.sampled_from([0.01, 0.3, 3.0]), st.sampled_from([0.0, 1000.0]), st.floats(0.01, 1.0))
-def test_cpu_greedy_coreset_equals_brute_force(seed, n, d, n_modes, spread, offset, fraction):
-    # offset 1000: norms >> distances, where float32 rounding of the product and its band matter most
-    rng = np.random.default_rng(seed)
-    x = clustered(rng, n, d, n_modes, spread, offset)
-    size = max(1, int(fraction * n))
-    start = int(rng.integers(n))
-    got = greedy_coreset(torch.from_numpy(x), size, start).tolist()
-    assert got == brute_force_greedy(x.astype(np.float64), size, start)
-
-
-def test_cpu_greedy_coreset_at_128_dims_beyond_one_pool():
-    # more points than the default pool (4,096): every batch ends at the pool's cutoff
-    rng = np.random.default_rng(1)
-    x = clustered(rng, 6000, 128, 12, 0.5, 0.0)
-    got = greedy_coreset(torch.from_numpy(x), 600, 17).tolist()
-    assert got == brute_force_greedy(x.astype(np.float64), 600, 17)
-    assert got == greedy_coreset_dense(torch.from_numpy(x), 600, 17).tolist()
-
-
-def test_cpu_greedy_coreset_every_point_and_duplicates():
-    # size == n: duplicated rows give zero distances, the last steps tie at zero and take
-    # the lowest index
-    rng = np.random.default_rng(2)
-    base = clustered(rng, 150, 5, 3, 0.2, 0.0)
-    x = np.concatenate([base, base[:40]])
-    got = greedy_coreset(torch.from_numpy(x), len(x), 3).tolist()
-    assert got == brute_force_greedy(x.astype(np.float64), len(x), 3)
-
-
-def test_unstructured_data_keeps_the_greedy_order():
-    # i.i.d. noise in 128 dims: the next centres are rarely the current furthest points, so
-    # batches stay short; the result must not depend on it
-    x = np.random.default_rng(3).normal(size=(5000, 128)).astype(np.float32)
-    got = greedy_coreset(torch.from_numpy(x), 120, 5).tolist()
-    assert got == brute_force_greedy(x.astype(np.float64), 120, 5)
-
-
-def run_batched(x: np.ndarray, size: int, start: int, pool_size: int, max_batch: int,
-                product: str = "auto") -> list[int]:
-    state = BatchedKCenter(x, size, start, pool_size=pool_size, max_batch=max_batch, product=product)
-    while state.done < size:
-        state.advance()
-    return state.selected.tolist()
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.integers(0, 2**31 - 1), st.integers(2, 400), st.sampled_from([2, 8, 40]), st.integers(1, 5),
-       st.sampled_from([1, 2, 5, 64]), st.sampled_from([1, 2, 7, 100]), st.booleans(), st.floats(0.05, 1.0),
-       st.sampled_from(["float32", "bfloat16"]))
-def test_small_pools_and_batches_keep_the_greedy_order(seed, n, d, n_modes, pool_size, max_batch, duplicated,
-                                                       fraction, product):
-    # pools of 1-64 points and batches of 1-100 steps end batches at the cutoff all the time;
-    # duplicated rows make the pool's best tie with points outside it (the plain-rule step)
-    rng = np.random.default_rng(seed)
-    x = clustered(rng, n, d, n_modes, 0.3, 0.0)
-    if duplicated:
-        x = np.concatenate([x, x[rng.integers(n, size=n)]])
-    size = max(1, int(fraction * len(x)))
-    start = int(rng.integers(len(x)))
-    expected = brute_force_greedy(x.astype(np.float64), size, start)
-    assert run_batched(x, size, start, pool_size, max_batch, product) == expected
-
-
-def test_ties_at_zero_follow_the_first_index_rule():
-    # three distinct rows, each repeated: after three steps every distance is 0 and the rule
-    # keeps taking the first index, also when the pool is smaller than the tied set
-    x = np.repeat(np.eye(3, 4, dtype=np.float32), 5, axis=0)
-    expected = brute_force_greedy(x.astype(np.float64), 9, 7)
-    assert expected[:3] == [7, 0, 10] and expected[3:] == [0] * 6
-    for pool_size, max_batch in ((1, 1), (2, 3), (64, 100)):
-        for product in ("float32", "bfloat16"):
-            assert run_batched(x, 9, 7, pool_size, max_batch, product) == expected
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.integers(0, 2**31 - 1), st.sampled_from([1.0, 1e3, 1e5]), st.sampled_from([2, 16, 128, 1024]),
-       st.sampled_from(["float32", "bfloat16"]))
-def test_product_distances_stay_within_the_band(seed, scale, d, product):
-    # the update skips a pair when the float32 product's distance minus the band is >= m(x):
-    # safe only if |approximate - exact| <= kappa (|x'| + |c'|)^2, on data whose norms dwarf
-    # its distances (offset ``scale``, spreads down to 1e-4) and whose mean is not the offset
-    rng = np.random.default_rng(seed)
-    spread = rng.choice([1e-4, 1e-2, 1.0])
-    x = (scale * rng.uniform(0.5, 1.5, size=d) + rng.normal(size=(400, d)) * spread).astype(np.float32)
-    state = BatchedKCenter(x, 1, 0, product=product)
-    a, b = rng.integers(400, size=(2, 80))
-    gram = state.gram(a, b).astype(np.float64)  # the update's product
-    approx = state.sq[a][:, None] + state.sq[b][None, :] - 2.0 * gram
-    x64 = x.astype(np.float64)
-    exact = ((x64[a][:, None, :] - x64[b][None, :, :]) ** 2).sum(2)
-    band = state.kappa * (state.norm[a][:, None] + state.norm[b][None, :]) ** 2
-    assert (np.abs(approx - exact) <= band).all()
-    # not vacuous: the band stays a small fraction of the distances
-    assert state.kappa < (1e-4 if d <= 128 else 1e-3) if product == "float32" else state.kappa < 0.03
-
 
 def test_fit_bank_size_rows_and_determinism():
     batches = feature_batches()
@@ -247,24 +120,6 @@ def test_nested_scores_equal_each_prefix_model_scored_alone(reweighting):
         big.score_nested(batches, [0.2])
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.integers(0, 2**31 - 1), st.integers(1, 60), st.integers(1, 12), st.booleans())
-def test_nested_neighbours_are_each_prefix_searched_alone(seed, m, k, duplicated):
-    rng = np.random.default_rng(seed)
-    bank = rng.normal(size=(m, 6)).astype(np.float32)
-    if duplicated:  # equal distances across segments: the lower bank index first
-        bank[m // 2:] = bank[: m - m // 2]
-    queries = np.concatenate([rng.normal(size=(30, 6)).astype(np.float32), bank[:5]])
-    sizes = sorted(set(rng.integers(1, m + 1, size=3).tolist()))
-    got = NestedNeighbours(bank, sizes).search(queries, k)
-    assert sorted(got) == sizes
-    for size in sizes:
-        d, idx = got[size]
-        assert d.shape == idx.shape == (len(queries), min(k, size)) and (idx < size).all()
-        exact = np.linalg.norm(queries[:, None, :].astype(np.float64) - bank[None, :size], axis=2)
-        np.testing.assert_allclose(d, np.sort(exact, axis=1)[:, :min(k, size)], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(np.take_along_axis(exact, idx, 1), d, rtol=1e-5, atol=1e-5)
-
 
 def test_bank_is_the_coreset_of_the_projection_in_greedy_order():
     batches = feature_batches(n_batches=2, b=2)
@@ -282,66 +137,11 @@ def test_training_patches_score_zero_with_the_full_bank():
     model = PatchCore(coreset_ratio=1.0, reweighting="none").fit(batches)
     scores, maps = model.score(batches[0])
     # the faiss backend forms |x|^2 + |y|^2 - 2xy in float32 (the sqrt turns its ~1e-5 error at 0 into
-    # ~3e-3); the bfloat16 backend's float64 sums give exactly 0
+    # ~3e-3); the exact backend's float64 sums give exactly 0
     assert np.allclose(scores, 0, atol=1e-2) and maps.shape == (2, 224, 224)
     new = feature_batches(n_batches=1, b=2, seed=5)[0]
     assert (model.score(new)[0] > 1.0).all()
 
-
-@pytest.mark.parametrize("backend", ["bfloat16", "faiss", "torch"])
-def test_knn_distances_equal_brute_force(backend):
-    """The CPU backends (bfloat16 filter, faiss) and torch (CUDA without a faiss GPU index)."""
-    rng = np.random.default_rng(0)
-    bank, q = rng.normal(size=(300, 20)).astype(np.float32), rng.normal(size=(50, 20)).astype(np.float32)
-    knn = NearestNeighbours(bank, backend=backend)
-    assert knn.backend == backend
-    d, idx = knn.search(q, 9)
-    full = np.linalg.norm(q[:, None] - bank[None], axis=2)
-    assert np.allclose(d, np.sort(full, axis=1)[:, :9], atol=1e-4)
-    assert np.allclose(np.take_along_axis(full, idx, axis=1), d, atol=1e-4)
-    assert idx.dtype == np.int64 and d.shape == idx.shape == (50, 9)
-
-
-@settings(max_examples=20, deadline=None)
-@given(st.integers(0, 2**31 - 1), st.floats(0.01, 10.0))
-def test_torch_knn_puts_bank_rows_at_exactly_zero(seed, spread):
-    """Bank rows as queries (a shared post-ReLU-like component much larger than the spread, where the
-    GEMM expansion cancels): distance 0 to themselves, and the others equal to a direct computation."""
-    rng = np.random.default_rng(seed)
-    base = rng.gamma(2.0, 5.0, size=96).astype(np.float32)
-    bank = (base + spread * rng.normal(size=(700, 96))).astype(np.float32)
-    rows = rng.choice(700, size=60, replace=False)
-    d, idx = NearestNeighbours(bank, backend="torch").search(bank[rows], 3)
-    assert np.all(d[:, 0] == 0.0) and np.array_equal(idx[:, 0], rows)
-    direct = np.linalg.norm(bank[rows][:, None] - bank[idx], axis=2)
-    np.testing.assert_allclose(d, direct, rtol=1e-5, atol=1e-6)
-    assert np.all(np.diff(d, axis=1) >= 0)
-
-
-def test_knn_backends_agree_on_real_scale_patch_features():
-    """faiss and the torch GEMM on PatchCore-like features (1536-d, large common component): the same
-    neighbours except near-ties, distances to float32 rounding."""
-    rng = np.random.default_rng(1)
-    base = rng.gamma(2.0, 1.0, size=1536).astype(np.float32)  # post-ReLU-like shared component
-    bank = (base + 0.3 * rng.normal(size=(2000, 1536))).astype(np.float32)
-    q = (base + 0.3 * rng.normal(size=(5000, 1536))).astype(np.float32)  # > one query chunk
-    d_f, i_f = NearestNeighbours(bank, backend="faiss").search(q, 9)
-    d_t, i_t = NearestNeighbours(bank, backend="torch").search(q, 9)
-    np.testing.assert_allclose(d_t, d_f, rtol=1e-4)
-    differ = np.flatnonzero(i_t[:, 0] != i_f[:, 0])
-    assert len(differ) < 0.01 * len(q)
-    exact = [np.linalg.norm(q[differ].astype(np.float64) - bank[i[differ, 0]], axis=1) for i in (i_t, i_f)]
-    np.testing.assert_allclose(exact[0], exact[1], rtol=1e-5)  # where they differ, the two are a near-tie
-
-
-def test_knn_backend_choice():
-    from ad_core.models.knn import resolve_backend
-    from ad_core.models.products import bf16_speedup
-
-    assert resolve_backend("cpu") == ("bfloat16" if bf16_speedup() >= 1.4 else "faiss")
-    assert resolve_backend("cuda") in ("faiss-gpu", "torch")  # no device needed to decide
-    with pytest.raises(ValueError, match="kNN backend must be one of"):
-        resolve_backend("cpu", "annoy")
 
 
 @given(hnp.arrays(np.float64, st.tuples(st.integers(1, 20), st.integers(1, 9)),

@@ -32,11 +32,27 @@ class Planted:
 
 
 PLANTED = (
-    Planted("coreset ratio 5% -> 1%", "experiments/runner.py", "coreset_ratio: float = 0.05",
+    Planted("coreset ratio 5% -> 1%", "experiments/config.py", "coreset_ratio: float = 0.05",
             "coreset_ratio: float = 0.01", ("tests/test_methods.py::test_defaults_are_the_protocol_numbers",)),
-    Planted("PatchCore k 9 -> 1", "experiments/runner.py", "    k: int = 9", "    k: int = 1",
+    Planted("PatchCore k 9 -> 1", "experiments/config.py", "    k: int = 9", "    k: int = 1",
             ("tests/test_methods.py::test_defaults_are_the_protocol_numbers",
-             "tests/test_methods.py::test_registered_method_fits_scores_and_round_trips")),
+             "tests/test_methods.py::test_registered_method_fits_scores_and_round_trips",
+             "tests/test_config.py::test_the_configs_method_defaults_are_the_model_constructors_own")),
+    Planted("kNN backend chosen by a timing", "ad_core/models/knn.py",
+            "        if device.type != \"cuda\":\n            return \"exact\"",
+            "        if device.type != \"cuda\":\n"
+            "            return \"exact\" if __import__(\"time\").perf_counter() else \"faiss\"",
+            ("tests/test_knn.py::test_the_rule_picks_from_the_device_alone_and_never_from_a_timing",)),
+    Planted("kNN filter keeps every entry (correct, but no filter)", "ad_core/models/knn_cpu.py",
+            "threshold += 1e-12 * abs(threshold)", "threshold = np.inf",
+            ("tests/test_knn_cpu.py::test_the_filter_keeps_few_entries_on_clustered_points",)),
+    Planted("a config range check dropped", "experiments/config.py",
+            '    _real(config, "coreset_ratio", 0.0, 1.0, low_open=True)\n', "",
+            ("tests/test_config.py::"
+             "test_every_bad_cli_value_is_one_line_naming_the_option_with_exit_2_and_nothing_computed",)),
+    Planted("claims counted as holding when not reversed", "experiments/statistics.py",
+            'holds_in=sum(s["verdict"] == "holds"', 'holds_in=sum(s["verdict"] != "reversed"',
+            ("tests/test_experiments.py::test_seeds_share_features_and_report_spread_and_claims",)),
     Planted("image resize without antialiasing", "ad_core/data/preprocess.py", "antialias=True", "antialias=False",
             ("tests/test_preprocess.py::test_resize_is_bilinear_like_pil",)),
     # (v2 resizes a tv_tensors.Mask nearest whatever interpolation it is given: the planted edit

@@ -13,8 +13,8 @@ from skimage import data as skdata
 from torchvision import transforms as T
 
 from ad_core.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from experiments.config import RunConfig
 from experiments.presets import PRESETS, get_preset, preset_settings
-from experiments.runner import RunConfig
 
 pytestmark = pytest.mark.fast
 
@@ -100,8 +100,8 @@ def test_preset_settings_fill_what_the_user_did_not_set():
 def test_backbone_follows_the_preset_with_data_and_stays_offline_on_built_in_data():
     for name, preset in PRESETS.items():
         cfg = RunConfig(**preset_settings(name))
-        assert cfg.resolved_backbone("embedded") == "efficientnet_lite0"
-        assert RunConfig(**preset_settings(name, data="/x")).resolved_backbone("x") == preset.backbone
+        assert cfg.resolved_backbone() == "efficientnet_lite0"
+        assert RunConfig(**preset_settings(name, data="/x")).resolved_backbone() == preset.backbone
     assert get_preset("padim-paper").padim_features("wide_resnet50_2") == 550
     assert get_preset("padim-paper").padim_features("resnet18") == 100
     assert get_preset("study").padim_features("resnet50") == 100

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from ad_core.data.embedded import CATEGORIES as EMBEDDED
-from experiments.runner import RunConfig
+from experiments.config import RunConfig
 from experiments.study import run_study
 from tests.golden import GOLDEN_ROOT, cases, check_golden
 

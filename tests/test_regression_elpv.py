@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ad_core.data.elpv import CATEGORIES as ELPV
-from experiments.runner import RunConfig
+from experiments.config import RunConfig
 from experiments.study import run_study
 from tests.golden import cases, check_golden
 

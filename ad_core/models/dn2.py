@@ -27,10 +27,12 @@ from ad_core.timing import phase
 class DN2:
     """DN2 anomaly detector.  ``fit`` -> ``score`` -> (image scores, None)."""
 
-    def __init__(self, k: int = 2, layers: tuple[str, ...] = ("layer3",), device: str = "cpu"):
+    def __init__(self, k: int = 2, layers: tuple[str, ...] = ("layer3",), device: str = "cpu",
+                 knn_backend: str = "auto"):
         self.k = k
         self.layers = tuple(layers)
         self.device = device
+        self.knn_backend = knn_backend  # ad_core.models.knn.BACKENDS (how to search, not a hyperparameter)
 
     def get_params(self) -> dict[str, object]:
         return {"k": self.k, "layers": list(self.layers)}
@@ -61,7 +63,7 @@ class DN2:
         if not hasattr(self, "train_embeddings_"):
             raise RuntimeError("DN2 is not fitted: call fit() or load() first.")
         if getattr(self, "_index", None) is None:
-            self._index = NearestNeighbours(self.train_embeddings_, self.device)
+            self._index = NearestNeighbours(self.train_embeddings_, self.device, self.knn_backend)
         scores = [self._index.search(self.embed(batch), self.k)[0].astype(np.float64).mean(axis=1)
                   for batch in as_batches(features)]
         return np.concatenate(scores), None
@@ -72,10 +74,10 @@ class DN2:
             np.savez(fh, train_embeddings=self.train_embeddings_, params=np.array(json.dumps(self.get_params())))
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> DN2:
+    def load(cls, path: str | Path, device: str = "cpu", knn_backend: str = "auto") -> DN2:
         with np.load(Path(path)) as state:
             params = json.loads(str(state["params"]))
-            model = cls(k=params["k"], layers=tuple(params["layers"]), device=device)
+            model = cls(k=params["k"], layers=tuple(params["layers"]), device=device, knn_backend=knn_backend)
             model.train_embeddings_ = state["train_embeddings"]
         model._index = None
         return model

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from ad_core.models.products import U16, U32, bf16_is_faster, gamma, squared_distance, true_float32
+from ad_core.models.products import U16, U32, bf16_native, gamma, squared_distance, true_float32
 
 PRODUCTS = ("auto", "float32", "bfloat16")
 POOL_SIZE = 4096
@@ -119,9 +119,9 @@ def _band(dim: int, dtype: torch.dtype = torch.float32) -> float:
 
 
 def product_dtype() -> torch.dtype:
-    """bfloat16 where this CPU multiplies it faster (``bf16_is_faster``), else float32: the band
-    covers either product's rounding."""
-    return torch.bfloat16 if bf16_is_faster() else torch.float32
+    """bfloat16 where this CPU has bfloat16 instructions (``bf16_native``), else float32: the band
+    covers either product's rounding, so the chosen indices are the same."""
+    return torch.bfloat16 if bf16_native() else torch.float32
 
 
 class BatchedKCenter:

@@ -1,93 +1,95 @@
-"""Exact L2 nearest neighbours over a fixed bank.
+"""Exact L2 nearest neighbours over a fixed bank, through one interface and a registry of backends.
 
-Backends:
+Every backend is a class with ``Backend(bank (M, d) float32, device)`` and
+``search(queries (Q, d) float32, k) -> (L2 distances (Q, k) float32 ascending, indices (Q, k) int64)``,
+registered in ``BACKENDS`` with the check that says whether it can run here.
 
-- ``bfloat16`` (the CPU default where this CPU multiplies bfloat16 faster, ``products.bf16_is_faster``):
-  one bfloat16 GEMM filters, exact float64 distances decide (``knn_cpu``): the same neighbours
-  as a float64 brute-force search, ties to the lower index.  On ELPV's banks (23k x 152, k=9,
-  2 cores with AMX) ~0.3x faiss's time (``benchmarks/bench_knn.py``; numbers in the README);
-- ``faiss`` (the CPU default otherwise): its flat index, at the float32 GEMM rate;
-- ``faiss-gpu`` (on CUDA where the installed faiss has a GPU index);
-- ``torch`` (on CUDA otherwise; any device on request): one GEMM per block of queries,
+- ``exact`` (the CPU rule): one bfloat16 GEMM filters, exact float64 distances decide (``knn_cpu``):
+  the same neighbours as a float64 brute-force search, ties to the lower index, so its answers do
+  not depend on the machine, the thread count or the load.  With bfloat16 instructions it takes
+  ~0.3x faiss's time (``benchmarks/bench_knn.py``); without them the bfloat16 GEMM is emulated and
+  slower, the answers the same;
+- ``faiss``: its flat index, float32 (near-equal distances ordered by their float32 rounding);
+- ``faiss-gpu`` (the CUDA rule where the installed faiss has a GPU index);
+- ``torch`` (the CUDA rule otherwise; any device on request): one GEMM per block of queries,
   ``|q - m|^2 - 2 (q - m).(b - m) + |b - m|^2`` with ``m`` the bank's mean, then ``torch.topk``,
   the k selected distances recomputed directly.  Centring on the bank's mean removes the large
   common component of post-ReLU features before the expansion, which otherwise cancels in float32.
 
-faiss and torch order near-equal distances by their float32 rounding; ``backend=`` overrides the
-choice.
+``resolve_backend`` is the one rule (from the device alone, never from a timing); ``--knn-backend``
+overrides it, and the run records the backend it used.  Adding a backend: a class with that
+interface and one ``Backend`` entry below.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import faiss
 import numpy as np
 import torch
 
 from ad_core.models.knn_cpu import FilteredNeighbours
-from ad_core.models.products import bf16_is_faster
 from ad_core.timing import phase
 
-BACKENDS = ("auto", "bfloat16", "faiss", "faiss-gpu", "torch")
 _QUERY_CHUNK = 1024  # queries per GEMM on the torch backend: a (1024, M) float32 block
+
+
+class KnnBackendError(ValueError):
+    """A kNN backend that is unknown or cannot run on this machine."""
+
+
+class Searcher(Protocol):
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def faiss_has_gpu() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
-def resolve_backend(device: torch.device | str = "cpu", backend: str = "auto") -> str:
-    """The backend ``auto`` picks for ``device``: on the CPU bfloat16 where it is faster there, else faiss;
-    on CUDA faiss-gpu, else torch."""
-    if backend not in BACKENDS:
-        raise ValueError(f"kNN backend must be one of {BACKENDS}, got {backend!r}")
-    if backend != "auto":
-        return backend
-    if torch.device(device).type != "cuda":
-        return "bfloat16" if bf16_is_faster() else "faiss"
-    return "faiss-gpu" if faiss_has_gpu() else "torch"
+class ExactSearch:
+    """``knn_cpu.FilteredNeighbours``: float64-exact neighbours, ties to the lower index."""
+
+    def __init__(self, bank: np.ndarray, device: torch.device):
+        self._filtered = FilteredNeighbours(bank)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        d2, idx = self._filtered.search(queries, k)
+        return np.sqrt(d2).astype(np.float32), idx  # the other backends' type, from the float64 sums
 
 
-class NearestNeighbours:
-    """Exact k-NN search over a fixed bank (M, d) float32; distances are L2 (not squared)."""
+class FaissSearch:
+    """faiss's flat L2 index (on the GPU when ``gpu``)."""
 
-    def __init__(self, bank: np.ndarray, device: torch.device | str = "cpu", backend: str = "auto"):
-        bank = np.ascontiguousarray(bank, dtype=np.float32)
-        self.device = torch.device(device)
-        self.backend = resolve_backend(self.device, backend)
-        self.size = bank.shape[0]
-        if self.backend == "torch":
-            centred = torch.from_numpy(bank).to(self.device)
-            self._mean = centred.mean(0)
-            centred = centred - self._mean
-            self._bank = centred
-            self._bank_t = centred.T.contiguous()
-            self._bank_sq = centred.square().sum(1)
-            return
-        if self.backend == "bfloat16":
-            self._filtered = FilteredNeighbours(bank)
-            return
+    def __init__(self, bank: np.ndarray, device: torch.device, gpu: bool = False):
         index = faiss.IndexFlatL2(bank.shape[1])
-        if self.backend == "faiss-gpu":
+        if gpu:
             self._res = faiss.StandardGpuResources()
-            index = faiss.index_cpu_to_gpu(self._res, self.device.index or 0, index)
+            index = faiss.index_cpu_to_gpu(self._res, device.index or 0, index)
         index.add(bank)
         self.index = index
 
-    @phase("knn search")
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(distances (Q, k) ascending, indices (Q, k)) of the k nearest bank rows."""
-        k = min(k, self.size)
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if self.backend == "torch":
-            d2, idx = self._search_torch(torch.from_numpy(queries).to(self.device), k)
-        elif self.backend == "bfloat16":
-            d2, idx = self._filtered.search(queries, k)
-            return np.sqrt(d2).astype(np.float32), idx  # the other backends' type, from the float64 sums
-        else:
-            d2, idx = self.index.search(queries, k)
+        d2, idx = self.index.search(queries, k)
         return np.sqrt(np.maximum(d2, 0.0)), idx
 
-    def _search_torch(self, q: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+
+class TorchSearch:
+    """One centred float32 GEMM per block of queries on ``device``, the k selected recomputed directly."""
+
+    def __init__(self, bank: np.ndarray, device: torch.device):
+        self.device = device
+        centred = torch.from_numpy(bank).to(device)
+        self._mean = centred.mean(0)
+        centred = centred - self._mean
+        self._bank = centred
+        self._bank_t = centred.T.contiguous()
+        self._bank_sq = centred.square().sum(1)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = torch.from_numpy(queries).to(self.device)
         dists, idxs = [], []
         for lo in range(0, q.shape[0], _QUERY_CHUNK):
             part = q[lo:lo + _QUERY_CHUNK] - self._mean
@@ -101,7 +103,69 @@ class NearestNeighbours:
             exact, order = torch.sort(exact, dim=1, stable=True)
             dists.append(exact.cpu())
             idxs.append(torch.gather(indices, 1, order).cpu())
-        return torch.cat(dists).numpy(), torch.cat(idxs).numpy().astype(np.int64)
+        d2 = torch.cat(dists).numpy()
+        return np.sqrt(np.maximum(d2, 0.0)), torch.cat(idxs).numpy().astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    description: str
+    build: Callable[[np.ndarray, torch.device], Searcher]
+    unavailable: Callable[[torch.device], str | None] = lambda device: None  # why it cannot run, or None
+
+
+def _needs_faiss_gpu(device: torch.device) -> str | None:
+    if not faiss_has_gpu():
+        return "the installed faiss has no GPU index (faiss-cpu); use --knn-backend torch on CUDA"
+    if device.type != "cuda":
+        return "faiss-gpu searches on a CUDA device; run with --device cuda"
+    return None
+
+
+REGISTRY: dict[str, Backend] = {b.name: b for b in (
+    Backend("exact", "bfloat16 filter + float64 distances (knn_cpu): float64-exact, ties to the lower index",
+            ExactSearch),
+    Backend("faiss", "faiss IndexFlatL2 on the CPU (float32)", FaissSearch),
+    Backend("faiss-gpu", "faiss GpuIndexFlatL2 (float32)", lambda bank, device: FaissSearch(bank, device, gpu=True),
+            _needs_faiss_gpu),
+    Backend("torch", "one centred float32 GEMM + topk on the device, k distances recomputed", TorchSearch),
+)}
+BACKENDS = ("auto", *REGISTRY)
+
+
+def resolve_backend(device: torch.device | str = "cpu", backend: str = "auto") -> str:
+    """The backend a search on ``device`` uses: ``backend`` when given (checked), else the one rule --
+    ``exact`` on a CPU, ``faiss-gpu`` on CUDA where faiss has a GPU index, else ``torch``."""
+    if backend not in BACKENDS:
+        raise KnnBackendError(f"kNN backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    device = torch.device("cuda" if str(device) == "auto" and torch.cuda.is_available() else
+                          "cpu" if str(device) == "auto" else device)
+    if backend == "auto":
+        if device.type != "cuda":
+            return "exact"
+        return "faiss-gpu" if faiss_has_gpu() else "torch"
+    why = REGISTRY[backend].unavailable(device)
+    if why:
+        raise KnnBackendError(why)
+    return backend
+
+
+class NearestNeighbours:
+    """k-NN search over a fixed bank (M, d) float32 by the resolved backend; distances are L2 (not squared)."""
+
+    def __init__(self, bank: np.ndarray, device: torch.device | str = "cpu", backend: str = "auto"):
+        bank = np.ascontiguousarray(bank, dtype=np.float32)
+        self.device = torch.device(device)
+        self.backend = resolve_backend(self.device, backend)
+        self.size = bank.shape[0]
+        self._searcher = REGISTRY[self.backend].build(bank, self.device)
+
+    @phase("knn search")
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(distances (Q, k) ascending, indices (Q, k)) of the k nearest bank rows."""
+        k = min(k, self.size)
+        return self._searcher.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
 
 class NestedNeighbours:

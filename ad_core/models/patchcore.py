@@ -5,7 +5,7 @@ layer3 bilinearly upsampled to layer2's grid, concatenated -> one vector per pat
 ResNet-50); "original": the PatchCore authors' code (``original_embedding``), 1024-d.
 fit: JL projection to 128 dims (seeded), greedy coreset of ``coreset_ratio`` of all
 training patches (seeded start), memory bank = the selected full vectors.
-score: L2 distances to the k nearest bank entries (faiss); reweighting:
+score: L2 distances to the k nearest bank entries (``knn``: exact on a CPU); reweighting:
 - "study" (default): per patch, s = d1 * (1 - softmax(-d)_1) over its k neighbours;
 - "paper": the original PatchCore: only the image's max patch is reweighted, with the
   bank neighbours of its nearest bank entry, w = 1 - softmax(+d)_1 (anomalib's code);
@@ -98,6 +98,7 @@ class PatchCore:
         seed: int = SEED,
         device: str = "cpu",
         progress: bool = False,
+        knn_backend: str = "auto",
     ):
         self.coreset_ratio = coreset_ratio
         self.projection_dim = projection_dim
@@ -110,6 +111,7 @@ class PatchCore:
         self.seed = seed
         self.device = device
         self.progress = progress
+        self.knn_backend = knn_backend  # ad_core.models.knn.BACKENDS (how to search, not a hyperparameter)
 
     def get_params(self) -> dict[str, object]:
         return {
@@ -199,7 +201,7 @@ class PatchCore:
         """
         size = self._prefix_size(coreset_ratio)
         smaller = PatchCore(**{**self.get_params(), "coreset_ratio": coreset_ratio, "layers": self.layers},
-                            device=self.device, progress=self.progress)
+                            device=self.device, progress=self.progress, knn_backend=self.knn_backend)
         smaller.memory_bank_ = self.memory_bank_[:size].copy()
         smaller.n_train_patches_ = self.n_train_patches_
         smaller._index = None
@@ -224,7 +226,7 @@ class PatchCore:
         if getattr(self, "_index", None) is None:
             self._index = {}
         if sizes not in self._index:
-            self._index[sizes] = NestedNeighbours(self.memory_bank_, list(sizes), self.device)
+            self._index[sizes] = NestedNeighbours(self.memory_bank_, list(sizes), self.device, self.knn_backend)
         return self._index[sizes]
 
     def patch_scores(self, features: FeatureBatches) -> tuple[np.ndarray, np.ndarray]:
@@ -294,13 +296,13 @@ class PatchCore:
         write_json(path.with_suffix(".json"), {**self.get_params(), "n_train_patches": self.n_train_patches_})
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> PatchCore:
+    def load(cls, path: str | Path, device: str = "cpu", knn_backend: str = "auto") -> PatchCore:
         path = Path(path)
         params = json.loads(path.with_suffix(".json").read_text())
         n = params.pop("n_train_patches")
         params["layers"] = tuple(params["layers"])
         params.setdefault("embedding", "study")  # saved before the option existed
-        model = cls(**params, device=device)
+        model = cls(**params, device=device, knn_backend=knn_backend)
         model.memory_bank_ = np.load(path)
         model.n_train_patches_ = n
         model._index = None

@@ -1,7 +1,7 @@
 """Matrix products in reduced precision on a CPU: when they pay, and the numbers their bounds use.
 
-The coreset (``kcenter_cpu``) and the kNN filter (``knn_cpu``) multiply in bfloat16 where this
-CPU does so much faster than in float32 (AMX or AVX512-BF16 through oneDNN), and keep their
+The kNN filter (``knn_cpu``) multiplies in bfloat16, and the coreset (``kcenter_cpu``) does where
+this CPU has bfloat16 instructions (AMX or AVX512-BF16 through oneDNN); both keep their
 results exact with rigorous error bands built from the unit roundoffs below.  Both assume what
 those kernels do: bfloat16 inputs, products formed exactly and summed in float32.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,35 +31,32 @@ def gamma(n: int) -> float:
 
 
 @functools.cache
-def bf16_speedup() -> float:
-    """float32 / bfloat16 time of a (256, 160) x (160, 8192) product on this CPU (measured once, ~0.1 s).
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags the kernel reports for this CPU (``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):  # x86 / Arm
+            flags.update(value.split())
+    return frozenset(flags)
 
-    Best of 3 after two warm-up calls: the first call after start-up also builds oneDNN's kernel,
-    and one warm-up left it in the timing often enough to flip the choice.  About 5.6 with AMX
-    (this project's machine), ~2 with AVX512-BF16 alone, < 1 where bfloat16 is emulated.
+
+BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")  # x86 AMX, x86 AVX512-BF16, Arm BF16 (FEAT_BF16)
+
+
+def bf16_native() -> bool:
+    """Whether this CPU has bfloat16 dot-product instructions, which the coreset multiplies with.
+
+    Decided from the CPU's flags, never from a timing: the choice changes only the speed (the
+    kernels' answers are exact either way, their bands cover both products), and a timing taken on
+    a loaded machine could flip it from run to run.  With the instructions, a bfloat16 product
+    ran ~2-5.6x faster than float32's here; without them bfloat16 is emulated at about float32's rate.
     """
-    def seconds(dtype: torch.dtype) -> float:
-        a = torch.ones(256, 160, dtype=dtype)
-        b = torch.ones(160, 8192, dtype=dtype)
-        a @ b
-        a @ b
-        best = float("inf")
-        for _ in range(3):
-            t0 = time.perf_counter()
-            a @ b
-            best = min(best, time.perf_counter() - t0)
-        return best
-
-    return seconds(torch.float32) / seconds(torch.bfloat16)
-
-
-def bf16_is_faster() -> bool:
-    """Whether the CPU kernels multiply in bfloat16: its product is >= 1.4x faster than float32's.
-
-    The choice changes only the speed (the kernels' answers are exact either way); 1.4 leaves
-    room for the timing's noise on a CPU that emulates bfloat16 at about float32's rate.
-    """
-    return bf16_speedup() >= 1.4
+    return any(f in cpu_flags() for f in BF16_FLAGS)
 
 
 @contextlib.contextmanager
