@@ -56,6 +56,38 @@ def write_category(
     return cat
 
 
+def metrics_only(results: list) -> list[dict]:
+    """Results (``ScenarioResult`` or their JSON) without wall-clock numbers (fit seconds), as JSON."""
+    import json
+
+    out = json.loads(json.dumps([r.to_json() if hasattr(r, "to_json") else r for r in results], sort_keys=True))
+    for r in out:
+        for m in r["methods"].values():
+            for pc in m["per_class"].values():
+                pc.pop("fit_seconds", None)
+    return out
+
+
+def run_numbers(out: Path) -> dict[str, object]:
+    """Everything number-bearing a run wrote into ``out``: results (without the configuration and
+    wall-clock seconds), thresholds and per-image scores (as text): equal iff the numbers are identical."""
+    import json
+
+    got: dict[str, object] = {}
+    for path in sorted((out / "results").glob("*.json")):
+        r = json.loads(path.read_text())
+        r.pop("config", None)
+        for m in r["methods"].values():
+            for pc in m["per_class"].values():
+                pc.pop("fit_seconds", None)
+        got[f"results/{path.name}"] = r
+    for sub in ("thresholds", "scores"):
+        for path in sorted((out / sub).rglob("*")):
+            if path.is_file():
+                got[path.relative_to(out).as_posix()] = path.read_text()
+    return got
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("goldens", "golden files (tests/golden.py)")
     group.addoption("--force-regen", action="store_true", default=False,

@@ -52,15 +52,15 @@ def main() -> None:
     records, hows = [], []
     if args.run_b:
         b = load_results(args.run_b)
-        shared = sorted({r["scenario"] for r in a} & {r["scenario"] for r in b})
-        records.append(max_drift([r for r in a if r["scenario"] in shared], [r for r in b if r["scenario"] in shared]))
+        shared = sorted({r.scenario for r in a} & {r.scenario for r in b})
+        records.append(max_drift([r for r in a if r.scenario in shared], [r for r in b if r.scenario in shared]))
         hows.append(f"{args.how} ({', '.join(shared)})")
     if args.also:
         other = json.loads(args.also.read_text())
         records.append(other)
         hows.append(other["how"])
     if args.golden_ref:
-        ref = golden_at(args.golden, args.golden_ref, [r["scenario"] for r in a], args.ref_methods)
+        ref = golden_at(args.golden, args.golden_ref, [r.scenario for r in a], args.ref_methods)
         records.append(max_drift(a, [], b_entries=ref))
         hows.append(f"against the goldens at {args.golden_ref[:10]}: {args.ref_how} ({', '.join(sorted(ref))})")
     record = {"how": "; ".join(hows).strip(), **merge_drift(*records)}

@@ -7,10 +7,14 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ad_core import SEED
 from ad_core.errors import DatasetError, WeightsError
 from experiments.config import ConfigError
+
+if TYPE_CHECKING:
+    from experiments.config import RunConfig
 
 # Heavy modules (torch, faiss, numba, matplotlib, scikit-image) are imported inside the
 # commands, so ``ad-repro --help`` answers without loading them (tests/test_startup.py).
@@ -45,12 +49,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from experiments.statistics import claim_line
     from experiments.study import run_seeds, run_study
 
-    config = RunConfig(**preset_settings(
-        args.preset, out=Path(args.out), data=args.data, dataset=args.dataset, categories=args.categories,
+    explicit = dict(
+        out=Path(args.out) if args.out else None, data=args.data, dataset=args.dataset, categories=args.categories,
         scenarios=args.scenarios, methods=args.methods, backbone=args.backbone, weights=args.weights,
         device=args.device, knn_backend=args.knn_backend, seed=args.seed, batch_size=args.batch_size,
-        coreset_ratio=args.coreset_ratio, progress=not args.no_progress, bootstrap=not args.no_bootstrap,
-        executor=args.executor, scheduler=args.scheduler, workers=args.workers, threads=args.threads))
+        coreset_ratio=args.coreset_ratio, progress=False if args.no_progress else None,
+        bootstrap=False if args.no_bootstrap else None, executor=args.executor, scheduler=args.scheduler,
+        workers=args.workers, threads=args.threads)
+    if args.config:  # a recorded run, every option given here over it
+        recorded = load_config_file(Path(args.config)).to_json()
+        given = {k: (str(v) if isinstance(v, Path) else v) for k, v in explicit.items() if v is not None}
+        config = RunConfig.from_json({**recorded, **({"preset": args.preset} if args.preset else {}), **given},
+                                     str(args.config))
+    else:
+        config = RunConfig(**preset_settings(args.preset or "study", **{"out": Path("outputs"), **{
+            k: v for k, v in explicit.items() if v is not None}}))
     if args.seeds:
         check_seeds(args.seeds)
     validate(config)  # one line and exit 2 on a bad value, before any data is read
@@ -64,7 +77,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
               f"spread over seeds: {config.out}/aggregate.json, {config.out}/report.md")
         return 0
     results, timings = run_study(config)
-    ran = [r for r in results if r["scenario"] in timings]
+    ran = [r for r in results if r.scenario in timings]
     print("\n".join(summary_table(ran)))
     print(f"\n{len(ran)} scenario(s) in {timings['total']:.1f} s "
           f"({timings['features_computed']} images through the backbone); "
@@ -80,9 +93,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_config_file(path: Path) -> RunConfig:
+    """The RunConfig a run recorded: ``path`` is its ``--out`` folder, its ``config.json``, or the
+    ``run_config.json`` beside it."""
+    from experiments.config import RunConfig
+    from experiments.provenance import CONFIG_FILE
+
+    if path.is_dir():
+        path = path / CONFIG_FILE
+    elif path.name == "run_config.json":
+        path = path.with_name(CONFIG_FILE)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file (a run's --out folder holds {path.name})") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--config {path}: cannot be read as JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise ConfigError(f"--config {path}: expected a JSON object of run settings")
+    return RunConfig.from_json(record, f"--config {path}")
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
+    from experiments import provenance
     from experiments.compare import CompareError, compare_folders, format_rows, summarise
 
+    pa, pb = provenance.load(Path(args.a)), provenance.load(Path(args.b))
+    if pa is not None and pb is not None:
+        differ = provenance.differences(pa, pb)
+        print("provenance: " + ("the same" if not differ else f"{len(differ)} difference(s)"))
+        for line in differ:
+            print(f"  {line}")
+        if pa.get("data_digest") != pb.get("data_digest") and not args.different_data:
+            print(f"ad-repro compare: {args.a} and {args.b} were run on different data (digest "
+                  f"{str(pa.get('data_digest'))[:12]} vs {str(pb.get('data_digest'))[:12]}); pass --different-data "
+                  "to compare them anyway", file=sys.stderr)
+            return 2
     try:
         rows = compare_folders(Path(args.a), Path(args.b), args.tolerance, every=True)
     except CompareError as exc:
@@ -133,11 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "with the offline EfficientNet-Lite0 backbone; with --data, ResNet-50 by default.",
     )
     run.add_argument("--data", help="root of an MVTec-layout dataset (default: the embedded dataset)")
-    run.add_argument("--preset", choices=list(PRESETS), default="study", metavar="PRESET",
+    run.add_argument("--config", metavar="PATH",
+                     help="re-run a recorded run: its --out folder (or its config.json / run_config.json); every "
+                          "option given here overrides the recorded one (e.g. --out <new>)")
+    run.add_argument("--preset", choices=list(PRESETS), metavar="PRESET",
                      help="the protocol to follow, and the published results a verdict holds the run against "
                           "(default: study): "
                           + "; ".join(f"{n}: {p.description}" for n, p in PRESETS.items()).replace("%", "%%"))
-    run.add_argument("--dataset", choices=["embedded", "elpv"], default="embedded",
+    run.add_argument("--dataset", choices=["embedded", "elpv"],
                      help="built-in dataset when no --data is given: 'embedded' (default; made from "
                           "scikit-image photographs) or 'elpv' (real solar-cell EL images, image labels "
                           "only; pip install 'ad-repro[elpv]')")
@@ -156,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--knn-backend", help="nearest-neighbour search of PatchCore and DN2: 'auto' (default: 'exact' on "
                      "a CPU -- float64-exact neighbours, ties to the lower index --, 'faiss-gpu' or else 'torch' on "
                      "CUDA), 'exact', 'faiss', 'faiss-gpu', 'torch'; recorded with the results")
-    run.add_argument("--out", default="outputs", help="output folder (default: outputs)")
+    run.add_argument("--out", help="output folder (default: outputs)")
     run.add_argument("--seed", type=int, help=f"seed of splits, shift and models (default: {SEED})")
     run.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                      help="run the study once per seed into <out>/seed-<n>/ (features shared) and write the "
@@ -184,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("a", help="a run's --out folder (the reference side)")
     cmp_.add_argument("b", help="another run's --out folder, or a golden/<dataset>-<backbone> folder")
     cmp_.add_argument("--tolerance", type=float, help="one absolute tolerance for every number instead")
+    cmp_.add_argument("--different-data", action="store_true",
+                      help="compare runs whose provenance says they read different data content")
     cmp_.add_argument("--all", action="store_true",
                       help="table every number that differs (default: only those beyond tolerance)")
     cmp_.set_defaults(func=_cmd_compare)
@@ -197,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ConfigError, DatasetError, WeightsError) as exc:
         print(f"ad-repro: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only or vanished folder: what is written stays intact
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"ad-repro: error: {where}{exc.strerror or exc} ({type(exc).__name__}); free space or fix the "
+              "permissions, then run the same command again: it resumes from what was written", file=sys.stderr)
         return 2
 
 

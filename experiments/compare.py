@@ -5,7 +5,8 @@ The comparison is the one the pytest gates use (``experiments.goldens``): the sa
 those derived from run A's set sizes (granularity rule, no drift), or one ``--tolerance``
 for every number.  A NaN never holds, an infinity holds only against the same infinity
 (``goldens.within``).  A folder or file that cannot be read as what it should be raises
-``CompareError`` naming the file and what is wrong.
+``CompareError`` naming the file and what is wrong.  A run's results/<scenario>.json is read
+into a ``ScenarioResult`` here, once; a golden file's numbers are plain JSON (its format).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import math
 from pathlib import Path
 
 from experiments.goldens import allowed_difference, compare_numbers, derive_tolerances, entries, tolerance_name
+from experiments.results import ScenarioResult
 
 
 class CompareError(ValueError):
@@ -73,18 +75,18 @@ def _check_tolerances(path: Path, tolerances: object) -> None:
                                    f"got {json.dumps(v)[:60]}")
 
 
-def _check_confusion(path: Path, result: dict) -> None:
+def _check_confusion(path: Path, result: ScenarioResult) -> None:
     """The set sizes the tolerances derive from: [[TN, FP], [FN, TP]] of integers >= 0."""
-    if not any(m["per_class"] for m in result["methods"].values()):
+    if not any(m.per_class for m in result.methods):
         raise CompareError(f"{path}: no method with a class result: nothing to compare")
-    for key, m in result["methods"].items():
-        for c, pc in m["per_class"].items():
-            conf = pc.get("confusion") if isinstance(pc, dict) else None
+    for m in result.methods:
+        for c, pc in m.per_class.items():
+            conf = pc.confusion
             ok = (isinstance(conf, list) and len(conf) == 2
                   and all(isinstance(row, list) and len(row) == 2 for row in conf)
                   and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for row in conf for n in row))
             if not ok:
-                raise CompareError(f"{path}: {key}/per_class/{c}/confusion must be [[TN, FP], [FN, TP]] of "
+                raise CompareError(f"{path}: {m.key}/per_class/{c}/confusion must be [[TN, FP], [FN, TP]] of "
                                    f"integers >= 0, got {json.dumps(conf)[:60]}")
 
 
@@ -105,15 +107,16 @@ def _load_run_file(path: Path, seen: dict[str, Path]) -> tuple[str, dict, dict]:
         raise CompareError(f"{path}: expected a scenario result (a JSON object), got {type(r).__name__}")
     scenario = _scenario_name(path, r, seen)
     try:
-        e = entries(r)
+        result = ScenarioResult.from_json(r)
+        e = entries(result)
     except KeyError as exc:
         raise CompareError(f"{path}: not a scenario result: missing key {exc}") from None
     except (TypeError, AttributeError, ValueError, IndexError) as exc:
         raise CompareError(f"{path}: not a scenario result: malformed ({exc})") from None
     _check_numbers(path, e)
-    _check_confusion(path, r)
+    _check_confusion(path, result)
     try:
-        tol = derive_tolerances(r, {"max_abs": {}, "max_rel": {}, "how": "none (run vs run)"})
+        tol = derive_tolerances(result, {"max_abs": {}, "max_rel": {}, "how": "none (run vs run)"})
     except ZeroDivisionError:
         raise CompareError(f"{path}: a class has no normal or no anomalous test images: "
                            "its tolerances cannot be derived (pass --tolerance)") from None

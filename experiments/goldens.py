@@ -5,6 +5,8 @@ A golden file (``golden/<dataset>-<backbone>/<scenario>.json``) holds, per metho
 entry (each class, ``mean``, ``pooled`` for one global tau, ``shortcut`` for the unified
 model's analysis), the checked numbers, and a ``tolerances`` block whose every entry states
 its rule, its inputs and why.  ``compare`` is the one comparison used by the pytest gates.
+Results come in typed (``experiments.results.ScenarioResult``); golden files and their
+``entries`` stay plain ``{method key: {entry: {number: value}}}`` JSON.
 """
 
 from __future__ import annotations
@@ -13,42 +15,46 @@ import json
 import math
 from pathlib import Path
 
-from experiments.results import RECORDED
+from experiments.results import MEAN, POOLED, ClassResult, MethodResult, ScenarioResult
 
 DRIFT_FILE = "drift.json"  # per golden folder: largest differences measured between two runs
 DRIFT_FACTOR = 2  # allowed: twice the largest difference measured between two faithful runs
 
 
-def class_numbers(per_class: dict) -> dict[str, float | int | None]:
+SHORTCUT = "shortcut"  # the entry of the unified model's cross-class analysis
+
+
+def class_numbers(pc: ClassResult) -> dict[str, float | int | None]:
     """The checked numbers of one (method, class): RECORDED, the uncertain groups' AUROC against
     the test normals (``uncertain_<group>_auroc``) and the memory-bank size where recorded."""
-    flat: dict[str, float | int | None] = {k: per_class.get(k) for k in RECORDED}
-    for group, entry in sorted((per_class.get("uncertain") or {}).items()):
-        if isinstance(entry, dict):
-            flat[f"uncertain_{group}_auroc"] = entry["auroc_vs_test_normals"]
-    if per_class.get("memory_bank_size") is not None:
-        flat["memory_bank_size"] = per_class["memory_bank_size"]
+    flat: dict[str, float | int | None] = pc.recorded()
+    for group, g in sorted(pc.uncertain_groups().items()):
+        flat[f"uncertain_{group}_auroc"] = g.auroc_vs_test_normals
+    if pc.memory_bank_size is not None:
+        flat["memory_bank_size"] = pc.memory_bank_size
     return flat
 
 
-def shortcut_numbers(shortcut: dict) -> dict[str, float | None]:
+def shortcut_numbers(m: MethodResult) -> dict[str, float | None]:
+    """The unified model's cross-class cells (``cross_class_<i>_<j>``) and feature separation."""
     out: dict[str, float | None] = {
-        f"cross_class_{i}_{j}": v for i, row in shortcut["cross_class_confusion"].items() for j, v in row.items()}
-    out.update(shortcut["feature_separation"])
+        f"cross_class_{i}_{j}": v for i, row in m.cross_class_confusion.items() for j, v in row.items()}
+    out.update(m.feature_separation)
     return out
 
 
-def entries(result: dict) -> dict[str, dict[str, dict]]:
-    """``{method key: {entry: {number: value}}}`` of one scenario's results JSON."""
+def entries(result: ScenarioResult) -> dict[str, dict[str, dict]]:
+    """``{method key: {entry: {number: value}}}`` of one scenario: each class, ``mean``, and
+    ``pooled`` / ``shortcut`` where the scenario has them (a golden file's ``methods``)."""
     out: dict[str, dict[str, dict]] = {}
-    for key, m in result["methods"].items():
-        e = {c: class_numbers(pc) for c, pc in m["per_class"].items()}
-        e["mean"] = {k: m["mean"].get(k) for k in RECORDED}
-        if "pooled" in m:
-            e["pooled"] = {k: m["pooled"].get(k) for k in RECORDED}
-        if "shortcut" in m:
-            e["shortcut"] = shortcut_numbers(m["shortcut"])
-        out[key] = e
+    for m in result.methods:
+        e: dict[str, dict] = {c: class_numbers(pc) for c, pc in m.per_class.items()}
+        e[MEAN] = m.mean()
+        if m.pooled is not None:
+            e[POOLED] = m.pooled.recorded()
+        if m.shortcut is not None:
+            e[SHORTCUT] = shortcut_numbers(m)
+        out[m.key] = e
     return out
 
 
@@ -57,24 +63,23 @@ def tolerance_name(number: str) -> str:
     return "cross_class_confusion" if number.startswith("cross_class_") else number
 
 
-def _set_sizes(result: dict) -> dict[str, int]:
+def _set_sizes(result: ScenarioResult) -> dict[str, int]:
     """The smallest sets of the scenario (over classes): they give the coarsest granularity."""
     normal, anomalous, groups = [], [], {}
-    for m in result["methods"].values():
-        for pc in m["per_class"].values():
-            (tn, fp), (fn, tp) = pc["confusion"]
-            normal.append(tn + fp)
-            anomalous.append(fn + tp)
-            for g, entry in (pc.get("uncertain") or {}).items():
-                if isinstance(entry, dict):
-                    groups[g] = min(groups.get(g, entry["n"]), entry["n"])
+    for m in result.methods:
+        for pc in m.per_class.values():
+            n_normal, n_anomalous = pc.test_sizes
+            normal.append(n_normal)
+            anomalous.append(n_anomalous)
+            for g, group in pc.uncertain_groups().items():
+                groups[g] = min(groups.get(g, group.n), group.n)
     sizes = {"n_normal": min(normal), "n_anomalous": min(anomalous),
              "n_test": min(a + b for a, b in zip(normal, anomalous))}
     sizes.update({f"n_{g}": n for g, n in groups.items()})
     return sizes
 
 
-def derive_tolerances(result: dict, drift: dict) -> dict[str, dict]:
+def derive_tolerances(result: ScenarioResult, drift: dict) -> dict[str, dict]:
     """Each checked number's tolerance: max(granularity rule, DRIFT_FACTOR x measured drift).
 
     ``drift``: a drift.json record (``max_abs`` per number, ``max_rel`` for the threshold,
@@ -85,7 +90,7 @@ def derive_tolerances(result: dict, drift: dict) -> dict[str, dict]:
     """
     s = _set_sizes(result)
     how = drift.get("how", "not measured")
-    drift = scenario_drift(drift, result["scenario"])  # shift-trained models drift more than clean ones
+    drift = scenario_drift(drift, result.scenario)  # shift-trained models drift more than clean ones
     measured = drift.get("max_abs", {})
 
     def entry(name: str, granular: float, rule: str, why: str, unit: str = "abs") -> dict:
@@ -138,10 +143,11 @@ def load_drift(folder: Path) -> dict:
     return {"max_abs": {}, "max_rel": {}, "how": "not measured"}
 
 
-def payload(result: dict, dataset: str, backbone: str, tolerances: dict) -> dict:
-    cfg = result["config"]
+def payload(result: ScenarioResult, dataset: str, backbone: str, tolerances: dict) -> dict:
+    """A golden file's content: what was run, the tolerances and every checked number."""
+    cfg = result.config
     return {"dataset": dataset, "backbone": backbone, "weights_source": cfg["weights_source"],
-            "scenario": result["scenario"], "seed": cfg["seed"], "tolerances": tolerances,
+            "scenario": result.scenario, "seed": cfg["seed"], "tolerances": tolerances,
             "methods": entries(result)}
 
 
@@ -185,17 +191,17 @@ def describe(moved: list[tuple[str, object, object, float]]) -> list[str]:
             if isinstance(e, (int, float)) and isinstance(a, (int, float)) else "") for n, e, a, t in moved]
 
 
-def max_drift(a: list[dict], b: list[dict], b_entries: dict | None = None) -> dict:
-    """Largest |a - b| per number (and relative for the threshold) over two runs' results JSON.
+def max_drift(a: list[ScenarioResult], b: list[ScenarioResult], b_entries: dict | None = None) -> dict:
+    """Largest |a - b| per number (and relative for the threshold) over two runs' results.
 
     ``b_entries``: instead of ``b``, ``{scenario: entries}`` (e.g. read from golden files).
     """
-    by_b = b_entries if b_entries is not None else {r["scenario"]: entries(r) for r in b}
+    by_b = b_entries if b_entries is not None else {r.scenario: entries(r) for r in b}
     by_scenario: dict[str, dict] = {}
     for r in a:
-        if r["scenario"] not in by_b:
+        if r.scenario not in by_b:
             continue
-        other = by_b[r["scenario"]]
+        other = by_b[r.scenario]
         max_abs: dict[str, float] = {}
         max_rel: dict[str, float] = {}
         for key, es in entries(r).items():
@@ -207,7 +213,7 @@ def max_drift(a: list[dict], b: list[dict], b_entries: dict | None = None) -> di
                         max_abs[t] = max(max_abs.get(t, 0.0), abs(v - w))
                         if v:
                             max_rel[t] = max(max_rel.get(t, 0.0), abs(v - w) / abs(v))
-        by_scenario[r["scenario"]] = {"max_abs": max_abs, "max_rel": max_rel}
+        by_scenario[r.scenario] = {"max_abs": max_abs, "max_rel": max_rel}
     return {**merge_drift(*by_scenario.values()), "by_scenario": by_scenario}
 
 

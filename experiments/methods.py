@@ -23,12 +23,16 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from experiments.config import RunConfig
+
+class Settings(Protocol):
+    """What an entry reads of a run's settings (``experiments.config.RunConfig``, which imports this
+    module: the registry depends on no configuration type)."""
+
+    knn_backend: str
 
 
 class AnomalyModel(Protocol):
@@ -56,7 +60,7 @@ class MethodSpec:
     def _runtime(self, device: str, knn_backend: str) -> dict[str, str]:
         return {"device": device, **({"knn_backend": knn_backend} if self.uses_knn else {})}
 
-    def build(self, config: RunConfig, device: str, **overrides: object) -> AnomalyModel:
+    def build(self, config: Settings, device: str, **overrides: object) -> AnomalyModel:
         """A new unfitted model with the run's settings (``overrides``: e.g. a swept coreset ratio)."""
         params = {arg: getattr(config, name) for arg, name in self.config_params.items()}
         return self.model_class()(**{**params, **overrides}, **self._runtime(device, config.knn_backend))
@@ -64,7 +68,7 @@ class MethodSpec:
     def load(self, path: Any, device: str, knn_backend: str = "auto") -> AnomalyModel:
         return self.model_class().load(path, **self._runtime(device, knn_backend))
 
-    def describe(self, config: RunConfig) -> dict[str, object]:
+    def describe(self, config: Settings) -> dict[str, object]:
         """The model's hyperparameters under this configuration (recorded with every result)."""
         return self.build(config, "cpu").get_params()
 

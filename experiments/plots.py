@@ -118,7 +118,7 @@ def cross_class_heatmaps(result: ScenarioResult, folder: Path, ctx: FigureContex
     for m in result.methods:
         if m.shortcut is None:
             continue
-        cc = m.shortcut["cross_class_confusion"]
+        cc = m.cross_class_confusion
         cats = list(cc)
         mat = np.array([[cc[i][j] for j in cats] for i in cats])
         fig, ax = plt.subplots(figsize=(1.2 * len(cats) + 2, 1.1 * len(cats) + 1.5))

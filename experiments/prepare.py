@@ -8,14 +8,15 @@ from pathlib import Path
 from ad_core import SEED
 from ad_core.data.embedded import CATEGORIES as EMBEDDED_CATEGORIES
 from ad_core.data.embedded import make_embedded_dataset
-from ad_core.data.layout import CategoryFiles, discover_category, list_categories
+from ad_core.data.layout import CategoryFiles, Sample, discover_category, list_categories
 from ad_core.data.splits import Splits, load_splits, make_splits, save_splits
 from ad_core.errors import DatasetError
 from ad_core.shift import write_shifted_category
 from ad_core.shift.generate import PARAMS_LOG
 from ad_core.timing import phase
+from experiments.cache import file_digest
 from experiments.config import BUILT_IN
-from experiments.fingerprint import fingerprint, note_if_stale
+from experiments.fingerprint import fingerprint, log, note_if_stale
 
 
 @dataclass(frozen=True)
@@ -53,15 +54,22 @@ def resolve_data_root(data: str | Path | None, out: Path, dataset: str = "embedd
 
 
 def prepare_category(root: Path, category: str, out: Path, seed: int, progress: bool = True,
-                     protocol: str = "study", shifted: bool = True) -> PreparedCategory:
-    """Discover ``category``, make or reuse its splits (``protocol``: ``study`` or ``full_test``), and
-    write its shifted copy (unless ``shifted`` is False: no scenario of the run needs it)."""
-    clean = discover_category(root, category)
+                     protocol: str = "study", shifted: bool = True, image_level: bool = False) -> PreparedCategory:
+    """Discover ``category`` (warning about its data hygiene), make or reuse its splits (``protocol``:
+    ``study`` or ``full_test``), and write its shifted copy (unless ``shifted`` is False: no scenario of
+    the run needs it).  ``image_level``: a dataset without masks by design (ELPV)."""
+    clean = discover_category(root, category, image_level)
+    check_hygiene(clean)
     split_path = out / "splits" / f"{category}.json"
     fresh = make_splits(clean, seed, protocol)
     if split_path.is_file():
         stored = load_splits(split_path)
-        if stored != fresh:
+        if stored != fresh and stored.seed == fresh.seed and stored.protocol == fresh.protocol:
+            # same rule, other files: the data changed (an image added or removed), so the splits follow it
+            log.warning("splits: %s: the images on disk changed, %s: splits redone", clean.path,
+                        _listing_change(stored, fresh))
+            save_splits(fresh, split_path)
+        elif stored != fresh:
             raise DatasetError(
                 f"{split_path} holds splits that differ from the ones seed {seed} gives on "
                 f"{clean.path} (another seed or other data). Use a new --out, or delete the "
@@ -78,6 +86,45 @@ def prepare_category(root: Path, category: str, out: Path, seed: int, progress: 
         write_shifted_category(clean, shift_root, seed=seed, progress=progress, stamp=stamp)
     shifted = discover_category(shift_root, category)
     return PreparedCategory(clean, shifted, fresh)
+
+
+def _listing_change(old: Splits, new: Splits) -> str:
+    def names(sp: Splits) -> set[str]:
+        return set(sp.train) | set(sp.val()) | set(sp.test())
+
+    added, removed = sorted(names(new) - names(old)), sorted(names(old) - names(new))
+    return ", ".join(f"{len(n)} {w} ({', '.join(n[:3])}{' ...' if len(n) > 3 else ''})"
+                     for w, n in (("added", added), ("removed", removed)) if n) or "their labels changed"
+
+
+def check_hygiene(files: CategoryFiles) -> list[str]:
+    """Warn, naming the files, when a test image equals a training image by content (leakage) or one
+    image is both normal and defective (two labels); return the warnings."""
+    by_content: dict[str, list[Sample]] = {}
+    for s in files.train_good + files.test_good + files.test_anomalous:
+        by_content.setdefault(file_digest(s.path), []).append(s)
+    leaks, twice = [], []
+    for same in by_content.values():
+        train = [s.relpath for s in same if s.relpath.startswith("train/")]
+        test = [s for s in same if not s.relpath.startswith("train/")]
+        if train and test:
+            leaks += [f"{t.relpath} = {train[0]}" for t in test]
+        if len({s.label for s in same}) > 1:
+            twice.append(" = ".join(s.relpath for s in same))
+
+    def some(items: list[str]) -> str:
+        return "; ".join(items[:3]) + (f"; and {len(items) - 3} more" if len(items) > 3 else "")
+
+    said = []
+    if leaks:
+        said.append(f"{files.path}: {len(leaks)} test image(s) have the content of a training image ({some(leaks)}): "
+                    "the model was fit on what it is tested on; remove or replace them")
+    if twice:
+        said.append(f"{files.path}: {len(twice)} image(s) carry two labels, normal and defective, by content "
+                    f"({some(twice)}): keep each image in one folder")
+    for line in said:
+        log.warning("%s", line)
+    return said
 
 
 def default_categories(root: Path, dataset: str, built_in: bool) -> list[str]:

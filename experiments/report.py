@@ -21,10 +21,10 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
     return lines + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
 
 
-def summary_table(results: list[dict]) -> list[str]:
-    """Macro means of every (scenario, method) in results JSON form."""
-    rows = [[r["scenario"], method, *[m["mean"].get(k) for k in METRIC_NAMES]]
-            for r in results for method, m in r["methods"].items()]
+def summary_table(results: list[ScenarioResult]) -> list[str]:
+    """Macro means of every (scenario, method)."""
+    rows = [[r.scenario, m.key, *[mean[k] for k in METRIC_NAMES]] for r in results for m in r.methods
+            for mean in [m.mean()]]
     return _table(["scenario", "method", *METRIC_NAMES], rows)
 
 
@@ -63,7 +63,7 @@ def scenario_section(r: ScenarioResult, timings: dict[str, float]) -> list[str]:
             lines += ["Pooled over classes (one global τ): " + ", ".join(
                 f"{k} {_cell(getattr(m.pooled, k))}" for k in METRIC_NAMES), ""]
         if m.shortcut is not None:
-            sep = m.shortcut["feature_separation"]
+            sep = m.feature_separation
             lines += [f"Feature separation of the classes: silhouette {_cell(sep['silhouette'])}, "
                       f"nearest-centroid accuracy {_cell(sep['centroid_accuracy'])}.", ""]
         absent = {pc.pixel_metrics_absent for pc in m.per_class.values()} - {None}
@@ -74,12 +74,12 @@ def scenario_section(r: ScenarioResult, timings: dict[str, float]) -> list[str]:
     return lines
 
 
-def write_report(out: Path, results: list[dict], timings: dict[str, float], claims: list[dict] | None = None,
-                 verdict: dict | None = None) -> Path:
-    """report.md over every results JSON of ``out`` (``results`` as ``load_results`` returns them)."""
+def write_report(out: Path, results: list[ScenarioResult], timings: dict[str, float],
+                 claims: list[dict] | None = None, verdict: dict | None = None) -> Path:
+    """report.md over every scenario result of ``out`` (``results`` as ``load_results`` returns them)."""
     lines = ["# ad-repro report", ""]
     if results:
-        lines += _config_lines(results[0]["config"])
+        lines += _config_lines(results[0].config)
     lines += ["## Summary (macro mean over classes)", "", *summary_table(results), ""]
     if verdict is not None:
         lines += verdict_section(verdict)
@@ -91,7 +91,7 @@ def write_report(out: Path, results: list[dict], timings: dict[str, float], clai
                   "with its paired 95% bootstrap interval; it holds when the interval lies above 0.", "",
                   *[f"- {claim_line(c)}" for c in claims], ""]
     for r in results:
-        lines += scenario_section(ScenarioResult.from_json(r), timings)
+        lines += scenario_section(r, timings)
     path = out / "report.md"
     with atomic_open(path, "w") as fh:
         fh.write("\n".join(lines))

@@ -1,13 +1,19 @@
-"""Typed results of a scenario: what the runner produces and artifacts, plots and report read.
+"""Typed results of a scenario: the one form the runner produces and every reader takes
+(artifacts, plots, report, verdict, goldens, compare, statistics).
 
 ``ScenarioResult.to_json`` is the ``results/<scenario>.json`` format; ``from_json`` reads it
-back (the report covers every scenario in ``--out``, including earlier runs').  Per-image
+back, once, at the edge (``artifacts.load_results``, ``compare``): the report covers every
+scenario in ``--out``, including earlier runs'.  This module is the one place that knows the
+JSON's keys; readers use the accessors (``ScenarioResult.entries``, ``ClassResult.test_sizes``,
+``uncertain_groups``, ``MethodResult.mean``, ``cross_class_confusion``, ...).  Per-image
 scores (``ScoreSet``) travel in memory only; on disk they are ``scores/<scenario>/*.csv``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
+from typing import NamedTuple
 
 import numpy as np
 
@@ -15,6 +21,10 @@ from ad_core.metrics import IMAGE_METRICS, PIXEL_METRICS, macro_mean
 
 # The numbers stored per (method, class): the metrics plus the calibrated tau, in table order.
 RECORDED = (*IMAGE_METRICS, "threshold", *PIXEL_METRICS)
+MEAN = "mean"  # the entry of the macro mean over classes, after the classes' (summary.csv, goldens)
+POOLED = "pooled"  # the entry of one global tau over every class's test images (goldens)
+
+Numbers = dict[str, float | None]  # RECORDED name -> value (None: not measured)
 
 
 @dataclass
@@ -56,8 +66,20 @@ class ClassResult:
     fit_seconds: float | None = None
     ci95: dict[str, list[float]] | None = None  # bootstrap [low, high] per metric (experiments.statistics)
 
-    def recorded(self) -> dict[str, float | None]:
+    def recorded(self) -> Numbers:
         return {k: getattr(self, k) for k in RECORDED}
+
+    @property
+    def test_sizes(self) -> tuple[int, int]:
+        """(normal, anomalous) images of the test set: the rows of the confusion matrix."""
+        (tn, fp), (fn, tp) = self.confusion
+        return tn + fp, fn + tp
+
+    def uncertain_groups(self) -> dict[str, UncertainGroup]:
+        """The uncertain evaluation's groups (ELPV's ``p033``, ``p067``), in recorded order; the
+        set-wide medians recorded next to them are left out."""
+        return {g: UncertainGroup(e["n"], e["auroc_vs_test_normals"])
+                for g, e in (self.uncertain or {}).items() if isinstance(e, dict)}
 
     def to_json(self) -> dict[str, object]:
         optional = {f.name for f in fields(self)} - set(RECORDED) - {"confusion"}
@@ -68,6 +90,13 @@ class ClassResult:
         return cls(**{f.name: d.get(f.name) for f in fields(cls)})
 
 
+class UncertainGroup(NamedTuple):
+    """Images of unsure label of one group: how many, and their AUROC against the test normals."""
+
+    n: int
+    auroc_vs_test_normals: float | None
+
+
 def method_key(method: str, coreset_ratio: float | None) -> str:
     """The method's key in results JSON, thresholds and goldens: ``padim``, ``patchcore@rho=0.05``."""
     return method if coreset_ratio is None else f"{method}@rho={coreset_ratio:g}"
@@ -75,7 +104,12 @@ def method_key(method: str, coreset_ratio: float | None) -> str:
 
 @dataclass
 class MethodResult:
-    """One method (at one coreset ratio in a sweep) over every class of a scenario."""
+    """One method (at one coreset ratio in a sweep) over every class of a scenario.
+
+    ``stored_mean``: set by ``from_json``, so that a results file reads back as it was written (its
+    ``mean`` is what summary.csv and the report state and what ``ad-repro compare`` compares: a class
+    number edited by hand does not move it); None: the macro mean of ``per_class``.
+    """
 
     method: str
     coreset_ratio: float | None
@@ -84,6 +118,7 @@ class MethodResult:
     per_image: dict[str, ScoreSet] = field(default_factory=dict)  # test scores per class, in memory only
     pooled: ClassResult | None = None  # one global tau: all classes' test images together
     shortcut: dict | None = None  # cross-class confusion and feature separation (unified model)
+    stored_mean: dict | None = field(default=None, repr=False, compare=False)  # the mean as JSON states it
 
     @property
     def key(self) -> str:
@@ -94,13 +129,34 @@ class MethodResult:
         """The key as a file-name part: ``patchcore_rho0.05``."""
         return self.key.replace("@", "_").replace("=", "")
 
-    def mean(self) -> dict[str, float | None]:
+    def _mean_json(self) -> dict[str, float | None]:
+        if self.stored_mean is not None:
+            return self.stored_mean
         return macro_mean({c: r.recorded() for c, r in self.per_class.items()})
+
+    def mean(self) -> Numbers:
+        """The macro mean over classes of every RECORDED number (None: absent for some class)."""
+        mean = self._mean_json()
+        return {k: mean.get(k) for k in RECORDED}
+
+    def entries(self) -> list[tuple[str, Numbers]]:
+        """(class, its RECORDED numbers) for each class, then (``MEAN``, the macro mean's)."""
+        return [*((c, r.recorded()) for c, r in self.per_class.items()), (MEAN, self.mean())]
+
+    @property
+    def cross_class_confusion(self) -> dict[str, dict[str, float]] | None:
+        """Fraction of class i's normal test images flagged at class j's tau, ``[i][j]`` (unified model)."""
+        return None if self.shortcut is None else self.shortcut["cross_class_confusion"]
+
+    @property
+    def feature_separation(self) -> dict[str, float] | None:
+        """``silhouette`` and ``centroid_accuracy`` of the classes' pooled features (unified model)."""
+        return None if self.shortcut is None else self.shortcut["feature_separation"]
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"method": self.method, "coreset_ratio": self.coreset_ratio,
                                   "per_class": {c: r.to_json() for c, r in self.per_class.items()},
-                                  "mean": self.mean()}
+                                  "mean": self._mean_json()}
         if self.pooled is not None:
             out["pooled"] = self.pooled.to_json()
         if self.shortcut is not None:
@@ -111,7 +167,8 @@ class MethodResult:
     def from_json(cls, d: dict) -> MethodResult:
         per_class = {c: ClassResult.from_json(r) for c, r in d["per_class"].items()}
         return cls(d["method"], d["coreset_ratio"], per_class, {c: r.threshold for c, r in per_class.items()},
-                   pooled=ClassResult.from_json(d["pooled"]) if "pooled" in d else None, shortcut=d.get("shortcut"))
+                   pooled=ClassResult.from_json(d["pooled"]) if "pooled" in d else None, shortcut=d.get("shortcut"),
+                   stored_mean=d["mean"])
 
 
 @dataclass
@@ -127,6 +184,20 @@ class ScenarioResult:
     def method(self, key: str) -> MethodResult:
         return next(m for m in self.methods if m.key == key)
 
+    def find(self, key: str) -> MethodResult | None:
+        """The method of that key, or None where the scenario did not run it."""
+        return next((m for m in self.methods if m.key == key), None)
+
+    def categories(self) -> list[str]:
+        """The classes of the scenario (its first method's), in run order; [] without methods."""
+        return list(self.methods[0].per_class) if self.methods else []
+
+    def entries(self) -> Iterator[tuple[str, str, Numbers]]:
+        """(method key, class or ``MEAN``, RECORDED numbers) of every method: summary.csv's rows."""
+        for m in self.methods:
+            for entry, numbers in m.entries():
+                yield m.key, entry, numbers
+
     def thresholds(self) -> dict[str, dict[str, float]]:
         return {m.key: m.thresholds for m in self.methods}
 
@@ -136,5 +207,6 @@ class ScenarioResult:
 
     @classmethod
     def from_json(cls, d: dict) -> ScenarioResult:
-        return cls(d["scenario"], d["description"], d["config"],
-                   [MethodResult.from_json(m) for m in d["methods"].values()], list(d.get("figures", [])))
+        """A ``results/<scenario>.json``; KeyError (``methods`` first) where a key is missing."""
+        methods = [MethodResult.from_json(m) for m in d["methods"].values()]
+        return cls(d["scenario"], d["description"], d["config"], methods, list(d.get("figures", [])))

@@ -24,7 +24,7 @@ from ad_core.features.extractor import resolve_device
 from ad_core.models.knn import resolve_backend
 from ad_core.thresholds import f1_optimal_threshold
 from ad_core.timing import phase
-from experiments.cache import FeatureStore, ModelStore, ScoreCache, file_digest
+from experiments.cache import FeatureStore, ModelStore, ScoreCache, file_digest, inputs_of, model_digest
 from experiments.config import RunConfig
 from experiments.evaluate import cross_class_confusion, evaluate, evaluate_uncertain, feature_separation
 from experiments.fingerprint import fingerprint
@@ -72,7 +72,8 @@ def prepare_run(config: RunConfig) -> PreparedRun:
     categories = config.categories or default_categories(root, dataset, built_in=config.data is None)
     shifted = any(d == "shift" for sc in select(config.scenarios)
                   for d in (sc.fit_domain, sc.calib_domain, sc.eval_domain))
-    prepared = {c: prepare_category(root, c, out, config.seed, config.progress, config.split, shifted)
+    image_level = config.data is None and dataset == "elpv"  # no masks by design: no warning about them
+    prepared = {c: prepare_category(root, c, out, config.seed, config.progress, config.split, shifted, image_level)
                 for c in categories}
     device = str(resolve_device(config.device))
     return PreparedRun(config, out, root, dataset, backbone, list(categories), prepared, device,
@@ -190,7 +191,9 @@ class StudyRun:
         if key in self._models:
             return self._models[key]
         name = self.model_name(*key)
-        loaded = self.model_store.load(name, spec)
+        train = self.train_samples(key)
+        inputs = inputs_of(train)
+        loaded = self.model_store.load(name, spec, inputs)
         larger = self.fitted_with(key)
         if loaded is None and larger is not None:
             self.model(*larger)  # fits it, and saves its prefixes
@@ -198,19 +201,17 @@ class StudyRun:
                 self._derive(self._models[larger], key, spec)
             return self._models[key]
         if loaded is None:
-            train = self.train_samples(key)
             model = spec.build(self.config, self.device, **({} if key[3] is None else {"coreset_ratio": key[3]}))
             t0 = time.perf_counter()
             model.fit(self.store.batches(train))
             meta = {"fit_seconds": time.perf_counter() - t0, "n_train_images": len(train), **model.fit_summary()}
-            self.model_store.save(name, spec, model, meta)
-            loaded = model, meta
+            loaded = model, self.model_store.save(name, spec, model, meta, inputs)
         self._models[key] = fitted = FittedModel(key, name, *loaded)
         family = self.family(key)
         for smaller in family[1:] if family and family[0] == key else []:
             if smaller in self._models:
                 continue
-            found = self.model_store.load(self.model_name(*smaller), spec)
+            found = self.model_store.load(self.model_name(*smaller), spec, inputs)
             if found is not None:
                 self._models[smaller] = FittedModel(smaller, self.model_name(*smaller), *found)
             else:
@@ -224,8 +225,8 @@ class StudyRun:
         meta = {"fit_seconds": larger.model.fit_seconds_at(ratio), "n_train_images": larger.meta["n_train_images"],
                 **model.fit_summary(), "prefix_of": larger.name}
         name = self.model_name(*key)
-        self.model_store.save(name, spec, model, meta)
-        self._models[key] = FittedModel(key, name, model, meta)
+        record = self.model_store.save(name, spec, model, meta, larger.meta["inputs"])
+        self._models[key] = FittedModel(key, name, model, record)
 
     # -- scores -----------------------------------------------------------------------
     def scores(self, fitted: FittedModel, category: str, domain: str, split: str) -> ScoreSet:
@@ -235,10 +236,13 @@ class StudyRun:
             return self._scores[key]
         samples = self.samples(category, domain, split)
         keep_maps = split == "test"
-        cached = self.score_cache.load(fitted.name, domain, category, split, need_maps=keep_maps)
+        inputs = inputs_of(samples)
+        cached = self.score_cache.load(fitted.name, domain, category, split, keep_maps, model_digest(fitted.meta),
+                                       inputs)
         if cached is None:
             scores, maps = self._compute_scores(fitted, category, domain, split, samples)
-            maps = self.score_cache.save(fitted.name, domain, category, split, scores, maps, keep_maps)
+            maps = self.score_cache.save(fitted.name, domain, category, split, scores, maps, keep_maps,
+                                         model_digest(fitted.meta), inputs)
         else:
             scores, maps = cached
         masks = None
@@ -255,14 +259,17 @@ class StudyRun:
         1/5/10%), the members that lack this split are scored in the same search and cached."""
         family = self._prefix_family(fitted)
         keep_maps = split == "test"
+        inputs = inputs_of(samples)
         others = [f for f in family if f.name != fitted.name and (f.name, category, domain, split) not in self._scores
-                  and self.score_cache.load(f.name, domain, category, split, need_maps=keep_maps) is None]
+                  and self.score_cache.load(f.name, domain, category, split, keep_maps, model_digest(f.meta),
+                                            inputs) is None]
         if not others:
             return fitted.model.score(self.store.batches(samples))
         group = [fitted, *others]
         results = family[0].model.score_nested(self.store.batches(samples), [f.model.coreset_ratio for f in group])
         for member, (scores, maps) in zip(others, results[1:]):
-            self.score_cache.save(member.name, domain, category, split, scores, maps, keep_maps)
+            self.score_cache.save(member.name, domain, category, split, scores, maps, keep_maps,
+                                  model_digest(member.meta), inputs)
         return results[0]
 
     def _prefix_family(self, fitted: FittedModel) -> list[FittedModel]:

@@ -76,8 +76,7 @@ def evaluate_claims(results: dict[str, ScenarioResult], seed: int) -> list[dict]
         sides = []
         for scenario, key in (claim.a, claim.b):
             r = results.get(scenario)
-            m = next((x for x in r.methods if x.key == key), None) if r else None
-            sides.append(m)
+            sides.append(r.find(key) if r else None)
         if None in sides or claim.metric not in IMAGE_METRICS:
             continue
         ma, mb = sides
@@ -96,17 +95,16 @@ def evaluate_claims(results: dict[str, ScenarioResult], seed: int) -> list[dict]
     return out
 
 
-def aggregate(per_seed: dict[int, list[dict]], claims: dict[int, list[dict]]) -> dict:
+def aggregate(per_seed: dict[int, list[ScenarioResult]], claims: dict[int, list[dict]]) -> dict:
     """Mean, sd (ddof 1), min, max of every per-class and mean metric over seeds; claims per seed."""
     numbers: dict[tuple[str, str, str, str], list[float]] = {}
     for results in per_seed.values():
         for r in results:
-            for key, m in r["methods"].items():
-                for entry, values in [*m["per_class"].items(), ("mean", m["mean"])]:
-                    for metric in METRIC_NAMES:
-                        v = values.get(metric)
-                        if v is not None:
-                            numbers.setdefault((r["scenario"], key, entry, metric), []).append(v)
+            for key, entry, values in r.entries():
+                for metric in METRIC_NAMES:
+                    v = values[metric]
+                    if v is not None:
+                        numbers.setdefault((r.scenario, key, entry, metric), []).append(v)
     table: dict = {}
     for (scenario, key, entry, metric), vs in sorted(numbers.items()):
         a = np.array(vs)

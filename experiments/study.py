@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ad_core import timing
 from ad_core.data.io import write_json
-from experiments import plots
+from experiments import plots, provenance
 from experiments.artifacts import guard_config, write_scenario, write_summary
 from experiments.config import RunConfig, check_seeds, validate
 from experiments.executors import make_executor, thread_count
@@ -22,7 +22,7 @@ from experiments.verdict import SCENARIO as VERDICT_SCENARIO
 from experiments.verdict import VERDICT_FILE, make_verdict
 
 
-def run_study(config: RunConfig) -> tuple[list[dict], dict[str, float]]:
+def run_study(config: RunConfig) -> tuple[list[ScenarioResult], dict[str, float]]:
     """Run the selected scenarios; return (all results in --out, this run's wall times in s).
 
     The configuration is validated first (``ConfigError`` before any data is read)."""
@@ -31,12 +31,13 @@ def run_study(config: RunConfig) -> tuple[list[dict], dict[str, float]]:
         return _run_study(config)
 
 
-def _run_study(config: RunConfig) -> tuple[list[dict], dict[str, float]]:
+def _run_study(config: RunConfig) -> tuple[list[ScenarioResult], dict[str, float]]:
     scenarios = select(config.scenarios)
     t_start = time.perf_counter()
     timing.reset()
     run = StudyRun(prepare_run(config))
     guard_config(run.out, config_fingerprint(run))
+    write_json(run.out / provenance.CONFIG_FILE, config.to_json())  # `ad-repro run --config <out>` re-runs it
     timings: dict[str, float] = {"prepare": time.perf_counter() - t_start}
     executor = make_executor(config, run.device)
     try:  # dask: every feature extraction, fit and score split as cluster tasks; then the loop below reads caches
@@ -62,7 +63,7 @@ def _run_study(config: RunConfig) -> tuple[list[dict], dict[str, float]]:
     write_json(run.out / "claims.json", claims)
     with timing.phase("results, summary, verdict"):
         results = write_summary(run.out)
-        clean = next((r for r in results if r["scenario"] == VERDICT_SCENARIO), None)
+        clean = next((r for r in results if r.scenario == VERDICT_SCENARIO), None)
         verdict = make_verdict(clean) if clean is not None else None
         if verdict is not None:
             write_json(run.out / VERDICT_FILE, verdict)
@@ -71,6 +72,8 @@ def _run_study(config: RunConfig) -> tuple[list[dict], dict[str, float]]:
     if distributed:
         timings["executor"] = {"kind": config.executor, "tasks": distributed["tasks"],
                                "worker_phases": distributed["worker_phases"]}
+    write_json(run.out / provenance.PROVENANCE_FILE,
+               provenance.collect(run, config.threads, config.executor, config.workers))
     phases = timing.snapshot()
     phases["other"] = max(0.0, timings["total"] - sum(phases.values()))  # orchestration, thresholds, ...
     timings["phases"] = phases

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from experiments.presets import get_preset
 from experiments.references import MVTEC_AD_CATEGORIES, ReferenceTable, load_tables, mvtec_counts
+from experiments.results import ClassResult, MethodResult, ScenarioResult
 
 VERDICT_FILE = "verdict.json"
 SCENARIO = "clean"  # train on train/good, test on the clean test set: what the papers publish
@@ -26,7 +27,7 @@ METHOD_FIELDS = {"patchcore": ("coreset_ratio", "reweighting", "embedding", "blu
 
 
 def run_setting(config: dict, method: str) -> dict[str, object]:
-    """The run's setting in the references' vocabulary, from a results JSON ``config``."""
+    """The run's setting in the references' vocabulary, from a result's ``config``."""
     source = str(config.get("weights_source", ""))
     setting = {"method": method, "backbone": config["backbone"],
                "weights": "random" if source.startswith("random") else "imagenet",
@@ -50,43 +51,51 @@ def closest_table(setting: dict, candidates: list[ReferenceTable]) -> tuple[Refe
     return table, diffs
 
 
-def data_differences(per_class: dict, split: str) -> dict[str, str]:
+def data_differences(per_class: dict[str, ClassResult], split: str) -> dict[str, str]:
     """Categories whose test set is not the published data's size (e.g. a folder merely named ``bottle``)."""
     out = {}
     for cat, pc in per_class.items():
         expected = mvtec_counts()[cat]
         n_defect = expected["test_defect"] - (expected["test_defect"] * 3 // 10 if split == "study" else 0)
-        (tn, fp), (fn, tp) = pc["confusion"]
-        if (tn + fp, fn + tp) != (expected["test_good"], n_defect):
-            out[cat] = (f"test set {tn + fp} good + {fn + tp} defective, MVTec AD's {split} split has "
+        n_good, n_bad = pc.test_sizes
+        if (n_good, n_bad) != (expected["test_good"], n_defect):
+            out[cat] = (f"test set {n_good} good + {n_bad} defective, MVTec AD's {split} split has "
                         f"{expected['test_good']} + {n_defect}")
     return out
 
 
-def _entries(per_class: dict, table: ReferenceTable, other_data: dict[str, str]) -> list[dict[str, object]]:
+def _entries(per_class: dict[str, ClassResult], table: ReferenceTable,
+             other_data: dict[str, str]) -> list[dict[str, object]]:
     rows = []
     for cat, pc in per_class.items():
+        numbers = pc.recorded()
         for metric, published in table.values[cat].items():
             band = table.bands[metric]
             allowed = band.allowed(mvtec_counts()[cat])
-            measured = pc.get(metric)
+            measured = numbers.get(metric)
             row = {"category": cat, "metric": metric, "reference": published, "measured": measured,
                    "difference": None if measured is None else measured - published, "band": allowed,
                    "band_rule": band.rule(), "band_why": band.why}
             row["within_band"] = measured is not None and abs(measured - published) <= allowed + 1e-12
-            row["reproduced"] = row["within_band"] and cat not in other_data
+            # the run's own sampling uncertainty: its 95% bootstrap interval (None without --bootstrap)
+            interval = (pc.ci95 or {}).get(metric)
+            row["interval"] = interval
+            row["within_interval"] = None if interval is None else bool(interval[0] <= published <= interval[1])
+            row["decided_by"] = ("band" if row["within_band"] else "interval" if row["within_interval"] else
+                                 "neither band nor interval" if interval is not None else "band (no interval)")
+            row["reproduced"] = (row["within_band"] or bool(row["within_interval"])) and cat not in other_data
             if measured is None:
-                row["note"] = pc.get("pixel_metrics_absent") or "not measured"
+                row["note"] = pc.pixel_metrics_absent or "not measured"
             elif cat in other_data:
                 row["note"] = f"not MVTec AD's {cat}: {other_data[cat]}"
             rows.append(row)
     return rows
 
 
-def _method_verdict(method: str, result: dict, config: dict, candidates: list[ReferenceTable],
+def _method_verdict(m: MethodResult, config: dict, candidates: list[ReferenceTable],
                     indicative: str | None) -> dict[str, object]:
-    per_class = {c: pc for c, pc in result["per_class"].items() if c in MVTEC_AD_CATEGORIES}
-    table, diffs = closest_table(run_setting(config, method), candidates)
+    per_class = {c: pc for c, pc in m.per_class.items() if c in MVTEC_AD_CATEGORIES}
+    table, diffs = closest_table(run_setting(config, m.method), candidates)
     per_class = {c: pc for c, pc in per_class.items() if c in table.values}
     data = data_differences(per_class, config.get("split", "study"))
     entries = _entries(per_class, table, data)
@@ -106,31 +115,42 @@ def _summary_line(method: str, v: dict) -> str:
     line = f"{method} vs {v['reference_name']} ({v['reference']}): {v['reproduced']}/{v['total']} reproduced"
     if v["data_differences"]:
         line += "; data differs from MVTec AD (never a reproduction): " + "; ".join(v["data_differences"])
-    failing = [e for e in v["entries"] if not e["within_band"]]
+    def one(e: dict) -> str:
+        if e["measured"] is None:
+            return f"{e['category']} {e['metric']} not measured ({e.get('note')})"
+        interval = f", 95% interval [{e['interval'][0]:.4f}, {e['interval'][1]:.4f}]" if e.get("interval") else ""
+        return (f"{e['category']} {e['metric']} {e['measured']:.4f} vs {e['reference']:.4f} "
+                f"({e['difference']:+.4f}, band {e['band']:.4f}{interval})")
+
+    def shown(entries: list[dict]) -> str:
+        parts = [one(e) for e in entries[:SHOWN_FAILURES]]
+        return ", ".join(parts) + (f", and {len(entries) - SHOWN_FAILURES} more" if len(entries) > SHOWN_FAILURES
+                                   else "")
+
+    failing = [e for e in v["entries"] if not e["within_band"] and not e.get("within_interval")]
     if failing:
-        shown = [f"{e['category']} {e['metric']} " + (
-            f"{e['measured']:.3f} vs {e['reference']:.3f} ({e['difference']:+.3f}, band {e['band']:.3f})"
-            if e["measured"] is not None else f"not measured ({e.get('note')})") for e in failing[:SHOWN_FAILURES]]
-        more = f", and {len(failing) - SHOWN_FAILURES} more" if len(failing) > SHOWN_FAILURES else ""
-        line += "; outside the band: " + ", ".join(shown) + more
+        line += "; outside the band and the run's 95% interval: " + shown(failing)
+    by_interval = [e for e in v["entries"] if not e["within_band"] and e.get("within_interval")]
+    if by_interval:
+        line += "; outside the band, but the published value lies in the run's 95% interval: " + shown(by_interval)
     if v["indicative"]:
         line += " -- indicative only: " + "; ".join(v["indicative_reasons"])
     return line
 
 
-def make_verdict(clean: dict) -> dict[str, object]:
-    """The verdict of one run from its ``clean`` scenario results JSON."""
-    config = clean["config"]
+def make_verdict(clean: ScenarioResult) -> dict[str, object]:
+    """The verdict of one run from the result of its ``clean`` scenario."""
+    config = clean.config
     preset = get_preset(config.get("preset", "study"))
     tables = [load_tables()[t] for t in preset.references]
-    categories = list(next(iter(clean["methods"].values()))["per_class"]) if clean["methods"] else []
+    categories = clean.categories()
     covered = {c for t in tables for c in t.values}
     missing = [c for c in categories if c not in covered]
     methods = {}
-    for key, result in clean["methods"].items():
-        candidates = [t for t in tables if t.method == result["method"] and result.get("coreset_ratio") is None]
-        if candidates and any(c in covered for c in result["per_class"]):
-            methods[key] = _method_verdict(result["method"], result, config, candidates, preset.indicative)
+    for m in clean.methods:
+        candidates = [t for t in tables if t.method == m.method and m.coreset_ratio is None]
+        if candidates and any(c in covered for c in m.per_class):
+            methods[m.key] = _method_verdict(m, config, candidates, preset.indicative)
     out: dict[str, object] = {"preset": preset.name, "scenario": SCENARIO, "methods": methods,
                               "no_references_for": missing}
     if not methods:

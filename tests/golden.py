@@ -25,27 +25,27 @@ from pathlib import Path
 import pytest
 
 from ad_core.data.io import write_json
-from experiments.goldens import compare_numbers, derive_tolerances, describe, entries, load_drift, payload
+from experiments.goldens import SHORTCUT, compare_numbers, derive_tolerances, describe, entries, load_drift, payload
 from experiments.methods import METHODS
-from experiments.results import method_key
+from experiments.results import MEAN, POOLED, ScenarioResult, method_key
 from experiments.scenarios import SCENARIOS
 
 GOLDEN_ROOT = Path(__file__).resolve().parent.parent / "golden"
 
 
-def check_golden(request: pytest.FixtureRequest, folder: str, result: dict, method: str, entry: str,
+def check_golden(request: pytest.FixtureRequest, folder: str, result: ScenarioResult, method: str, entry: str,
                  verdict: dict | None = None) -> None:
     """Assert one (scenario, method, entry) of ``result`` against its golden, or regenerate it.
 
     ``verdict``: the run's reproduction verdict, kept in a regenerated golden (status and summary)
     so that the file says whether the numbers it guards reproduced the published ones."""
-    path = GOLDEN_ROOT / folder / f"{result['scenario']}.json"
+    path = GOLDEN_ROOT / folder / f"{result.scenario}.json"
     force = request.config.getoption("force_regen")
     regen_all = request.config.getoption("regen_all")
     dataset, backbone = folder.rsplit("-", 1) if folder.count("-") == 1 else (folder, "")
     actual = entries(result).get(method, {}).get(entry)
     if actual is None:
-        pytest.fail(f"the run has no {method}/{entry} in {result['scenario']}")
+        pytest.fail(f"the run has no {method}/{entry} in {result.scenario}")
     if path.is_file():
         golden = json.loads(path.read_text())
         expected = golden["methods"].get(method, {}).get(entry)
@@ -66,7 +66,7 @@ def check_golden(request: pytest.FixtureRequest, folder: str, result: dict, meth
         pytest.fail(f"{path} regenerated ({'; '.join(problems)}); rerun to check against it.")
     if golden is None:
         pytest.fail(f"No golden at {path}. Record one with: pytest -m <marker> --regen-all")
-    pytest.fail(f"{result['scenario']} / {method} / {entry} differs from {path}:\n  " + "\n  ".join(problems))
+    pytest.fail(f"{result.scenario} / {method} / {entry} differs from {path}:\n  " + "\n  ".join(problems))
 
 
 def method_keys(scenario) -> list[str]:
@@ -76,8 +76,8 @@ def method_keys(scenario) -> list[str]:
 
 def scenario_entries(scenario, categories) -> list[str]:
     """Each class, the macro mean, and the pooled / shortcut results where the scenario has them."""
-    return [*categories, "mean", *(["pooled"] if scenario.global_threshold else []),
-            *(["shortcut"] if scenario.shortcut_analysis else [])]
+    return [*categories, MEAN, *([POOLED] if scenario.global_threshold else []),
+            *([SHORTCUT] if scenario.shortcut_analysis else [])]
 
 
 def cases(categories, scenarios=tuple(SCENARIOS)) -> list:

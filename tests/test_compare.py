@@ -19,14 +19,19 @@ pytestmark = pytest.mark.fast
 NAN, INF = float("nan"), float("inf")
 
 
-def scenario(name: str = "clean") -> dict:
-    """A minimal results/<scenario>.json as ``ScenarioResult.to_json`` writes it: one method, two classes."""
+def scenario_result(name: str = "clean") -> ScenarioResult:
+    """A minimal scenario result: one method, two classes."""
     def cls(auroc: float) -> ClassResult:
         return ClassResult(image_auroc=auroc, image_auprc=0.9, image_f1=0.8, image_accuracy=0.75, threshold=12.5,
                            pixel_auroc=0.95, pro=0.7, confusion=[[10, 2], [3, 11]])
 
     padim = MethodResult("padim", None, {"brick": cls(0.9), "tissue": cls(0.8)}, {"brick": 12.5, "tissue": 12.5})
-    return ScenarioResult(name, "a test scenario", {"seed": 42}, [padim]).to_json()
+    return ScenarioResult(name, "a test scenario", {"seed": 42}, [padim])
+
+
+def scenario(name: str = "clean") -> dict:
+    """``scenario_result`` as results/<scenario>.json holds it (``ScenarioResult.to_json``)."""
+    return scenario_result(name).to_json()
 
 
 def run_folder(root: Path, **edits: object) -> Path:
@@ -188,7 +193,7 @@ def golden_folder(root: Path, tolerances: dict | None = None, text: str | None =
 
     root.mkdir(parents=True)
     g = {"scenario": "clean", "tolerances": tolerances or {"image_auroc": {"abs": 0.01}},
-         "methods": entries(scenario())}
+         "methods": entries(scenario_result())}
     (root / "clean.json").write_text(text if text is not None else json.dumps(g))
     (root / "drift.json").write_text("{}")
     return root

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from ad_core.data.embedded import EmbeddedSpec, make_embedded_dataset
+from conftest import metrics_only
 from experiments.config import RunConfig
 from experiments.study import run_study
-from tests.test_experiments import metrics_only
 
 pytest.importorskip("distributed", reason="the dask executor needs dask[distributed]: pip install -e '.[test]'")
 

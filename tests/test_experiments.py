@@ -11,6 +11,7 @@ from ad_core.data.embedded import EmbeddedSpec, make_embedded_dataset
 from ad_core.errors import DatasetError
 from ad_core.metrics import IMAGE_METRICS, PIXEL_METRICS
 from ad_core.models import PaDiM
+from conftest import metrics_only
 from experiments.cli import main
 from experiments.config import RunConfig
 from experiments.runner import StudyRun
@@ -38,23 +39,12 @@ def first_run_data_name(out):
     return json.loads((out / "run_config.json").read_text())["dataset"]
 
 
-def metrics_only(results):
-    """Results without wall-clock numbers (fit seconds)."""
-    text = json.dumps(results, sort_keys=True)
-    out = json.loads(text)
-    for r in out:
-        for m in r["methods"].values():
-            for pc in m["per_class"].values():
-                pc.pop("fit_seconds", None)
-    return out
-
-
 @pytest.fixture(scope="module")
 def first_run(tiny_data, tmp_path_factory):
     """The shared run: read it, never write into it (copy it first: ``first_run_copy``)."""
     out = tmp_path_factory.mktemp("run")
     results, timings = run_study(config(out, tiny_data))
-    return out, results, timings
+    return out, [r.to_json() for r in results], timings
 
 
 @pytest.fixture

@@ -5,26 +5,49 @@ from __future__ import annotations
 import pytest
 
 from experiments.goldens import compare_numbers, derive_tolerances, entries, max_drift, merge_drift
+from experiments.results import ClassResult, MethodResult, ScenarioResult
 
 pytestmark = pytest.mark.fast
 
 
-def result(auroc: float = 0.9, f1: float = 0.8, pro: float | None = 0.7, scenario: str = "clean") -> dict:
-    pc = {"image_auroc": auroc, "image_auprc": 0.9, "image_f1": f1, "image_accuracy": 0.8, "threshold": 10.0,
-          "pixel_auroc": None if pro is None else 0.95, "pro": pro, "confusion": [[10, 2], [3, 11]],
-          "memory_bank_size": 123}
+def result(auroc: float = 0.9, f1: float = 0.8, pro: float | None = 0.7, scenario: str = "clean",
+           uncertain: dict | None = None) -> ScenarioResult:
+    def pc(confusion: list[list[int]]) -> ClassResult:
+        return ClassResult(image_auroc=auroc, image_auprc=0.9, image_f1=f1, image_accuracy=0.8, threshold=10.0,
+                           pixel_auroc=None if pro is None else 0.95, pro=pro, confusion=confusion,
+                           memory_bank_size=123, uncertain=uncertain)
+
     shortcut = {"cross_class_confusion": {"a": {"a": 0.1, "b": 0.0}, "b": {"a": 0.5, "b": 0.1}},
                 "feature_separation": {"silhouette": 0.4, "centroid_accuracy": 1.0}}
-    return {"scenario": scenario, "config": {"weights_source": "x", "seed": 42},
-            "methods": {"patchcore": {"per_class": {"a": pc, "b": dict(pc, confusion=[[20, 0], [0, 30]])},
-                                      "mean": {"image_auroc": auroc, "pro": pro}, "pooled": pc, "shortcut": shortcut}}}
+    m = MethodResult("patchcore", None, {"a": pc([[10, 2], [3, 11]]), "b": pc([[20, 0], [0, 30]])},
+                     {"a": 10.0, "b": 10.0}, pooled=pc([[30, 2], [3, 41]]), shortcut=shortcut)
+    return ScenarioResult(scenario, "a test scenario", {"weights_source": "x", "seed": 42}, [m])
 
 
 def test_entries_hold_every_reported_number():
     e = entries(result())["patchcore"]
     assert set(e) == {"a", "b", "mean", "pooled", "shortcut"}
     assert e["a"]["memory_bank_size"] == 123 and e["shortcut"]["cross_class_b_a"] == 0.5
-    assert e["shortcut"]["silhouette"] == 0.4 and e["mean"]["image_auroc"] == 0.9
+    assert e["shortcut"]["silhouette"] == 0.4 and e["mean"]["image_auroc"] == pytest.approx(0.9)
+    assert list(e["a"]) == ["image_auroc", "image_auprc", "image_f1", "image_accuracy", "threshold", "pixel_auroc",
+                            "pro", "memory_bank_size"]
+    assert e["pooled"]["image_f1"] == 0.8 and e["mean"]["pixel_auroc"] == pytest.approx(0.95)
+
+
+def test_entries_read_a_results_file_as_it_states_its_mean():
+    """A results JSON parsed once (``ScenarioResult.from_json``) gives the entries of its own numbers:
+    its ``mean`` as written (a class number edited by hand does not move it), uncertain groups included."""
+    groups = {"test_normal_median_score": 1.0, "p067": {"n": 4, "auroc_vs_test_normals": 0.6},
+              "p033": {"n": 7, "auroc_vs_test_normals": 0.55}}
+    written = result(uncertain=groups).to_json()
+    written["methods"]["patchcore"]["per_class"]["a"]["image_auroc"] = 0.1
+    read = ScenarioResult.from_json(written)
+    assert read.to_json() == written
+    e = entries(read)["patchcore"]
+    assert e["a"]["image_auroc"] == 0.1 and e["mean"]["image_auroc"] == pytest.approx(0.9)
+    assert [k for k in e["a"] if k.startswith("uncertain_")] == ["uncertain_p033_auroc", "uncertain_p067_auroc"]
+    tol = derive_tolerances(read, {"max_abs": {}, "max_rel": {}})
+    assert tol["uncertain_p033_auroc"]["abs"] == pytest.approx(3 / (12 * 7))  # smallest normal set x group size
 
 
 def test_tolerances_follow_granularity_and_scenario_drift():

@@ -34,7 +34,7 @@ MVTEC_GOLDEN = "mvtec-resnet50"
 @pytest.fixture(scope="session")
 def embedded_results(tmp_path_factory):
     results, _ = run_study(RunConfig(out=tmp_path_factory.mktemp("embedded-run"), progress=False))
-    return {r["scenario"]: r for r in results}
+    return {r.scenario: r for r in results}
 
 
 @pytest.mark.regression
@@ -51,7 +51,7 @@ def mvtec_results(mvtec_root, tmp_path_factory):
                        weights=os.environ.get("AD_REPRO_WEIGHTS"), progress=False)
     results, _ = run_study(config)
     verdict = json.loads((out / "verdict.json").read_text())
-    return {r["scenario"]: r for r in results}, verdict
+    return {r.scenario: r for r in results}, verdict
 
 
 @pytest.mark.gpu

@@ -27,7 +27,7 @@ def elpv_run(tmp_path_factory, name: str, scenarios: list[str] | None):
                         "pip install -e '.[test]' (or '.[elpv]')")
     out = Path(os.environ.get("AD_REPRO_ELPV_OUT") or tmp_path_factory.mktemp(name))
     results, _ = run_study(RunConfig(out=out, dataset="elpv", scenarios=scenarios, progress=False))
-    return {r["scenario"]: r for r in results}
+    return {r.scenario: r for r in results}
 
 
 @pytest.fixture(scope="session")

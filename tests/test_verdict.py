@@ -9,6 +9,7 @@ import pytest
 from ad_core.data.embedded import EmbeddedSpec, make_embedded_dataset
 from experiments.cli import main
 from experiments.references import load_tables
+from experiments.results import ClassResult, MethodResult, ScenarioResult
 from experiments.verdict import closest_table, make_verdict, run_setting
 
 pytestmark = pytest.mark.fast
@@ -25,9 +26,11 @@ def paper_config(**kw) -> dict:
     return cfg
 
 
-def clean_result(per_class: dict, config: dict) -> dict:
-    return {"scenario": "clean", "config": config,
-            "methods": {"patchcore": {"method": "patchcore", "coreset_ratio": None, "per_class": per_class}}}
+def clean_result(per_class: dict, config: dict) -> ScenarioResult:
+    """A ``clean`` result of PatchCore; ``per_class``: each class's numbers (those not given: not measured)."""
+    classes = {c: ClassResult.from_json(pc) for c, pc in per_class.items()}
+    return ScenarioResult("clean", "train on good, test on clean", config,
+                          [MethodResult("patchcore", None, classes, {c: pc.threshold for c, pc in classes.items()})])
 
 
 def mvtec_sized(cat: str, **metrics) -> dict:
@@ -55,7 +58,8 @@ def test_within_band_is_reproduced_outside_either_way_is_not():
     screw = next(e for e in m["entries"] if (e["category"], e["metric"]) == ("screw", "image_auroc"))
     assert screw["difference"] == pytest.approx(-0.03) and screw["band"] == pytest.approx(0.01)
     assert v["status"] == "not reproduced" and (m["reproduced"], m["total"]) == (6, 9)
-    assert "outside the band: screw image_auroc 0.940 vs 0.970 (-0.030, band 0.010)" in v["summary"]
+    assert ("outside the band and the run's 95% interval: screw image_auroc 0.9400 vs 0.9700 (-0.0300, band 0.0100)"
+            in v["summary"])
     assert "cable pixel_auroc not measured (the dataset has no ground-truth masks" in v["summary"]
     # better than published by more than the band is not a reproduction either
     per_class["screw"]["image_auroc"] = 1.0
@@ -66,6 +70,25 @@ def test_within_band_is_reproduced_outside_either_way_is_not():
                                   paper_config()))
     entries = v["methods"]["patchcore"]["entries"]
     assert all(e["within_band"] and not e["reproduced"] for e in entries) and v["status"] == "not reproduced"
+
+
+def test_the_runs_own_interval_decides_where_the_band_alone_would_not():
+    """Issue 19.7: PRO 0.951 vs published 0.961 is outside a 0.010 band by rounding, but the run's 95%
+    interval [0.934, 0.963] holds the published value: reproduced, decided by the interval, and said."""
+    ref = PAPER10.values["bottle"]
+    pro = ref["pro"] - 0.0101
+    bottle = mvtec_sized("bottle", image_auroc=ref["image_auroc"], pixel_auroc=ref["pixel_auroc"], pro=pro,
+                         ci95={"pro": [pro - 0.017, ref["pro"] + 0.002]})
+    v = make_verdict(clean_result({"bottle": bottle}, paper_config()))
+    e = next(e for e in v["methods"]["patchcore"]["entries"] if e["metric"] == "pro")
+    assert not e["within_band"] and e["within_interval"] and e["reproduced"] and e["decided_by"] == "interval"
+    assert "outside the band, but the published value lies in the run's 95% interval: bottle pro" in v["summary"]
+    assert "(-0.0101, band 0.0100, 95% interval [" in v["summary"]
+    bottle["ci95"]["pro"] = [pro - 0.005, pro + 0.005]  # a tight interval that misses it: not reproduced
+    v = make_verdict(clean_result({"bottle": bottle}, paper_config()))
+    e = next(e for e in v["methods"]["patchcore"]["entries"] if e["metric"] == "pro")
+    assert not e["reproduced"] and e["decided_by"] == "neither band nor interval"
+    assert "outside the band and the run's 95% interval: bottle pro" in v["summary"]
 
 
 def test_all_within_band_on_the_published_setting_is_reproduced():
@@ -98,6 +121,15 @@ def test_study_preset_is_indicative_and_names_its_closest_settings():
     assert m["indicative_reasons"][0].startswith("closest published setting, different protocol: indicative only")
     assert "backbone resnet50 (published wide_resnet50_2)" in v["summary"]
     assert m["data_differences"] == []  # 20 good + 45 defective: MVTec AD bottle under the study's 70% rule
+
+
+def test_a_coreset_sweep_gets_no_verdict_and_a_results_file_reads_back_to_the_same_verdict():
+    ref = PAPER10.values["bottle"]
+    clean = clean_result({"bottle": mvtec_sized("bottle", **ref)}, paper_config())
+    swept = MethodResult("patchcore", 0.1, clean.methods[0].per_class, clean.methods[0].thresholds)
+    v = make_verdict(ScenarioResult("clean", "", paper_config(), [*clean.methods, swept]))
+    assert list(v["methods"]) == ["patchcore"]  # patchcore@rho=0.1: a sweep, not the published setting
+    assert make_verdict(ScenarioResult.from_json(json.loads(json.dumps(clean.to_json())))) == make_verdict(clean)
 
 
 def test_no_references_for_other_categories():

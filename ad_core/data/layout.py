@@ -69,9 +69,12 @@ class CategoryFiles:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    entries = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    broken = [p.name for p in entries if p.is_symlink() and not p.is_file()]  # dangling or looping links
+    if broken:
+        log.warning("%s: skipped %d symbolic link(s) that lead to no file (dangling or looping): %s",
+                    folder, len(broken), ", ".join(broken[:5]) + (" ..." if len(broken) > 5 else ""))
+    return [p for p in entries if p.is_file()]
 
 
 def list_categories(root: str | Path) -> list[str]:
@@ -93,8 +96,10 @@ def _find_mask(gt_dir: Path, image: Path) -> Path | None:
     return None
 
 
-def discover_category(root: str | Path, category: str) -> CategoryFiles:
-    """List the files of ``root/category``; raise :class:`DatasetError` on a broken layout."""
+def discover_category(root: str | Path, category: str, image_level: bool = False) -> CategoryFiles:
+    """List the files of ``root/category``; raise :class:`DatasetError` on a broken layout.
+
+    ``image_level``: the dataset has no masks by design (ELPV): no word about a missing ``ground_truth/``."""
     root = Path(root)
     cat_dir = root / category
     if not cat_dir.is_dir():
@@ -124,7 +129,7 @@ def discover_category(root: str | Path, category: str) -> CategoryFiles:
 
     gt_root = cat_dir / "ground_truth"
     has_masks = gt_root.is_dir()
-    if not has_masks:
+    if not has_masks and not image_level:
         log.warning(
             "%s has no ground_truth/ folder: treated as an image-level-only dataset (pixel "
             "metrics will be absent). If you forgot the masks, put them in "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -18,6 +19,26 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+@contextlib.contextmanager
+def at_least_two_threads(device: torch.device) -> Iterator[None]:
+    """On a CPU, run inside with >= 2 intra-op threads (restored after).
+
+    oneDNN picks other convolution kernels for one thread and a batch below ~16, and they sum in
+    another order: the maps moved by up to ~5e-5 between ``--threads 1`` and 2 (and between a
+    1-thread Dask worker and the client).  With 2, 4 (and, measured, any batch size) the maps are
+    bit-identical, so the features no longer depend on the thread count (tests/test_features.py).
+    """
+    before = torch.get_num_threads()
+    if device.type != "cpu" or before >= 2:
+        yield
+        return
+    torch.set_num_threads(2)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class FeatureExtractor:
@@ -63,15 +84,23 @@ class FeatureExtractor:
         """Feature maps of one batch, on the extractor's device, float32."""
         x = images.to(self.device, non_blocking=True).contiguous(memory_format=self._memory_format)
         out: dict[str, torch.Tensor] = {}
-        for name, stage in zip(self._names, self.stages):
-            x = stage(x)
-            if name in self.layers:
-                out[name] = x.contiguous()  # callers get ordinary NCHW tensors
+        with at_least_two_threads(self.device):
+            for name, stage in zip(self._names, self.stages):
+                x = stage(x)
+                if name in self.layers:
+                    out[name] = x.contiguous()  # callers get ordinary NCHW tensors
         return out
 
     def batches(self, dataset: Dataset, progress: bool = True, desc: str = "features",
                 num_workers: int = 0) -> Iterator[dict[str, torch.Tensor]]:
-        """Feature maps of ``dataset`` (items with an ``image`` key) batch by batch, on CPU."""
+        """Feature maps of ``dataset`` (items with an ``image`` key) batch by batch, on CPU.
+
+        A partial last batch is padded with zero images to ``batch_size``: oneDNN picks its
+        convolution kernels by the batch's shape, and below 224 px a batch of 1 or 3 gave maps that
+        differ in the last bits from the same image's in a batch of 16.  Padded, an image's maps do
+        not depend on which images it was extracted with (a split, a resumed run, a recomputed cache
+        entry), only on ``batch_size``; at 224 and 256 px not even on that (measured: 1, 2, 3, 7, 16).
+        """
         loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=num_workers)
         batches = iter(tqdm(loader, desc=desc, disable=not progress, leave=False))
         while True:
@@ -79,4 +108,8 @@ class FeatureExtractor:
                 batch = next(batches, None)
             if batch is None:
                 return
-            yield {k: v.cpu() for k, v in self(batch["image"]).items()}
+            images = batch["image"]
+            n = images.shape[0]
+            if n < self.batch_size:  # a full batch always: see the docstring
+                images = torch.cat([images, images.new_zeros((self.batch_size - n, *images.shape[1:]))])
+            yield {k: v[:n].cpu() for k, v in self(images).items()}

@@ -119,6 +119,19 @@ def _warp(t: torch.Tensor, p: ShiftParams, interpolation: InterpolationMode) -> 
     )
 
 
+def _adjust_contrast(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """torchvision's ``adjust_contrast`` on a float image in [0, 1] (blend with the mean of its
+    grayscale), the mean summed in float64 by numpy in a fixed order.
+
+    torch's parallel mean reorders the float32 sum with the thread count and the CPU's vector
+    width, which moved single uint8 pixels of the shifted copy between ``--threads 1`` and 2 (13 of
+    the embedded set's 477 shifted images), and so the shifted scenarios' numbers between machines.
+    """
+    gray = F.rgb_to_grayscale(x) if x.shape[-3] == 3 else x
+    mean = torch.tensor(np.mean(gray.numpy(), dtype=np.float64), dtype=x.dtype)
+    return x.mul(factor).add_(mean, alpha=1.0 - factor).clamp_(0.0, 1.0)
+
+
 def apply_shift(
     image: np.ndarray, mask: np.ndarray | None, params: ShiftParams
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -134,7 +147,7 @@ def apply_shift(
     t = _warp(t, params, InterpolationMode.BILINEAR)
     x = t.float() / 255.0
     x = F.adjust_brightness(x, params.brightness)
-    x = F.adjust_contrast(x, params.contrast)
+    x = _adjust_contrast(x, params.contrast)
     if not gray:
         x = F.adjust_saturation(x, params.saturation)
     if params.blur:
