@@ -43,7 +43,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from experiments.config import RunConfig, check_seeds, validate
+    from experiments.config import RunConfig
     from experiments.presets import preset_settings
     from experiments.report import summary_table
     from experiments.statistics import claim_line
@@ -64,10 +64,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         config = RunConfig(**preset_settings(args.preset or "study", **{"out": Path("outputs"), **{
             k: v for k, v in explicit.items() if v is not None}}))
-    if args.seeds:
-        check_seeds(args.seeds)
-    validate(config)  # one line and exit 2 on a bad value, before any data is read
-    if args.seeds:
+    if args.seeds:  # (run_study validates the configuration, run_seeds the seeds, before any data is read)
         summary, per_seed = run_seeds(config, args.seeds)
         for c in summary["claims"]:
             print(f"{c['claim']}: mean {c['mean_difference']:+.3f} (sd {c['sd_difference']:.3f}), "
@@ -130,7 +127,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                   "to compare them anyway", file=sys.stderr)
             return 2
     try:
-        rows = compare_folders(Path(args.a), Path(args.b), args.tolerance, every=True)
+        rows = compare_folders(Path(args.a), Path(args.b), args.tolerance, every=True, shared=args.shared)
     except CompareError as exc:
         print(f"ad-repro compare: {exc}", file=sys.stderr)
         return 2
@@ -139,6 +136,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print("\n".join(table))
     print("\n" + summarise(rows))
     return 1 if any(not r["holds"] for r in rows) else 0
+
+
+def _cmd_golden_record(args: argparse.Namespace) -> int:
+    from experiments.goldens import record
+
+    try:
+        written = record(Path(args.run), Path(args.dest))
+    except ValueError as exc:
+        print(f"ad-repro golden record: {exc}", file=sys.stderr)
+        return 2
+    size = sum(p.stat().st_size for p in written)
+    print(f"{len(written)} golden file(s), {size / 1024:.0f} kB, in {args.dest}: "
+          + ", ".join(p.name for p in written))
+    print(f"gate a later run with: ad-repro compare {args.dest} <its --out>  (exit 0 holds, 1 moved, 2 unusable)")
+    return 0
 
 
 def positive_int(text: str) -> int:
@@ -235,9 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--tolerance", type=float, help="one absolute tolerance for every number instead")
     cmp_.add_argument("--different-data", action="store_true",
                       help="compare runs whose provenance says they read different data content")
+    cmp_.add_argument("--shared", action="store_true",
+                      help="compare the scenarios both folders hold (default: both must hold the same ones)")
     cmp_.add_argument("--all", action="store_true",
                       help="table every number that differs (default: only those beyond tolerance)")
     cmp_.set_defaults(func=_cmd_compare)
+
+    golden = sub.add_parser("golden", help="goldens of your own runs, to gate them in CI")
+    golden_sub = golden.add_subparsers(dest="golden_command", required=True)
+    rec = golden_sub.add_parser(
+        "record", help="write a results-only golden of a run (tens of kB): DEST/<scenario>.json with derived "
+                       "tolerances and their reasons; gate later runs with: ad-repro compare DEST NEW_RUN")
+    rec.add_argument("run", help="a run's --out folder")
+    rec.add_argument("dest", help="the golden folder to write (e.g. golden/my-line-3)")
+    rec.set_defaults(func=_cmd_golden_record)
     return parser
 
 

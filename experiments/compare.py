@@ -46,28 +46,26 @@ def _read_json(path: Path) -> object:
         raise CompareError(f"{path}: malformed JSON (nested too deeply)") from None
 
 
+def _object(path: Path, where: str, value: object) -> dict:
+    """``value`` when it is a JSON object, else CompareError naming the file and the place."""
+    if not isinstance(value, dict):
+        raise CompareError(f"{path}: {where} must be an object, got {type(value).__name__}")
+    return value
+
+
 def _check_numbers(path: Path, methods: object) -> None:
     """Every checked number is a number (NaN / inf included: they fail the comparison) or null."""
-    if not isinstance(methods, dict):
-        raise CompareError(f"{path}: 'methods' must be an object, got {type(methods).__name__}")
-    for key, es in methods.items():
-        if not isinstance(es, dict):
-            raise CompareError(f"{path}: methods/{key} must be an object, got {type(es).__name__}")
-        for entry, numbers in es.items():
-            if not isinstance(numbers, dict):
-                raise CompareError(f"{path}: {key}/{entry} must be an object, got {type(numbers).__name__}")
-            for name, v in numbers.items():
+    for key, es in _object(path, "'methods'", methods).items():
+        for entry, numbers in _object(path, f"methods/{key}", es).items():
+            for name, v in _object(path, f"{key}/{entry}", numbers).items():
                 if v is not None and not _is_number(v):
                     raise CompareError(f"{path}: {key}/{entry}/{name} must be a number or null, "
                                        f"got {type(v).__name__} {json.dumps(v)[:60]}")
 
 
 def _check_tolerances(path: Path, tolerances: object) -> None:
-    if not isinstance(tolerances, dict):
-        raise CompareError(f"{path}: 'tolerances' must be an object, got {type(tolerances).__name__}")
-    for name, tol in tolerances.items():
-        if not isinstance(tol, dict):
-            raise CompareError(f"{path}: tolerances/{name} must be an object, got {type(tol).__name__}")
+    for name, tol in _object(path, "'tolerances'", tolerances).items():
+        _object(path, f"tolerances/{name}", tol)
         for unit in ("abs", "rel"):
             v = tol.get(unit)
             if v is not None and not (_is_number(v) and math.isfinite(v) and v >= 0):
@@ -168,16 +166,23 @@ def check_tolerance(tolerance: object) -> None:
         raise CompareError(f"--tolerance must be a finite number >= 0, got {tolerance}")
 
 
-def compare_folders(a: Path, b: Path, tolerance: float | None = None, *, every: bool = False) -> list[dict]:
+def compare_folders(a: Path, b: Path, tolerance: float | None = None, *, every: bool = False,
+                    shared: bool = False) -> list[dict]:
     """The compared numbers: scenario, method, entry, number, a, b, diff, allowed, differs, holds.
 
     Default: the numbers that differ (``a != b``; a NaN always differs).  ``every=True``: every
     number compared, equal ones included (``differs`` False, ``holds`` True), so that
-    ``len(rows)`` is the count of numbers compared (``summarise``).
+    ``len(rows)`` is the count of numbers compared (``summarise``).  ``shared``: compare the
+    scenarios both folders hold (else a scenario on one side only is an error).
     """
     check_tolerance(tolerance)
     kind_a, ea, ta = load_side(a)
     kind_b, eb, tb = load_side(b)
+    if shared:  # only the scenarios both sides ran
+        common = set(ea) & set(eb)
+        if not common:
+            raise CompareError(f"{a} and {b} share no scenario: A has {sorted(ea)}, B has {sorted(eb)}")
+        ea, eb = {k: v for k, v in ea.items() if k in common}, {k: v for k, v in eb.items() if k in common}
     _same_keys("scenarios", ea, eb, "")
     rows = []
     for sc in sorted(ea):

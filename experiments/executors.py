@@ -140,6 +140,9 @@ class DaskExecutor:
             raise RuntimeError("--executor dask needs Dask: pip install 'ad-repro[dask]'") from exc
         self._cluster = None
         self.threads = threads  # None on a remote cluster: each worker uses its own cores
+        for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny",
+                     "distributed.core", "distributed.http.proxy"):  # ~33 INFO lines a run otherwise
+            logging.getLogger(name).setLevel(logging.WARNING)
         if scheduler is None:
             # the cores shared out: workers x threads above the cores makes OpenMP's and MKL's
             # spinning threads wait for each other (a 2-worker PaDiM fit on 2 cores: 40x slower)

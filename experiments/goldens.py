@@ -234,3 +234,30 @@ def merge_drift(*records: dict) -> dict:
 def scenario_drift(drift: dict, scenario: str) -> dict:
     """The drift measured for this scenario where the record has it, else the record's overall maximum."""
     return drift.get("by_scenario", {}).get(scenario, drift)
+
+
+def record(run_folder: Path, dest: Path) -> list[Path]:
+    """Write a results-only golden of a run into ``dest`` (``ad-repro golden record``): one
+    ``<scenario>.json`` per verified results file, with tolerances derived from its test sets'
+    granularity (and ``dest``'s ``drift.json`` where one was measured), each with its rule and why."""
+    from ad_core.data.io import write_json
+    from experiments.artifacts import load_results
+
+    results = load_results(Path(run_folder))
+    if not results:
+        raise ValueError(f"{run_folder}/results holds no verified scenario results: run the study there first")
+    dest = Path(dest)
+    drift = load_drift(dest) if (dest / DRIFT_FILE).is_file() else {
+        "max_abs": {}, "max_rel": {},
+        "how": "not measured (a run is bit-identical on one machine: docs/protocol.md §13)"}
+    written = []
+    for r in results:
+        path = dest / f"{r.scenario}.json"
+        write_json(path, payload(r, str(r.config.get("dataset")), str(r.config.get("backbone")),
+                                 derive_tolerances(r, drift)))
+        written.append(path)
+    config = Path(run_folder) / "config.json"
+    if config.is_file():  # the run's settings: `ad-repro run --config DEST --data ... --out ...` repeats it
+        write_json(dest / "config.json", json.loads(config.read_text()))
+        written.append(dest / "config.json")
+    return written

@@ -18,7 +18,7 @@ from sklearn.metrics import roc_curve  # noqa: E402
 
 from ad_core.data.io import atomic_open, read_image  # noqa: E402
 from ad_core.data.preprocess import Preprocessor  # noqa: E402
-from experiments.results import ScenarioResult  # noqa: E402
+from experiments.results import ScenarioResult, ScoreSet  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -57,36 +57,60 @@ def confusion_matrices(result: ScenarioResult, folder: Path, ctx: FigureContext)
         for c, cat in enumerate(cats):
             cm = np.array(m.per_class[cat].confusion)
             ax = axes[r][c]
-            ax.imshow(cm, cmap="Blues")
-            for (i, j), v in np.ndenumerate(cm):
-                ax.text(j, i, str(v), ha="center", va="center")
+            ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(1, cm.max()))
+            for (i, j), v in np.ndenumerate(cm):  # white digits on the dark half of the colour scale
+                ax.text(j, i, str(v), ha="center", va="center", fontweight="bold",
+                        color="white" if v > 0.5 * cm.max() else "black")
             ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["N", "A"], yticklabels=["N", "A"],
                    title=f"{m.key}\n{cat}", xlabel="predicted", ylabel="true")
     fig.tight_layout()
     return [_save(fig, folder / f"confusion_{result.scenario}.png")]
 
 
-def overlays(result: ScenarioResult, folder: Path, ctx: FigureContext, per_class: int = 2) -> list[Path]:
-    """For each method with maps: anomalous test images, their map and the ground-truth contour."""
+def overlay_picks(s: ScoreSet, defects: list[str], per_class: int) -> list[int]:
+    """Up to ``per_class`` anomalous images of one class, one per defect type in turn (the highest-scoring
+    of each type first), so that a class's figure shows its different defects, not one type twice."""
+    by_type: dict[str, list[int]] = {}
+    for i in np.flatnonzero(s.labels == 1):
+        by_type.setdefault(defects[i], []).append(int(i))
+    queues = [sorted(idx, key=lambda i: -s.scores[i]) for _, idx in sorted(by_type.items())]
+    picks: list[int] = []
+    while len(picks) < per_class and any(queues):
+        for q in queues:
+            if q and len(picks) < per_class:
+                picks.append(q.pop(0))
+    return picks
+
+
+def overlays(result: ScenarioResult, folder: Path, ctx: FigureContext, per_class: int = 3) -> list[Path]:
+    """For each method with maps: anomalous test images of different defect types, their map on one
+    colour scale per method (colorbar), the ground-truth contour (white) and the map's tau contour
+    (dashed black: where the map reaches the class's image threshold)."""
     paths = []
     pre = ctx.preprocess
     for m in result.methods:
         picks = [(cat, i) for cat, s in m.per_image.items() if s.maps is not None
-                 for i in np.flatnonzero(s.labels == 1)[:per_class]]
+                 for i in overlay_picks(s, [Path(r).parent.name for r in s.relpaths], per_class)]
         if not picks:
             continue
-        fig, axes = plt.subplots(1, len(picks), figsize=(2.6 * len(picks), 2.8), squeeze=False)
+        high = max(float(np.max(m.per_image[cat].maps[i])) for cat, i in picks)
+        fig, axes = plt.subplots(1, len(picks), figsize=(2.6 * len(picks) + 0.8, 2.9), squeeze=False)
+        im = None
         for ax, (cat, i) in zip(axes[0], picks):
             s = m.per_image[cat]
             x, _ = pre(read_image(ctx.image_path(cat, s.relpaths[i])))
             rgb = (x.permute(1, 2, 0).numpy() * np.array(pre.std) + np.array(pre.mean)).clip(0, 1)
             ax.imshow(rgb)
-            ax.imshow(s.maps[i], cmap="jet", alpha=0.45)
+            im = ax.imshow(s.maps[i], cmap="jet", alpha=0.45, vmin=0, vmax=high)
             if s.masks is not None and s.masks[i].any():
                 ax.contour(s.masks[i], levels=[0.5], colors="white", linewidths=1)
-            ax.set_title(f"{cat}\n{s.relpaths[i]}", fontsize=7)
+            tau = m.thresholds[cat]
+            if np.min(s.maps[i]) < tau < np.max(s.maps[i]):
+                ax.contour(s.maps[i], levels=[tau], colors="black", linewidths=0.8, linestyles="dashed")
+            ax.set_title(f"{cat}\n{s.relpaths[i]}\nscore {s.scores[i]:.3g} (tau {tau:.3g})", fontsize=7)
             ax.axis("off")
-        fig.suptitle(f"{result.scenario} / {m.key}", fontsize=9)
+        fig.colorbar(im, ax=list(axes[0]), fraction=0.02, pad=0.01, label="anomaly map")
+        fig.suptitle(f"{result.scenario} / {m.key}: white = ground truth, dashed = map at tau", fontsize=9)
         paths.append(_save(fig, folder / f"overlays_{result.scenario}_{m.slug}.png"))
     return paths
 

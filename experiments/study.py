@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -16,10 +17,12 @@ from experiments.executors import make_executor, thread_count
 from experiments.report import write_report, write_seeds_report
 from experiments.results import ScenarioResult
 from experiments.runner import StudyRun, config_fingerprint, prepare_run
-from experiments.scenarios import select
+from experiments.scenarios import Scenario, select
 from experiments.statistics import aggregate, evaluate_claims
 from experiments.verdict import SCENARIO as VERDICT_SCENARIO
 from experiments.verdict import VERDICT_FILE, make_verdict
+
+log = logging.getLogger("ad-repro")
 
 
 def run_study(config: RunConfig) -> tuple[list[ScenarioResult], dict[str, float]]:
@@ -31,12 +34,26 @@ def run_study(config: RunConfig) -> tuple[list[ScenarioResult], dict[str, float]
         return _run_study(config)
 
 
+def undefined(scenario: Scenario, run: StudyRun) -> str | None:
+    """Why ``scenario`` has no meaning on this run's data, or None."""
+    if scenario.unified and len(run.categories) < 2:
+        return (f"one model over all classes needs two or more; this run has one ({run.categories[0]}), for which "
+                "it is the per-class model of 'clean'")
+    return None
+
+
 def _run_study(config: RunConfig) -> tuple[list[ScenarioResult], dict[str, float]]:
-    scenarios = select(config.scenarios)
     t_start = time.perf_counter()
     timing.reset()
     run = StudyRun(prepare_run(config))
     guard_config(run.out, config_fingerprint(run))
+    scenarios = []
+    for sc in select(config.scenarios):
+        why = undefined(sc, run)
+        if why:
+            log.warning("scenario %s skipped: %s (and the claims that use it)", sc.name, why)
+        else:
+            scenarios.append(sc)
     write_json(run.out / provenance.CONFIG_FILE, config.to_json())  # `ad-repro run --config <out>` re-runs it
     timings: dict[str, float] = {"prepare": time.perf_counter() - t_start}
     executor = make_executor(config, run.device)

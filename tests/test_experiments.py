@@ -311,3 +311,16 @@ def test_compare_passes_on_identical_runs_and_fails_with_a_table_on_a_planted_ch
     assert main(["compare", str(out), str(twin)]) == 2
     assert "different scenarios: only in A ['unified']" in capsys.readouterr().err
     assert main(["compare", str(out), str(tmp_path / "missing")]) == 2
+
+
+@pytest.mark.fast
+def test_overlays_show_each_defect_type_before_a_second_image_of_one():
+    from experiments.plots import overlay_picks
+    from experiments.results import ScoreSet
+
+    relpaths = ["test/good/0.png", "test/crack/0.png", "test/crack/1.png", "test/crack/2.png", "test/dent/0.png"]
+    s = ScoreSet(relpaths, np.array([0, 1, 1, 1, 1]), np.array([9.0, 1.0, 5.0, 3.0, 2.0]))
+    defects = [r.split("/")[1] for r in relpaths]
+    assert overlay_picks(s, defects, 2) == [2, 4]  # crack's best, then dent's: not two cracks
+    assert overlay_picks(s, defects, 4) == [2, 4, 3, 1]
+    assert overlay_picks(s, defects, 9) == [2, 4, 3, 1]  # never a normal image
