@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ad_core.data.dataset import ImageSet
-from ad_core.data.io import atomic_open, write_json
+from ad_core.data.io import atomic_open, file_sha256, write_json
 from ad_core.data.layout import Sample
 from ad_core.data.preprocess import Preprocessor
 from ad_core.features import FeatureExtractor
@@ -45,14 +45,7 @@ from ad_core.timing import phase
 from experiments.fingerprint import describe_change, digest, log
 from experiments.methods import AnomalyModel, MethodSpec
 
-
-def file_digest(path: Path, _memo: dict[tuple[str, int, int, int], str] = {}) -> str:  # noqa: B006
-    """SHA-256 of a file's bytes (memoised per path, size, mtime and inode: an edit in place re-hashes)."""
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    if key not in _memo:
-        _memo[key] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return _memo[key]
+file_digest = file_sha256  # SHA-256 of an input file, memoised (ad_core.data.io)
 
 
 def bytes_digest(path: Path) -> str:
@@ -128,6 +121,7 @@ class FeatureStore:
         self.batch_size = batch_size
         self.progress = progress
         self.n_computed = 0
+        self.n_corrupt = 0  # entries found damaged (named in the log up to 3 times, then counted)
         self.memory_bytes = memory_bytes
         self._memory: dict[Path, dict[str, torch.Tensor]] = {}
         self._held = 0
@@ -185,7 +179,11 @@ class FeatureStore:
             try:
                 item = self._read(path)
             except CorruptEntry as exc:
-                log.warning("features: %s: recomputing", exc)
+                self.n_corrupt += 1
+                if self.n_corrupt <= 3:
+                    log.warning("features: %s: recomputing", exc)
+                elif self.n_corrupt == 4:
+                    log.warning("features: more entries fail their checks under %s: recomputing each", self.root)
                 path.unlink(missing_ok=True)
                 self.ensure([sample])
                 item = self._memory.get(path) or self._read(path)

@@ -224,6 +224,37 @@ def test_a_removed_test_image_redoes_the_splits_and_says_so(reference, tmp_path,
     assert numbers(out) == fresh_numbers(data, tmp_path)
 
 
+def test_the_shifted_copy_is_checked_against_its_sources_and_its_own_bytes(reference, tmp_path, caplog):
+    data = tmp_path / "data"
+    shutil.copytree(reference[1], data)
+    out, shift = tmp_path / "run", ["shift_no_adaptation"]
+    run_study(config(out, data, scenarios=shift))
+    want = numbers(out)
+    shifted = out / "data" / f"{data.name}-shift" / "brick" / "test" / "good" / "001.png"
+    flip_bit(shifted)
+    said = rerun(out, data, caplog, scenarios=shift)
+    assert "shifted copy of brick: 1 shifted file(s) altered (test/good/001.png): rewritten" in said
+    assert numbers(out) == want
+    source = data / "coffee" / "test" / "good" / "002.png"
+    shutil.copy(data / "brick" / "test" / "good" / "002.png", source)
+    said = rerun(out, data, caplog, scenarios=shift)
+    assert "shifted copy of coffee: 1 source image(s) edited (test/good/002.png): rewritten" in said
+    fresh = tmp_path / "fresh"
+    run_study(config(fresh, data, scenarios=shift))
+    assert numbers(out) == numbers(fresh)
+
+
+def test_a_built_in_dataset_copy_is_checked_and_rebuilt_saying_so(tmp_path, caplog):
+    root = make_data(tmp_path / "embedded")
+    image = root / "brick" / "train" / "good" / "002.png"
+    intact = image.read_bytes()
+    truncate(image)
+    with caplog.at_level(logging.WARNING):
+        make_data(tmp_path / "embedded")
+    assert "1 file(s) edited, damaged, added or removed (brick/train/good/002.png): rebuilt" in caplog.text
+    assert image.read_bytes() == intact
+
+
 def test_a_rerun_of_an_intact_folder_recomputes_nothing_and_says_nothing(reference, twin, caplog):
     out, data, want = reference
     said = rerun(twin, data, caplog)

@@ -19,12 +19,13 @@ Data licence CC BY-NC-SA 4.0 (the package's authors); the files are copied, not 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from ad_core import SEED
-from ad_core.data.io import atomic_write_bytes, write_json
+from ad_core.data.io import atomic_write_bytes, changed_files, folder_digests, write_json
 from ad_core.errors import DatasetError
 
 CATEGORIES = ("elpv_mono", "elpv_poly")
@@ -59,7 +60,12 @@ def make_elpv_dataset(root: str | Path, seed: int = SEED, categories: tuple[str,
     if marker.is_file():
         record = json.loads(marker.read_text())
         if record.get("seed") == seed and record.get("categories") == list(categories) and record.get("stamp") == stamp:
-            return root
+            altered = changed_files(root, record.get("files"))
+            if not altered:
+                return root
+            logging.getLogger(__name__).warning(
+                "ELPV copy at %s: %d file(s) edited, damaged, added or removed (%s): rebuilt", root, len(altered),
+                ", ".join(altered[:3]) + (" ..." if len(altered) > 3 else ""))
     rows = elpv_labels()
     counts: dict[str, dict[str, int]] = {}
     for category in categories:
@@ -79,5 +85,5 @@ def make_elpv_dataset(root: str | Path, seed: int = SEED, categories: tuple[str,
             atomic_write_bytes(root / category / folder / src.name, src.read_bytes())
         counts[category] = {f: sum(1 for _, g in placed if g == f) for f in sorted({g for _, g in placed})}
     write_json(marker, {"seed": seed, "categories": list(categories), "stamp": stamp, "counts": counts,
-                        "test_normal_fraction": TEST_NORMAL_FRACTION})
+                        "test_normal_fraction": TEST_NORMAL_FRACTION, "files": folder_digests(root)})
     return root

@@ -12,6 +12,7 @@ generators seeded by (seed, category, file name), so the PNGs are identical on e
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from ad_core import SEED
-from ad_core.data.io import write_image, write_json
+from ad_core.data.io import changed_files, folder_digests, write_image, write_json
 from ad_core.seeding import rng_for
 
 DEFECTS = ("scratch", "contamination", "stain", "hole", "color")
@@ -174,8 +175,14 @@ def make_embedded_dataset(root: str | Path, spec: EmbeddedSpec = EmbeddedSpec(),
     if marker.is_file():
         import json
 
-        if json.loads(marker.read_text()) == record:
-            return root
+        stored = json.loads(marker.read_text())
+        if {k: v for k, v in stored.items() if k != "files"} == record:
+            altered = changed_files(root, stored.get("files"))
+            if not altered:
+                return root
+            logging.getLogger(__name__).warning(
+                "embedded dataset at %s: %d file(s) edited, damaged, added or removed (%s): rebuilt", root,
+                len(altered), ", ".join(altered[:3]) + (" ..." if len(altered) > 3 else ""))
     for category in categories:
         if category not in SOURCES:
             raise ValueError(f"unknown embedded category {category!r}; known: {CATEGORIES}")
@@ -193,5 +200,5 @@ def make_embedded_dataset(root: str | Path, spec: EmbeddedSpec = EmbeddedSpec(),
                 img, mask = _paint_defect(img, defect, kind, rng)
                 write_image(cat / "ground_truth" / defect / f"{i:03d}_mask.png", mask)
             _save(cat / folder / name, img)
-    write_json(marker, record)
+    write_json(marker, {**record, "files": folder_digests(root)})  # what a reuse is checked by
     return root

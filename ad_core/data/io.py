@@ -12,6 +12,7 @@ Decisions (documented in the README):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -118,6 +119,32 @@ def read_mask(path: str | Path, image_size: tuple[int, int] | None = None) -> np
             f"{image_size[1]}x{image_size[0]}; a mask must have its image's size."
         )
     return arr > 0
+
+
+def file_sha256(path: str | Path, _memo: dict[tuple[str, int, int, int], str] = {}) -> str:  # noqa: B006
+    """SHA-256 of a file's bytes, memoised per (path, size, mtime, inode): an edit in place re-hashes."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _memo:
+        _memo[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return _memo[key]
+
+
+def folder_digests(root: str | Path) -> dict[str, str]:
+    """{relative path: SHA-256} of every image file below ``root`` (what a written copy is checked by)."""
+    root = Path(root)
+    return {p.relative_to(root).as_posix(): file_sha256(p) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")}
+
+
+def changed_files(root: str | Path, recorded: object) -> list[str]:
+    """The files of a written copy that differ from ``recorded`` (``folder_digests`` when it was written):
+    edited, damaged, added or removed; all of them when nothing usable was recorded."""
+    now = folder_digests(root)
+    if not isinstance(recorded, dict):
+        return sorted(now) or ["(no record)"]
+    return sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
 
 
 def process_umask() -> int:

@@ -7,8 +7,10 @@ those strides (timm ``blocks[1]``, ``blocks[2]``, ``blocks[4]``: 24, 40, 112 cha
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torchvision
@@ -120,8 +122,17 @@ def build_backbone(name: str, weights: str | None = None, seed: int = SEED) -> t
     """Stages of a frozen, eval-mode backbone and the weights source used.
 
     ``weights``: "torchvision", "package", "random" (tests only) or a file path;
-    None picks the backbone's default (torchvision for ResNets, package for Lite0).
+    None picks the backbone's default (torchvision for ResNets, package for Lite0).  The last
+    two builds are kept (a run checks its weights before reading data, then extracts with them):
+    a file is told apart by its size and modification time as well as its path.
     """
+    path = Path(weights) if weights not in (None, "torchvision", "package", "random") else None
+    stamp = (path.stat().st_size, path.stat().st_mtime_ns) if path is not None and path.is_file() else None
+    return _build(name, weights, seed, stamp)
+
+
+@functools.lru_cache(maxsize=2)
+def _build(name: str, weights: str | None, seed: int, _file_stamp: object) -> tuple[list[tuple[str, nn.Module]], str]:
     if name not in BACKBONES:
         raise ValueError(f"Unknown backbone {name!r}; choose one of {sorted(BACKBONES)}.")
     info = BACKBONES[name]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,12 +12,13 @@ from tqdm.auto import tqdm
 
 from ad_core import SEED
 from ad_core.data.dataset import load_pair
-from ad_core.data.io import write_image, write_json
+from ad_core.data.io import changed_files, file_sha256, folder_digests, write_image, write_json
 from ad_core.data.layout import CategoryFiles
 from ad_core.seeding import rng_for
 from ad_core.shift.transform import apply_shift, sample_shift_params
 
 PARAMS_LOG = "shift_params.json"
+logger = logging.getLogger(__name__)
 
 
 def write_shifted_category(
@@ -27,18 +29,26 @@ def write_shifted_category(
 
     Masks go to ``ground_truth/<defect>/<stem>_mask.png``; parameters to
     ``<category>/shift_params.json``.  A complete earlier copy made with the same seed and
-    ``stamp`` (the caller's fingerprint of the code that shifts) is kept as it is (the log
-    is written last, so its presence means complete); any other copy is rewritten.
+    ``stamp`` (the caller's fingerprint of the code that shifts), from sources of the same
+    content and with its files as written (SHA-256 of each, in the log), is kept as it is (the
+    log is written last, so its presence means complete); any other copy is rewritten, saying why.
     Returns the category folder of the copy.  ``workers``: threads (default: one per core).
     """
     dst = Path(out_root) / files.name
     log_path = dst / PARAMS_LOG
     samples = files.all_samples()
+    sources = {s.relpath: [file_sha256(s.path), file_sha256(s.mask) if s.mask else None] for s in samples}
     if log_path.is_file():
         log = json.loads(log_path.read_text())
-        same_images = set(log.get("images", {})) == {s.relpath for s in samples}
-        if log.get("seed") == seed and log.get("stamp") == stamp and same_images:
-            return dst
+        if log.get("seed") == seed and log.get("stamp") == stamp and set(log.get("images", {})) == set(sources):
+            edited = sorted(k for k in sources if log.get("sources", {}).get(k) != sources[k])
+            damaged = changed_files(dst, log.get("files"))
+            if not edited and not damaged:
+                return dst
+            logger.warning("shifted copy of %s: %s: rewritten", files.name, "; ".join(
+                f"{len(names)} {what} ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
+                for what, names in (("source image(s) edited", edited), ("shifted file(s) altered", damaged))
+                if names))
     def shift_one(sample) -> dict[str, object]:
         image, mask = load_pair(sample)
         params = sample_shift_params(rng_for(seed, files.name, sample.relpath))  # per image: (seed, category, relpath)
@@ -54,5 +64,6 @@ def write_shifted_category(
         done = tqdm(pool.map(shift_one, samples), total=len(samples), desc=f"shift {files.name}",
                     disable=not progress, leave=False)
         params_log = {sample.relpath: params for sample, params in zip(samples, done)}
-    write_json(log_path, {"seed": seed, "category": files.name, "stamp": stamp, "images": params_log})
+    write_json(log_path, {"seed": seed, "category": files.name, "stamp": stamp, "images": params_log,
+                          "sources": sources, "files": folder_digests(dst)})  # what the copy is checked by
     return dst
