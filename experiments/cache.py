@@ -216,6 +216,11 @@ class CachedBatches:
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def n_images(self) -> int:
+        """Images over all batches (what ``PatchCore.fit`` sizes its projected patches by)."""
+        return len(self.samples)
+
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         bs = self.store.batch_size
         for lo in range(0, len(self.samples), bs):

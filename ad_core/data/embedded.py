@@ -66,7 +66,13 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
 def _normal_image(category: str, rng: np.random.Generator, size: int) -> np.ndarray:
     """One defect-free image, float32 in [0, 1], (size, size) or (size, size, 3)."""
     loader, kind = SOURCES[category]
-    src = _to_float(loader())
+    return normal_from_source(_to_float(loader()), kind, rng, size)
+
+
+def normal_from_source(src: np.ndarray, kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
+    """One defect-free acquisition of the float [0, 1] photograph ``src``: the coffee cup's pose jitter
+    (``kind`` "object") or a random crop of 280-339 px (at most the photograph's side), flipped; then
+    exposure and sensor noise.  float32 (size, size[, 3])."""
     if kind == "object":
         # cup centred near (x=290, y=200) in the 400x600 photo: pose jitter, then crop
         t = torch.from_numpy(src).permute(2, 0, 1)
@@ -78,7 +84,7 @@ def _normal_image(category: str, rng: np.random.Generator, size: int) -> np.ndar
         )
         img = t.permute(1, 2, 0).numpy()[5:395, 95:485]
     else:
-        crop = int(rng.integers(280, 340))
+        crop = min(int(rng.integers(280, 340)), min(src.shape[:2]) - 1)
         y0, x0 = rng.integers(0, src.shape[0] - crop), rng.integers(0, src.shape[1] - crop)
         img = src[y0:y0 + crop, x0:x0 + crop]
         if rng.random() < 0.5:
@@ -107,7 +113,7 @@ def _blob(rng: np.random.Generator, size: int, cy: int, cx: int, radius: float) 
     return (d + 0.6 * field / (field.std() + 1e-9) * 0.5) < 1.0
 
 
-def _paint_defect(img: np.ndarray, defect: str, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def paint_defect(img: np.ndarray, defect: str, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Paint one defect onto ``img``; return (image, exact bool mask)."""
     size = img.shape[0]
     gray = img.ndim == 2
@@ -197,7 +203,7 @@ def make_embedded_dataset(root: str | Path, spec: EmbeddedSpec = EmbeddedSpec(),
             img = _normal_image(category, rng, spec.size)
             defect = folder.split("/")[1]
             if defect != "good":
-                img, mask = _paint_defect(img, defect, kind, rng)
+                img, mask = paint_defect(img, defect, kind, rng)
                 write_image(cat / "ground_truth" / defect / f"{i:03d}_mask.png", mask)
             _save(cat / folder / name, img)
     write_json(marker, {**record, "files": folder_digests(root)})  # what a reuse is checked by

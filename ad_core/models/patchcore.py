@@ -147,14 +147,28 @@ class PatchCore:
         batches = as_batches(features, reiterable=True)
         projection: torch.Tensor | None = None
         projected: list[torch.Tensor] = []
+        # a source that knows its image count (the feature cache's batches) gets the (N, 128) result
+        # written in place: no second copy of it from concatenating (1.2 GB at 15 MVTec AD categories)
+        n_images = getattr(batches, "n_images", None)
+        proj, filled = None, 0
         for batch in batches:  # pass 1: keep only the 128-d projection
-            patches, _ = self._patches(batch)
+            patches, (_, h, w) = self._patches(batch)
             if projection is None:
                 projection = jl_matrix(patches.shape[1], self.projection_dim, self.seed).to(patches.device)
-            projected.append(patches @ projection)
+                if n_images is not None:
+                    proj = torch.empty(n_images * h * w, self.projection_dim, device=patches.device)
+            if proj is None:
+                projected.append(patches @ projection)
+            else:
+                torch.matmul(patches, projection, out=proj[filled:filled + patches.shape[0]])
+            filled += patches.shape[0]
         if projection is None:
             raise ValueError("PatchCore.fit got no feature batches.")
-        proj = torch.cat(projected)
+        if proj is None:
+            proj = torch.cat(projected)
+        elif filled != proj.shape[0]:
+            raise RuntimeError(f"the feature batches held {filled} patches, not the {proj.shape[0]} of their "
+                               f"{n_images} images")
         del projected
         n = proj.shape[0]
         timeline: list[tuple[int, float]] = []
