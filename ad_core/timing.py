@@ -34,6 +34,14 @@ def phase(name: str) -> Iterator[None]:
             _stack[-1][1] = end  # resume the enclosing phase
 
 
+def current() -> str | None:
+    """The innermost running phase (None outside every phase); safe to call from another thread."""
+    try:
+        return _stack[-1][0]
+    except IndexError:
+        return None
+
+
 def reset() -> None:
     _totals.clear()
 

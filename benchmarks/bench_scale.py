@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -61,8 +63,32 @@ def peak_rss_gib() -> float:
     return kb / 2**20
 
 
+class PhasePeaks(threading.Thread):
+    """Samples this process's resident set every ``every`` s; keeps the largest seen in each running phase."""
+
+    def __init__(self, every: float = 0.2):
+        super().__init__(daemon=True)
+        self.every, self.peaks, self._done = every, {}, threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    def run(self) -> None:
+        from ad_core import timing
+
+        while not self._done.wait(self.every):
+            with open("/proc/self/statm") as fh:
+                rss = int(fh.read().split()[1]) * self._page / 2**30
+            name = timing.current() or "outside phases"
+            self.peaks[name] = max(rss, self.peaks.get(name, 0.0))
+
+    def stop(self) -> dict[str, float]:
+        """{phase: peak GiB}, largest first."""
+        self._done.set()
+        self.join()
+        return dict(sorted(self.peaks.items(), key=lambda kv: -kv[1]))
+
+
 def run_one(data: Path, categories: list[str], out: Path, backbone: str = "resnet50", image_size: int = 224,
-            batch_size: int = 16, feature_memory_gb: float = 1.0) -> dict[str, object]:
+            batch_size: int = 16, feature_memory_gb: float = 1.0, device: str = "auto") -> dict[str, object]:
     """Run the unified scenario on ``categories`` into ``out`` (in this process); return its measurement."""
     from experiments.config import RunConfig
     from experiments.study import run_study
@@ -71,26 +97,31 @@ def run_one(data: Path, categories: list[str], out: Path, backbone: str = "resne
     scenario, scope = ("unified", "unified") if len(categories) > 1 else ("clean", categories[0])
     config = RunConfig(data=str(data), categories=categories, scenarios=[scenario], backbone=backbone,
                        weights="random", out=out, bootstrap=False, progress=False, image_size=image_size,
-                       batch_size=batch_size, feature_memory_gb=feature_memory_gb)
+                       batch_size=batch_size, feature_memory_gb=feature_memory_gb, device=device)
+    sampler = PhasePeaks()
+    sampler.start()
     t0 = time.perf_counter()
     _, timings = run_study(config)
     wall = time.perf_counter() - t0
+    peaks = sampler.stop()
     fit = json.loads((out / "models" / f"patchcore_{scope}_clean.fit.json").read_text())
     row = {"categories": len(categories), "train_images": fit["n_train_images"],
            "train_patches": fit["n_train_patches"], "memory_bank": fit["memory_bank_size"],
-           "wall_s": wall, "peak_rss_gib": peak_rss_gib(), "phases": timings["phases"]}
+           "wall_s": wall, "peak_rss_gib": peak_rss_gib(), "phases": timings["phases"],
+           "device": json.loads((out / "provenance.json").read_text())["device"],
+           "peak_rss_by_phase": {k: round(v, 3) for k, v in list(peaks.items())[:4]}}
     (out / "scale_measurement.json").write_text(json.dumps(row, indent=1))
     return row
 
 
 def measure(data: Path, categories: list[str], out: Path, feature_memory_gb: float,
-            keep_features: bool = False) -> dict[str, object]:
+            keep_features: bool = False, device: str = "auto") -> dict[str, object]:
     """``run_one`` in a fresh Python process (its own peak RSS); a finished measurement is reused.
     The size's feature cache (5.6 MB an image) is deleted after it unless ``keep_features``."""
     done = out / "scale_measurement.json"
     if not done.is_file():
-        cmd = [sys.executable, __file__, "--feature-memory-gb", str(feature_memory_gb), "--child", str(data),
-               str(out), *categories]
+        cmd = [sys.executable, __file__, "--feature-memory-gb", str(feature_memory_gb), "--device", device,
+               "--child", str(data), str(out), *categories]
         subprocess.run(cmd, check=True, cwd=REPO)
         if not keep_features:
             shutil.rmtree(out / "cache" / "features", ignore_errors=True)
@@ -115,16 +146,22 @@ def growth_exponent(x: list[float], seconds: list[float]) -> float | None:
     return float(np.polyfit(lx, ls, 1)[0])
 
 
+def peak_phase(row: dict) -> str:
+    """`` (phase)``: where the sampled resident set was largest, when sampled."""
+    peaks = row.get("peak_rss_by_phase") or {}
+    return f" ({next(iter(peaks))})" if peaks else ""
+
+
 def table(rows: list[dict]) -> str:
     """Markdown: one row per size (seconds per column, peak RSS), then one row of growth exponents."""
     rows = sorted(rows, key=lambda r: r["categories"])
     cols = [columns(r) for r in rows]
     names = list(cols[0])
-    head = ["categories", "train images", "train patches", "bank rows", *names, "peak RSS GiB"]
+    head = ["categories", "train images", "train patches", "bank rows", *names, "peak RSS GiB (in)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r, c in zip(rows, cols):
         cells = [str(r["categories"]), str(r["train_images"]), f"{r['train_patches']:,}", f"{r['memory_bank']:,}",
-                 *(f"{c[n]:.1f}" for n in names), f"{r['peak_rss_gib']:.2f}"]
+                 *(f"{c[n]:.1f}" for n in names), f"{r['peak_rss_gib']:.2f}" + peak_phase(r)]
         lines.append("| " + " | ".join(cells) + " |")
     x = [r["train_patches"] for r in rows]
     exps = [growth_exponent(x, [c[n] for c in cols]) for n in names]
@@ -224,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--px", type=int, default=256, help="side of the synthetic PNGs (MVTec AD's: 700-1024)")
     p.add_argument("--feature-memory-gb", type=float, default=1.0,
                    help="feature maps the run holds in memory (RunConfig.feature_memory_gb; its default: 4)")
+    p.add_argument("--device", default="auto", help="the runner's --device (auto: CUDA when available)")
     p.add_argument("--keep-features", action="store_true", help="keep each size's feature cache")
     p.add_argument("--readme", type=Path, help="write the table into this file's scale section")
     p.add_argument("--anomalib", type=int, nargs="+", metavar="SIZE",
@@ -234,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.child:
         data, out, *categories = args.child
-        run_one(Path(data), categories, Path(out), feature_memory_gb=args.feature_memory_gb)
+        run_one(Path(data), categories, Path(out), feature_memory_gb=args.feature_memory_gb, device=args.device)
         return
     if args.compare_worker:
         compare_worker(args.compare_worker[0], Path(args.compare_worker[1]))
@@ -255,7 +293,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     rows = []
     for n in args.sizes:
-        row = measure(data, names[:n], args.work / f"unified-{n}", args.feature_memory_gb, args.keep_features)
+        row = measure(data, names[:n], args.work / f"unified-{n}", args.feature_memory_gb, args.keep_features,
+                      args.device)
         rows.append(row)
         c = columns(row)
         print(f"{n:2d} categories: {row['train_patches']:,} patches, bank {row['memory_bank']:,}, backbone pass "
@@ -267,7 +306,11 @@ def main(argv: list[str] | None = None) -> None:
         cmd = "benchmarks/bench_scale.py --sizes " + " ".join(map(str, args.sizes))
         if args.feature_memory_gb != 1.0:
             cmd += f" --feature-memory-gb {args.feature_memory_gb:g}"
-        replace_section(args.readme, f"`.venv/bin/python {cmd}` ({time.strftime('%Y-%m-%d')}):\n\n{body}")
+        if args.device != "auto":
+            cmd += f" --device {args.device}"
+        devices = ", ".join(sorted({str(r.get("device", "cpu")) for r in rows}))
+        replace_section(args.readme, f"`.venv/bin/python {cmd}` ({time.strftime('%Y-%m-%d')}, on {devices}):"
+                                     f"\n\n{body}")
 
 
 if __name__ == "__main__":

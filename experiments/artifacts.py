@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 from pathlib import Path
 
-from ad_core.data.io import atomic_open, write_json
+from ad_core.data.io import atomic_open, bytes_sha256, write_json
 from ad_core.errors import DatasetError
 from experiments.results import RECORDED, ScenarioResult
 
@@ -24,10 +23,6 @@ def _checksums(out: Path) -> dict[str, str]:
     except (OSError, ValueError):
         return {}
     return book if isinstance(book, dict) else {}
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def guard_config(out: Path, fingerprint: dict[str, object]) -> None:
@@ -58,7 +53,7 @@ def write_scenario(out: Path, result: ScenarioResult) -> dict[str, object]:
     public = result.to_json()
     path = out / "results" / f"{result.scenario}.json"
     write_json(path, public)
-    write_json(out / CHECKSUMS, {**_checksums(out), path.relative_to(out).as_posix(): _sha256(path)})
+    write_json(out / CHECKSUMS, {**_checksums(out), path.relative_to(out).as_posix(): bytes_sha256(path)})
     write_json(out / "thresholds" / f"{result.scenario}.json", result.thresholds())
     for m in result.methods:
         for cat, scores in m.per_image.items():
@@ -89,7 +84,7 @@ def load_results(out: Path) -> list[ScenarioResult]:
     paths = sorted((out / "results").glob("*.json"), key=lambda p: (order.get(p.stem, len(order)), p.stem))
     book, results = _checksums(out), []
     for p in paths:
-        if book.get(p.relative_to(out).as_posix()) != _sha256(p):
+        if book.get(p.relative_to(out).as_posix()) != bytes_sha256(p):
             log.warning("results: %s does not match the checksum it was written with (edited, damaged or from "
                         "another run): left out of summary.csv and report.md; rerun its scenario to restore it", p)
             continue

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ad_core.data.dataset import ImageSet
-from ad_core.data.io import atomic_open, file_sha256, write_json
+from ad_core.data.io import atomic_open, bytes_sha256, file_sha256, write_json
 from ad_core.data.layout import Sample
 from ad_core.data.preprocess import Preprocessor
 from ad_core.features import FeatureExtractor
@@ -48,13 +48,7 @@ from experiments.methods import AnomalyModel, MethodSpec
 file_digest = file_sha256  # SHA-256 of an input file, memoised (ad_core.data.io)
 
 
-def bytes_digest(path: Path) -> str:
-    """SHA-256 of a cache entry's bytes, read now (no memo: the entry itself is what is checked)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+bytes_digest = bytes_sha256  # SHA-256 of a cache entry's bytes, read now (the entry itself is what is checked)
 
 
 def tensors_digest(item: dict[str, torch.Tensor]) -> str:

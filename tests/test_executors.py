@@ -3,6 +3,8 @@ extraction, fit and scored split, and the study's results equal the in-process e
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
@@ -29,12 +31,19 @@ def config(out, data, **kw) -> RunConfig:
 
 
 @pytest.mark.slow
-def test_dask_local_cluster_gives_the_in_process_results(data, tmp_path):
+def test_dask_local_cluster_gives_the_in_process_results(data, tmp_path, capfd, caplog):
     # the same thread count in every process: it decides float sums' order (experiments/executors.py)
     before = torch.get_num_threads()
     local, local_t = run_study(config(tmp_path / "local", data, threads=2))
     assert torch.get_num_threads() == before  # --threads holds inside the run only
-    dask, dask_t = run_study(config(tmp_path / "dask", data, executor="dask", workers=2, threads=2))
+    capfd.readouterr()
+    with caplog.at_level(logging.INFO):
+        dask, dask_t = run_study(config(tmp_path / "dask", data, executor="dask", workers=2, threads=2))
+    # Dask's own INFO lines (scheduler, workers, nanny: ~33 a run) are silenced, in this process and the workers'
+    chatter = [r.getMessage() for r in caplog.records
+               if r.name.startswith("distributed") and r.levelno < logging.WARNING]
+    printed = [ln for ln in capfd.readouterr().err.splitlines() if "distributed." in ln and "INFO" in ln]
+    assert chatter == [] and printed == [], (chatter[:3], printed[:3])
     assert metrics_only(dask) == metrics_only(local)
     same = ("thresholds/clean.json", "thresholds/coreset_ablation.json", "scores/absolute_unified/padim_brick.csv")
     for name in same:

@@ -88,7 +88,8 @@ def test_one_measured_run_and_its_report(tiny, tmp_path):
     assert (row["categories"], row["train_images"], row["train_patches"]) == (2, train, patches)
     assert row["memory_bank"] == coreset_size(patches, 0.05)
     assert row["phases"]["backbone"] > 0 and row["phases"]["coreset"] > 0
-    assert 0.1 < row["peak_rss_gib"] < 64
+    assert 0.1 < row["peak_rss_gib"] < 64 and row["device"] == "cpu"
+    assert 0 < max(row["peak_rss_by_phase"].values()) <= row["peak_rss_gib"] + 0.01  # sampled: at most the true peak
     assert json.loads((out / "scale_measurement.json").read_text()) == json.loads(json.dumps(row))
     cols = bench_scale.columns(row)
     assert sum(cols[k] for k in cols if k != "total excl. backbone") == pytest.approx(sum(row["phases"].values()))

@@ -42,3 +42,13 @@ def test_phase_works_as_a_decorator_and_survives_exceptions():
     assert got["work"] >= 0.04 and got["caller"] < got["work"]  # the caller is paused while work runs
     timing.reset()
     assert timing.snapshot() == {}
+
+
+def test_current_names_the_innermost_running_phase():
+    assert timing.current() is None
+    with timing.phase("outer"):
+        assert timing.current() == "outer"
+        with timing.phase("inner"):
+            assert timing.current() == "inner"
+        assert timing.current() == "outer"
+    assert timing.current() is None

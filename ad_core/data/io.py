@@ -121,13 +121,22 @@ def read_mask(path: str | Path, image_size: tuple[int, int] | None = None) -> np
     return arr > 0
 
 
+def bytes_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read now in 4 MB blocks (what a checksum check must do: no memo)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def file_sha256(path: str | Path, _memo: dict[tuple[str, int, int, int], str] = {}) -> str:  # noqa: B006
-    """SHA-256 of a file's bytes, memoised per (path, size, mtime, inode): an edit in place re-hashes."""
+    """SHA-256 of an input file's bytes, memoised per (path, size, mtime, inode): an edit in place re-hashes."""
     path = Path(path)
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
     if key not in _memo:
-        _memo[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        _memo[key] = bytes_sha256(path)
     return _memo[key]
 
 
