@@ -204,3 +204,24 @@ def test_usage_errors():
         PatchCore(reweighting="other").fit(feature_batches(1))
     with pytest.raises(ValueError, match="k=1 makes every weight"):
         PatchCore(k=1).fit(feature_batches(1))
+
+
+class CountedBatches:
+    """Re-iterable batches that say how many images they hold (as the feature cache's do)."""
+
+    def __init__(self, batches, n_images):
+        self.batches, self.n_images = batches, n_images
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+def test_fit_writes_the_projection_in_place_to_the_same_bank_and_refuses_a_wrong_count():
+    batches = feature_batches(n_batches=3, b=4)
+    from_list = PatchCore(coreset_ratio=0.1).fit(batches)
+    in_place = PatchCore(coreset_ratio=0.1).fit(CountedBatches(batches, 12))
+    np.testing.assert_array_equal(in_place.memory_bank_, from_list.memory_bank_)
+    assert in_place.n_train_patches_ == from_list.n_train_patches_
+    for wrong in (11, 13):
+        with pytest.raises(RuntimeError, match="feature batches held"):
+            PatchCore(coreset_ratio=0.1).fit(CountedBatches(batches, wrong))

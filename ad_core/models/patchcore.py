@@ -159,7 +159,7 @@ class PatchCore:
                     proj = torch.empty(n_images * h * w, self.projection_dim, device=patches.device)
             if proj is None:
                 projected.append(patches @ projection)
-            else:
+            elif filled + patches.shape[0] <= proj.shape[0]:
                 torch.matmul(patches, projection, out=proj[filled:filled + patches.shape[0]])
             filled += patches.shape[0]
         if projection is None:
