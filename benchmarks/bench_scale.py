@@ -18,6 +18,7 @@ Run: ``.venv/bin/python benchmarks/bench_scale.py [--sizes 1 3 8 15] [--work /tm
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from ad_core.data.layout import discover_category
+from experiments.fingerprint import describe_change, fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))  # bench_models, when run as a script
@@ -114,18 +116,45 @@ def run_one(data: Path, categories: list[str], out: Path, backbone: str = "resne
     return row
 
 
+def code_state(settings: dict[str, object]) -> dict[str, object]:
+    """What a measurement depends on: every source file of ``ad_core``, ``experiments`` and this script
+    (SHA-256), the libraries' versions and the benchmark's settings."""
+    files = sorted([*REPO.glob("ad_core/**/*.py"), *REPO.glob("experiments/**/*.py"), Path(__file__).resolve()])
+    code = {f.relative_to(REPO).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()[:16] for f in files}
+    return {"code": code, "libraries": fingerprint("models")["libraries"], "settings": settings}
+
+
+def stale(recorded: dict | None, state: dict) -> str | None:
+    """Why a finished measurement cannot be reused (None: it can): other code, libraries or settings."""
+    if recorded == state:
+        return None
+    if recorded and recorded.get("settings") != state["settings"]:
+        return f"settings {recorded.get('settings')} -> {state['settings']}"
+    return describe_change(recorded, state)
+
+
 def measure(data: Path, categories: list[str], out: Path, feature_memory_gb: float,
             keep_features: bool = False, device: str = "auto") -> dict[str, object]:
-    """``run_one`` in a fresh Python process (its own peak RSS); a finished measurement is reused.
-    The size's feature cache (5.6 MB an image) is deleted after it unless ``keep_features``."""
+    """``run_one`` in a fresh Python process (its own peak RSS).  A finished measurement is reused only
+    when the code, libraries and settings that made it are today's (``code_state``); otherwise the
+    size is measured again, saying why.  The size's feature cache (5.6 MB an image) is deleted after
+    it unless ``keep_features``."""
     done = out / "scale_measurement.json"
-    if not done.is_file():
-        cmd = [sys.executable, __file__, "--feature-memory-gb", str(feature_memory_gb), "--device", device,
-               "--child", str(data), str(out), *categories]
-        subprocess.run(cmd, check=True, cwd=REPO)
-        if not keep_features:
-            shutil.rmtree(out / "cache" / "features", ignore_errors=True)
-    return json.loads(done.read_text())
+    state = code_state({"feature_memory_gb": feature_memory_gb, "device": device})
+    if done.is_file():
+        why = stale(json.loads(done.read_text()).get("state"), state)
+        if why is None:
+            return json.loads(done.read_text())
+        print(f"{out}: measured by other code or settings ({why}): measuring again", flush=True)
+        shutil.rmtree(out)
+    cmd = [sys.executable, __file__, "--feature-memory-gb", str(feature_memory_gb), "--device", device,
+           "--child", str(data), str(out), *categories]
+    subprocess.run(cmd, check=True, cwd=REPO)
+    if not keep_features:
+        shutil.rmtree(out / "cache" / "features", ignore_errors=True)
+    row = {**json.loads(done.read_text()), "state": state}
+    done.write_text(json.dumps(row, indent=1))
+    return row
 
 
 def columns(row: dict) -> dict[str, float]:

@@ -118,3 +118,14 @@ def test_anomalib_comparison_table_says_when_anomalib_was_stopped():
     rows = bench_scale.anomalib_table([done, stopped]).splitlines()[2:]
     assert rows[0].split(" | ")[6:9] == ["0.100", "0.9123", "0.9101"]  # 60 s / 600 s
     assert "> 1800 (stopped)" in rows[1] and "< 0.033" in rows[1]  # 60 s / 1800 s: a bound, not a ratio
+
+
+def test_a_finished_measurement_is_reused_only_with_todays_code_and_settings():
+    state = bench_scale.code_state({"feature_memory_gb": 1.0, "device": "auto"})
+    assert "ad_core/models/knn_cpu.py" in state["code"] and "benchmarks/bench_scale.py" in state["code"]
+    assert bench_scale.stale(state, state) is None
+    edited = {**state, "code": {**state["code"], "ad_core/models/knn_cpu.py": "0" * 16}}
+    assert "code changed: ad_core/models/knn_cpu.py" in bench_scale.stale(edited, state)
+    other = {**state, "settings": {"feature_memory_gb": 0.0, "device": "auto"}}
+    assert "feature_memory_gb" in bench_scale.stale(other, state)
+    assert bench_scale.stale(None, state)  # measured before measurements recorded their code: not reused
