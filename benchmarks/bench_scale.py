@@ -309,8 +309,11 @@ def main(argv: list[str] | None = None) -> None:
     from ad_core.data.synthetic import write_synthetic_mvtec
 
     counts = mvtec_counts()
-    names = list(counts)[: max(args.sizes + (args.anomalib or []))]
-    data = write_synthetic_mvtec(args.work / "data", {c: counts[c] for c in names}, size=args.px, progress=True)
+    names = list(counts)
+    if max(args.sizes + (args.anomalib or [])) > len(names):
+        p.error(f"MVTec AD has {len(names)} categories")
+    # all 15 categories whatever the sizes: one copy serves every size (a subset would rewrite the marker)
+    data = write_synthetic_mvtec(args.work / "data", counts, size=args.px, progress=True)
     if args.anomalib:
         rows = [compare_anomalib(data, names[:n], args.work, args.anomalib_timeout) for n in args.anomalib]
         body = anomalib_table(rows)
