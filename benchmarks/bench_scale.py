@@ -18,7 +18,6 @@ Run: ``.venv/bin/python benchmarks/bench_scale.py [--sizes 1 3 8 15] [--work /tm
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import resource
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ad_core.data.io import bytes_sha256
 from ad_core.data.layout import discover_category
 from experiments.fingerprint import describe_change, fingerprint
 
@@ -120,7 +120,7 @@ def code_state(settings: dict[str, object]) -> dict[str, object]:
     """What a measurement depends on: every source file of ``ad_core``, ``experiments`` and this script
     (SHA-256), the libraries' versions and the benchmark's settings."""
     files = sorted([*REPO.glob("ad_core/**/*.py"), *REPO.glob("experiments/**/*.py"), Path(__file__).resolve()])
-    code = {f.relative_to(REPO).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()[:16] for f in files}
+    code = {f.relative_to(REPO).as_posix(): bytes_sha256(f)[:16] for f in files}
     return {"code": code, "libraries": fingerprint("models")["libraries"], "settings": settings}
 
 
@@ -142,9 +142,10 @@ def measure(data: Path, categories: list[str], out: Path, feature_memory_gb: flo
     done = out / "scale_measurement.json"
     state = code_state({"feature_memory_gb": feature_memory_gb, "device": device})
     if done.is_file():
-        why = stale(json.loads(done.read_text()).get("state"), state)
+        recorded = json.loads(done.read_text())
+        why = stale(recorded.get("state"), state)
         if why is None:
-            return json.loads(done.read_text())
+            return recorded
         print(f"{out}: measured by other code or settings ({why}): measuring again", flush=True)
         shutil.rmtree(out)
     cmd = [sys.executable, __file__, "--feature-memory-gb", str(feature_memory_gb), "--device", device,

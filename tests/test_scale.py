@@ -67,6 +67,11 @@ def test_synthetic_set_is_the_same_bytes_every_time_and_reused(tiny, tmp_path):
     write_synthetic_mvtec(again, TINY, size=64)  # same record: nothing rewritten
     assert (again / "bottle/train/good/000.png").stat().st_mtime_ns == first
     assert json.loads((again / MARKER).read_text())["counts"] == TINY
+    # a damaged file is noticed and the copy rebuilt to the same bytes
+    damaged = again / "cable/test/good/001.png"
+    damaged.write_bytes(b"not a png")
+    write_synthetic_mvtec(again, TINY, size=64)
+    assert damaged.read_bytes() == (tiny / "cable/test/good/001.png").read_bytes()
     # categories differ from one another (each its own photograph)
     a = (again / "bottle/train/good/000.png").read_bytes()
     assert a != (again / "cable/train/good/000.png").read_bytes()

@@ -12,6 +12,7 @@ The numbers it gives are not MVTec AD's; its sizes, and therefore its costs, are
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ad_core import SEED
 from ad_core.data.embedded import DEFECTS, normal_from_source, paint_defect
-from ad_core.data.io import write_image, write_json
+from ad_core.data.io import changed_files, folder_digests, write_image, write_json
 from ad_core.seeding import rng_for
 
 MARKER = "synthetic_dataset.json"
@@ -53,14 +54,22 @@ def write_synthetic_mvtec(root: str | Path, counts: Mapping[str, Mapping[str, in
     """Write the dataset under ``root`` (category -> {train_good, test_good, test_defect}) and return ``root``.
 
     Every image is drawn from a generator seeded by (seed, category, folder, name): the same PNGs on
-    every machine.  A complete earlier copy with the same record is kept (the marker is written last).
+    every machine.  A complete earlier copy with the same record whose files are the ones it wrote is
+    kept (the marker, written last, holds their digests); one with an altered file is rebuilt, saying which.
     """
     root = Path(root)
     record = {"counts": {c: dict(v) for c, v in counts.items()}, "size": size, "seed": seed,
               "photographs": list(PHOTOGRAPHS), "defects": list(DEFECTS)}
     marker = root / MARKER
-    if marker.is_file() and json.loads(marker.read_text()) == record:
-        return root
+    if marker.is_file():
+        stored = json.loads(marker.read_text())
+        if {k: v for k, v in stored.items() if k != "files"} == record:
+            altered = changed_files(root, stored.get("files"))
+            if not altered:
+                return root
+            logging.getLogger(__name__).warning(
+                "synthetic dataset at %s: %d file(s) edited, damaged, added or removed (%s): rebuilt", root,
+                len(altered), ", ".join(altered[:3]) + (" ..." if len(altered) > 3 else ""))
     total = sum(sum(v.values()) for v in counts.values())
     with tqdm(total=total, desc="synthetic images", disable=not progress) as bar:
         for index, (category, n) in enumerate(counts.items()):
@@ -74,5 +83,5 @@ def write_synthetic_mvtec(root: str | Path, counts: Mapping[str, Mapping[str, in
                     write_image(root / category / "ground_truth" / defect / f"{i:03d}_mask.png", mask)
                 write_image(root / category / folder / name, (img * 255.0).round().astype(np.uint8))
                 bar.update()
-    write_json(marker, record)
+    write_json(marker, {**record, "files": folder_digests(root)})  # what a reuse is checked by
     return root
