@@ -94,14 +94,6 @@ def run_numbers(out: Path) -> dict[str, object]:
     return got
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("goldens", "golden files (tests/golden.py)")
-    group.addoption("--force-regen", action="store_true", default=False,
-                    help="rewrite a golden that differs from the run, and fail that test")
-    group.addoption("--regen-all", action="store_true", default=False,
-                    help="rewrite every golden that differs (or is missing), and pass")
-
-
 REQUIRE_CUDA = "AD_REPRO_REQUIRE_CUDA"
 
 

@@ -16,7 +16,10 @@ import math
 from pathlib import Path
 
 from experiments.goldens import allowed_difference, compare_numbers, derive_tolerances, entries, tolerance_name
+from experiments.readers import FileFormatError, read_golden
 from experiments.results import ScenarioResult
+
+NOT_GOLDEN = ("drift.json", "config.json")  # the other files of a golden folder (measured drift, the run's settings)
 
 
 class CompareError(ValueError):
@@ -140,15 +143,16 @@ def load_side(path: Path) -> tuple[str, dict[str, dict], dict[str, dict]]:
         return "run", ea, ta
     ea, ta = {}, {}
     for p in sorted(path.glob("*.json")):
-        if p.name == "drift.json":
+        if p.name in NOT_GOLDEN or p.name.endswith(".obtained.json"):
             continue
-        g = _read_json(p)
-        if not (isinstance(g, dict) and "tolerances" in g and "methods" in g):
-            continue  # not a golden file
-        scenario = _scenario_name(p, g, seen)
-        _check_numbers(p, g["methods"])
-        _check_tolerances(p, g["tolerances"])
-        ea[scenario], ta[scenario] = g["methods"], g["tolerances"]
+        try:
+            g = read_golden(p, within=path)
+        except FileFormatError as exc:
+            raise CompareError(str(exc)) from None
+        scenario = _scenario_name(p, {"scenario": g.scenario}, seen)
+        ea[scenario] = g.methods
+        ta[scenario] = {k: {u: v for u, v in (("abs", t.abs), ("rel", t.rel)) if v is not None}
+                        for k, t in g.tolerances.items()}
     if not ea:
         raise CompareError(f"{path} is neither a run folder (no results/) nor a golden folder (no golden *.json)")
     return "golden", ea, ta

@@ -52,18 +52,31 @@ def run_token(prep: PreparedRun) -> str:
     return hashlib.sha256(pickle.dumps(prep)).hexdigest()[:12]
 
 
-def _set_threads(threads: int | None) -> tuple[int, int, int]:
-    """Set torch's, faiss's and numba's thread counts (None: this process's cores); return the old ones."""
+def _faiss():
+    """The faiss module where installed (optional: the ``faiss`` kNN backend), else None."""
+    import importlib.util
+
+    if importlib.util.find_spec("faiss") is None:
+        return None
     import faiss
+
+    return faiss
+
+
+def _set_threads(threads: int | None) -> tuple[int, int | None, int]:
+    """Set torch's, faiss's (where installed) and numba's thread counts (None: this process's cores);
+    return the old ones (faiss's None without faiss)."""
     import numba
     import torch
 
+    faiss = _faiss()
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be a positive number of threads, got {threads}")
-    old = (torch.get_num_threads(), faiss.omp_get_max_threads(), numba.get_num_threads())
+    old = (torch.get_num_threads(), faiss.omp_get_max_threads() if faiss else None, numba.get_num_threads())
     n = threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(n)
-    faiss.omp_set_num_threads(n)
+    if faiss:
+        faiss.omp_set_num_threads(n)
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     return old
 
@@ -74,7 +87,6 @@ def thread_count(threads: int | None) -> Iterator[None]:
     if threads is None:
         yield
         return
-    import faiss
     import numba
     import torch
 
@@ -83,7 +95,8 @@ def thread_count(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old[0])
-        faiss.omp_set_num_threads(old[1])
+        if old[1] is not None:
+            _faiss().omp_set_num_threads(old[1])
         numba.set_num_threads(old[2])
 
 

@@ -145,8 +145,10 @@ def load_drift(folder: Path) -> dict:
 
 def payload(result: ScenarioResult, dataset: str, backbone: str, tolerances: dict) -> dict:
     """A golden file's content: what was run, the tolerances and every checked number."""
+    from experiments.readers import GOLDEN_FORMAT
+
     cfg = result.config
-    return {"dataset": dataset, "backbone": backbone, "weights_source": cfg["weights_source"],
+    return {"format": GOLDEN_FORMAT, "dataset": dataset, "backbone": backbone, "weights_source": cfg["weights_source"],
             "scenario": result.scenario, "seed": cfg["seed"], "tolerances": tolerances,
             "methods": entries(result)}
 

@@ -124,3 +124,41 @@ def test_the_cpu_rules_answer_is_a_float64_brute_force_with_ties_to_the_lower_in
     want = np.lexsort((np.broadcast_to(np.arange(m), exact.shape), exact), axis=1)[:, :min(k, m)]
     np.testing.assert_array_equal(idx, want)
     np.testing.assert_array_equal(d, np.sqrt(np.take_along_axis(exact, want, 1)).astype(np.float32))
+
+
+def test_faiss_is_optional_and_its_absence_or_a_double_install_is_said(monkeypatch):
+    """No faiss: the CPU rule needs none, CUDA falls back to torch, a forced faiss backend says what to
+    install; faiss-cpu beside faiss-gpu (one module, two wheels) is refused naming both."""
+    import importlib.util
+    from importlib import metadata
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "faiss" else
+                        real_find_spec(name, *a))
+    assert not knn.faiss_installed() and not knn.faiss_has_gpu()
+    assert knn.resolve_backend("cpu") == "exact"
+    assert knn.resolve_backend("cuda") == "torch"
+    with pytest.raises(knn.KnnBackendError, match=r"faiss is not installed: pip install faiss-cpu"):
+        knn.resolve_backend("cpu", "faiss")
+    with pytest.raises(knn.KnnBackendError, match=r"pip install -e '.\[gpu\]' brings faiss-gpu"):
+        knn.resolve_backend("cuda", "faiss-gpu")
+    monkeypatch.setattr(importlib.util, "find_spec", real_find_spec)
+    real_version = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: "1.15.1" if name == "faiss-gpu" else real_version(name))
+    with pytest.raises(knn.KnnBackendError, match="faiss-cpu and faiss-gpu are both installed"):
+        knn.resolve_backend("cpu", "faiss")
+
+
+def test_faiss_is_imported_only_where_a_faiss_backend_is_used():
+    """No module imports faiss at load time (a base install has none): every import is inside a function."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for path in [*root.glob("ad_core/**/*.py"), *root.glob("experiments/**/*.py")]:
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) else []
+            assert "faiss" not in names, f"{path}: faiss imported at module level"
+

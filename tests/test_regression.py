@@ -1,4 +1,4 @@
-"""End-to-end regression gates: every scenario x method x entry (class, mean, pooled, shortcut) against its golden.
+"""End-to-end regression gates: every scenario (each method x class, mean, pooled, shortcut) against its golden.
 
 - ``regression`` (CI): the embedded default dataset with the offline ImageNet-pretrained
   EfficientNet-Lite0, the study's settings otherwise (seed 42, 224, coreset 5%, k=9,
@@ -11,6 +11,7 @@
   $AD_REPRO_WEIGHTS).  MVTec AD cannot be obtained here, so golden/mvtec-resnet50/ starts from
   the run's reproduction verdict: until ``--regen-all`` records it, each case is skipped with
   the verdict against the closest published setting, and the recorded golden keeps that verdict.
+One test per scenario (golden file), checked through the golden_regression fixture (pytest-regressions).
 Each gate runs the study once per session; with xdist, `--dist loadfile` keeps this file on one worker.
 """
 
@@ -22,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from ad_core.data.embedded import CATEGORIES as EMBEDDED
 from experiments.config import RunConfig
 from experiments.study import run_study
 from tests.golden import GOLDEN_ROOT, cases, check_golden
@@ -39,9 +39,9 @@ def embedded_results(tmp_path_factory):
 
 @pytest.mark.regression
 @pytest.mark.gpu
-@pytest.mark.parametrize("scenario,method,entry", cases(EMBEDDED))
-def test_embedded_study_matches_golden(request, embedded_results, scenario, method, entry):
-    check_golden(request, "embedded-efficientnet_lite0", embedded_results[scenario], method, entry)
+@pytest.mark.parametrize("scenario", cases())
+def test_embedded_study_matches_golden(golden_regression, embedded_results, scenario):
+    check_golden(golden_regression, "embedded-efficientnet_lite0", embedded_results[scenario])
 
 
 @pytest.fixture(scope="session")
@@ -65,12 +65,12 @@ def test_mvtec_study_has_a_reproduction_verdict(mvtec_results):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("scenario,method,entry", cases(STUDY_CATEGORIES))
-def test_mvtec_study_matches_golden(request, mvtec_results, scenario, method, entry):
+@pytest.mark.parametrize("scenario", cases())
+def test_mvtec_study_matches_golden(request, golden_regression, mvtec_results, scenario):
     results, verdict = mvtec_results
     regen = request.config.getoption("regen_all") or request.config.getoption("force_regen")
     if not (GOLDEN_ROOT / MVTEC_GOLDEN / f"{scenario}.json").is_file() and not regen:
         pytest.skip(f"no golden recorded yet in golden/{MVTEC_GOLDEN}/ (MVTec AD is recorded where the data is); "
                     f"the run's verdict against the closest published setting is '{verdict['status']}': "
                     f"{verdict['summary'][:300]}. Read it, then record with `pytest -m gpu --regen-all`.")
-    check_golden(request, MVTEC_GOLDEN, results[scenario], method, entry, verdict=verdict)
+    check_golden(golden_regression, MVTEC_GOLDEN, results[scenario], verdict=verdict)

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from ad_core.data.elpv import CATEGORIES as ELPV
 from experiments.config import RunConfig
 from experiments.study import run_study
 from tests.golden import cases, check_golden
@@ -36,9 +35,9 @@ def elpv_clean_results(tmp_path_factory):
 
 
 @pytest.mark.regression
-@pytest.mark.parametrize("scenario,method,entry", cases(ELPV, ["clean"]))
-def test_elpv_clean_matches_golden(request, elpv_clean_results, scenario, method, entry):
-    check_golden(request, "elpv-efficientnet_lite0", elpv_clean_results[scenario], method, entry)
+@pytest.mark.parametrize("scenario", cases(["clean"]))
+def test_elpv_clean_matches_golden(golden_regression, elpv_clean_results, scenario):
+    check_golden(golden_regression, "elpv-efficientnet_lite0", elpv_clean_results[scenario])
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +47,6 @@ def elpv_results(tmp_path_factory):
 
 @pytest.mark.elpv
 @pytest.mark.gpu
-@pytest.mark.parametrize("scenario,method,entry", cases(ELPV))
-def test_elpv_study_matches_golden(request, elpv_results, scenario, method, entry):
-    check_golden(request, "elpv-efficientnet_lite0", elpv_results[scenario], method, entry)
+@pytest.mark.parametrize("scenario", cases())
+def test_elpv_study_matches_golden(golden_regression, elpv_results, scenario):
+    check_golden(golden_regression, "elpv-efficientnet_lite0", elpv_results[scenario])

@@ -10,7 +10,9 @@ registered in ``BACKENDS`` with the check that says whether it can run here.
   ~0.3x faiss's time (``benchmarks/bench_knn.py``); without them the bfloat16 GEMM is emulated and
   slower, the answers the same;
 - ``faiss``: its flat index, float32 (near-equal distances ordered by their float32 rounding);
-- ``faiss-gpu`` (the CUDA rule where the installed faiss has a GPU index);
+  faiss is optional (``pip install faiss-cpu``, or the test extra) and imported only when used;
+- ``faiss-gpu`` (the CUDA rule where the installed faiss has a GPU index: the ``[gpu]`` extra's
+  ``faiss-gpu`` wheel);
 - ``torch`` (the CUDA rule otherwise; any device on request): one GEMM per block of queries,
   ``|q - m|^2 - 2 (q - m).(b - m) + |b - m|^2`` with ``m`` the bank's mean, then ``torch.topk``,
   the k selected distances recomputed directly.  Centring on the bank's mean removes the large
@@ -23,11 +25,11 @@ interface and one ``Backend`` entry below.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import faiss
 import numpy as np
 import torch
 
@@ -45,7 +47,38 @@ class Searcher(Protocol):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+FAISS_MISSING = ("faiss is not installed: pip install faiss-cpu (the test extra has it; on a CUDA box "
+                 "pip install -e '.[gpu]' brings faiss-gpu), or use --knn-backend exact")
+
+
+def faiss_installed() -> bool:
+    return importlib.util.find_spec("faiss") is not None
+
+
+def faiss_conflict() -> str | None:
+    """Why the faiss at hand cannot be trusted: faiss-cpu and a faiss-gpu wheel both installed (they
+    own one ``faiss`` module; the files of whichever installed last win), else None."""
+    from importlib import metadata
+
+    installed = []
+    for name in ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss-gpu-cu11"):
+        try:
+            metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        installed.append(name)
+    if "faiss-cpu" in installed and len(installed) > 1:
+        return (f"{' and '.join(installed)} are both installed and own one faiss module; pip uninstall -y "
+                "faiss-cpu on a CUDA box (the [gpu] extra), or the faiss-gpu wheel on a CPU one ([test])")
+    return None
+
+
 def faiss_has_gpu() -> bool:
+    """The installed faiss (if any) has a GPU index and sees a GPU."""
+    if not faiss_installed():
+        return False
+    import faiss
+
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
@@ -64,6 +97,8 @@ class FaissSearch:
     """faiss's flat L2 index (on the GPU when ``gpu``)."""
 
     def __init__(self, bank: np.ndarray, device: torch.device, gpu: bool = False):
+        import faiss
+
         index = faiss.IndexFlatL2(bank.shape[1])
         if gpu:
             self._res = faiss.StandardGpuResources()
@@ -115,7 +150,16 @@ class Backend:
     unavailable: Callable[[torch.device], str | None] = lambda device: None  # why it cannot run, or None
 
 
+def _needs_faiss(device: torch.device) -> str | None:
+    return FAISS_MISSING if not faiss_installed() else faiss_conflict()
+
+
 def _needs_faiss_gpu(device: torch.device) -> str | None:
+    if not faiss_installed():
+        return "faiss is not installed: on a CUDA box pip install -e '.[gpu]' brings faiss-gpu; or use " \
+               "--knn-backend torch"
+    if faiss_conflict():
+        return faiss_conflict()
     if not faiss_has_gpu():
         return "the installed faiss has no GPU index (faiss-cpu); use --knn-backend torch on CUDA"
     if device.type != "cuda":
@@ -126,7 +170,7 @@ def _needs_faiss_gpu(device: torch.device) -> str | None:
 REGISTRY: dict[str, Backend] = {b.name: b for b in (
     Backend("exact", "bfloat16 filter + float64 distances (knn_cpu): float64-exact, ties to the lower index",
             ExactSearch),
-    Backend("faiss", "faiss IndexFlatL2 on the CPU (float32)", FaissSearch),
+    Backend("faiss", "faiss IndexFlatL2 on the CPU (float32)", FaissSearch, _needs_faiss),
     Backend("faiss-gpu", "faiss GpuIndexFlatL2 (float32)", lambda bank, device: FaissSearch(bank, device, gpu=True),
             _needs_faiss_gpu),
     Backend("torch", "one centred float32 GEMM + topk on the device, k distances recomputed", TorchSearch),
