@@ -21,6 +21,9 @@ from ad_core.data.io import write_image
 # No property test is timed: hypothesis's 200 ms deadline failed one under a loaded machine (a benchmark
 # running beside the suite); speed targets live in benchmarks/, never in unit tests.
 settings.register_profile("ad-repro", deadline=None)
+# `pytest -m faults --hypothesis-profile deep`: the fuzzing of handed-over files (tests/test_fuzz_inputs.py)
+# at 1,000 examples each (CI runs 30-40), and every other property test at 1,000 too
+settings.register_profile("deep", deadline=None, max_examples=1000)
 settings.load_profile("ad-repro")
 
 
@@ -92,6 +95,18 @@ def run_numbers(out: Path) -> dict[str, object]:
             if path.is_file():
                 got[path.relative_to(out).as_posix()] = path.read_text()
     return got
+
+
+def seal_results(out: Path) -> Path:
+    """Rewrite ``out/checksums.json`` over its results files, as a run that wrote them records it: a test
+    that plants numbers in a results file seals it so that the planted numbers, not the edit, are read."""
+    import json
+
+    from ad_core.data.io import bytes_sha256
+
+    book = {f"results/{p.name}": bytes_sha256(p) for p in sorted((out / "results").glob("*.json")) if p.is_file()}
+    (out / "checksums.json").write_text(json.dumps(book))
+    return out
 
 
 REQUIRE_CUDA = "AD_REPRO_REQUIRE_CUDA"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
-import json
+import hashlib
 import logging
 from pathlib import Path
 
 from ad_core.data.io import atomic_open, bytes_sha256, write_json
 from ad_core.errors import DatasetError
+from experiments.readers import FileFormatError, open_regular, read_checksums, read_guard, read_results
 from experiments.results import RECORDED, ScenarioResult
 
 SUMMARY_COLUMNS = ("scenario", "method", "category", *RECORDED)
@@ -17,28 +18,41 @@ CHECKSUMS = "checksums.json"  # SHA-256 of every results/<scenario>.json, record
 log = logging.getLogger("ad-repro")
 
 
-def _checksums(out: Path) -> dict[str, str]:
+def _checksums(out: Path, strict: bool = False) -> dict[str, str]:
+    """checksums.json of ``out`` ({} without one); a damaged one is an error when ``strict`` (a handed-over
+    folder), else said in one line and taken as empty (the results it guarded are left out until rerun)."""
     try:
-        book = json.loads((out / CHECKSUMS).read_text())
-    except (OSError, ValueError):
+        return read_checksums(out / CHECKSUMS)
+    except FileFormatError as exc:
+        if strict:
+            raise
+        log.warning("results: %s; the results it guarded are left out until their scenarios are rerun", exc)
         return {}
-    return book if isinstance(book, dict) else {}
 
 
-def guard_config(out: Path, fingerprint: dict[str, object]) -> None:
-    """Refuse to mix two configurations in one output folder."""
+def check_guard(out: Path, fingerprint: dict[str, object]) -> bool:
+    """Refuse (DatasetError) when ``out`` holds a run of another configuration; True when ``out`` has
+    no record yet (``write_guard`` then records this one).  Reads only: called before any write."""
     path = out / GUARD
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored != fingerprint:
-            diff = [k for k in sorted(set(stored) | set(fingerprint)) if stored.get(k) != fingerprint.get(k)]
-            detail = "; ".join(f"{k}: {stored.get(k)!r} -> {fingerprint.get(k)!r}" for k in diff)
-            raise DatasetError(
-                f"{out} holds a run with another configuration ({detail}). Results of the two "
-                "would mix: choose another --out, or delete that folder to start over."
-            )
-    else:
-        write_json(path, fingerprint)
+    if not path.exists():
+        return True
+    try:
+        stored = read_guard(path)
+    except FileFormatError as exc:
+        raise DatasetError(f"{exc}") from None
+    if stored != fingerprint:
+        diff = [k for k in sorted(set(stored) | set(fingerprint)) if stored.get(k) != fingerprint.get(k)]
+        detail = "; ".join(f"{k}: {stored.get(k)!r} -> {fingerprint.get(k)!r}" for k in diff)
+        raise DatasetError(
+            f"{out} holds a run with another configuration ({detail}). Results of the two "
+            "would mix: choose another --out, or delete that folder to start over."
+        )
+    return False
+
+
+def write_guard(out: Path, fingerprint: dict[str, object]) -> None:
+    """Pin ``out`` to this configuration (after ``check_guard`` found no record)."""
+    write_json(out / GUARD, fingerprint)
 
 
 def _write_csv(path: Path, header: tuple[str, ...] | list[str], rows: list[list[object]]) -> None:
@@ -75,21 +89,34 @@ def _fmt(v: object) -> object:
     return "" if v is None else (f"{v:.6f}" if isinstance(v, float) else v)
 
 
-def load_results(out: Path) -> list[ScenarioResult]:
-    """Every results/<scenario>.json in --out whose bytes match the checksum recorded when this suite
-    wrote it, read into results, in the study's scenario order; any other is left out, saying so."""
+def verified_results(out: Path, strict: bool = False) -> list[tuple[Path, dict]]:
+    """(path, JSON) of every results/<scenario>.json in ``out`` whose bytes match the checksum this suite
+    recorded when it wrote it and whose content is a results file (``readers.read_results``), in the
+    study's scenario order.  Any other is left out, saying so in one line; ``strict`` (a handed-over
+    folder: ``golden record``, ``compare``): a FileFormatError naming it instead."""
     from experiments.scenarios import SCENARIOS
 
+    out = Path(out)
     order = {name: i for i, name in enumerate(SCENARIOS)}
     paths = sorted((out / "results").glob("*.json"), key=lambda p: (order.get(p.stem, len(order)), p.stem))
-    book, results = _checksums(out), []
+    book, results = _checksums(out, strict), []
     for p in paths:
-        if book.get(p.relative_to(out).as_posix()) != bytes_sha256(p):
-            log.warning("results: %s does not match the checksum it was written with (edited, damaged or from "
-                        "another run): left out of summary.csv and report.md; rerun its scenario to restore it", p)
-            continue
-        results.append(ScenarioResult.from_json(json.loads(p.read_text())))
+        try:
+            data = open_regular(p, out)
+            if book.get(p.relative_to(out).as_posix()) != hashlib.sha256(data).hexdigest():
+                raise FileFormatError(f"{p}: does not match the checksum it was written with (edited, damaged or "
+                                      "from another run); rerun its scenario to restore it")
+            results.append((p, read_results(p, out)))
+        except FileFormatError as exc:
+            if strict:
+                raise
+            log.warning("results: %s (left out of summary.csv and report.md)", exc)
     return results
+
+
+def load_results(out: Path, strict: bool = False) -> list[ScenarioResult]:
+    """The verified results of ``out`` (``verified_results``) as ``ScenarioResult``s."""
+    return [ScenarioResult.from_json(d) for _, d in verified_results(out, strict)]
 
 
 def write_summary(out: Path) -> list[ScenarioResult]:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ad_core.data.dataset import ImageSet
-from ad_core.data.io import atomic_open, bytes_sha256, file_sha256, write_json
+from ad_core.data.io import atomic_open, atomic_torch_save, bytes_sha256, file_sha256, write_json
 from ad_core.data.layout import Sample
 from ad_core.data.preprocess import Preprocessor
 from ad_core.features import FeatureExtractor
@@ -71,9 +71,18 @@ def sample_name(sample: Sample) -> str:
     return f"{sample.path.parents[depth - 1].name}/{sample.relpath}"
 
 
+def content_key(sample: Sample) -> str:
+    """What an image's features are made from: its file's SHA-256, and for a 16-bit container the bit depth
+    it is read at too (a category's depth follows its images: ``layout.with_bit_depth``)."""
+    digest = file_digest(sample.path)
+    if sample.bits is None:  # an 8-bit image: the key it always had
+        return digest
+    return hashlib.sha256(f"{digest}:{sample.bits}-bit".encode()).hexdigest()
+
+
 def inputs_of(samples: Sequence[Sample]) -> list[list[str]]:
-    """[[name, SHA-256 of the file], ...] in order: what a model or a score entry was made from."""
-    return [[sample_name(s), file_digest(s.path)] for s in samples]
+    """[[name, content key], ...] in order: what a model or a score entry was made from."""
+    return [[sample_name(s), content_key(s)] for s in samples]
 
 
 def describe_inputs(old: list | None, new: list) -> str:
@@ -134,7 +143,7 @@ class FeatureStore:
                 return
 
     def _path(self, sample: Sample) -> Path:
-        h = file_digest(sample.path)
+        h = content_key(sample)
         return self.root / h[:2] / f"{h}.pt"
 
     def ensure(self, samples: Sequence[Sample]) -> None:
@@ -151,8 +160,7 @@ class FeatureStore:
                 for j in range(n):
                     item = {k: v[j].clone() for k, v in batch.items()}
                     path = self._path(missing[start + j])
-                    with atomic_open(path) as fh:
-                        torch.save({"maps": item, "sha256": tensors_digest(item)}, fh)
+                    atomic_torch_save(path, {"maps": item, "sha256": tensors_digest(item)})
                     self._remember(path, item)
             start += n
         self.n_computed += len(missing)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from ad_core import SEED
 from ad_core.errors import DatasetError, WeightsError
 from experiments.config import ConfigError
+from experiments.readers import FileFormatError, one_line
 
 if TYPE_CHECKING:
     from experiments.config import RunConfig
@@ -21,16 +22,23 @@ if TYPE_CHECKING:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from experiments.prepare import default_categories, prepare_category, resolve_data_root
+    from experiments.config import SEED_MAX
+    from experiments.prepare import default_categories, prepare_categories, resolve_data_root
+    from experiments.readers import plain_name
 
+    if not 0 <= args.seed <= SEED_MAX:
+        raise ConfigError(f"--seed {args.seed}: must be a whole number in [0, {SEED_MAX}]")
+    for category in args.categories or []:
+        plain_name(category, "category", "--categories")
+    if args.data is not None and not Path(args.data).expanduser().is_dir():
+        raise ConfigError(f"--data {args.data!r}: is not a folder (an MVTec-layout dataset root)")
     out = Path(args.out)
     root, dataset = resolve_data_root(args.data, out)
     categories = args.categories or default_categories(root, dataset, built_in=args.data is None)
     print(f"dataset {dataset} at {root}; outputs in {out}")
     header = f"{'category':<12}{'train':>7}{'val_n':>7}{'val_a':>7}{'test_n':>8}{'test_a':>8}  shifted copy"
     rows = []
-    for category in categories:
-        prepared = prepare_category(root, category, out, args.seed)
+    for category, prepared in prepare_categories(root, list(categories), out, args.seed).items():
         c = prepared.splits.counts()
         rows.append(
             f"{category:<12}{c['train']:>7}{c['val_normal']:>7}{c['val_anomalous']:>7}"
@@ -56,11 +64,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         coreset_ratio=args.coreset_ratio, progress=False if args.no_progress else None,
         bootstrap=False if args.no_bootstrap else None, executor=args.executor, scheduler=args.scheduler,
         workers=args.workers, threads=args.threads)
-    if args.config:  # a recorded run, every option given here over it
-        recorded = load_config_file(Path(args.config)).to_json()
-        given = {k: (str(v) if isinstance(v, Path) else v) for k, v in explicit.items() if v is not None}
-        config = RunConfig.from_json({**recorded, **({"preset": args.preset} if args.preset else {}), **given},
-                                     str(args.config))
+    if args.config:  # a recorded run's study settings; every option given here over them
+        config = config_from_file(Path(args.config), args, explicit)
     else:
         config = RunConfig(**preset_settings(args.preset or "study", **{"out": Path("outputs"), **{
             k: v for k, v in explicit.items() if v is not None}}))
@@ -90,33 +95,87 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_config_file(path: Path) -> RunConfig:
-    """The RunConfig a run recorded: ``path`` is its ``--out`` folder, its ``config.json``, or the
-    ``run_config.json`` beside it."""
-    from experiments.config import RunConfig
+def config_path(path: Path) -> Path:
+    """The config.json of ``--config PATH``: a run's --out folder, a golden folder, or the file (a
+    ``run_config.json`` stands for the ``config.json`` beside it)."""
     from experiments.provenance import CONFIG_FILE
 
     if path.is_dir():
-        path = path / CONFIG_FILE
-    elif path.name == "run_config.json":
-        path = path.with_name(CONFIG_FILE)
+        return path / CONFIG_FILE
+    return path.with_name(CONFIG_FILE) if path.name == "run_config.json" else path
+
+
+def load_config_file(path: Path) -> tuple[dict[str, object], dict[str, object]]:
+    """(study settings, not-followed settings) of a recorded configuration, each value checked.
+
+    The study settings are what a file may set; the others (``MACHINE_SETTINGS``, and a weights *file*)
+    are returned apart so that the caller refuses or ignores them, never follows them."""
+    from experiments.config import MACHINE_SETTINGS, WEIGHT_NAMES, RunConfig, validate
+    from experiments.readers import FileFormatError, read_config
+
+    path = config_path(path)
     try:
-        record = json.loads(path.read_text())
+        recorded = read_config(path)
     except FileNotFoundError:
         raise ConfigError(f"--config {path}: no such file (a run's --out folder holds {path.name})") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"--config {path}: cannot be read as JSON ({exc})") from None
-    if not isinstance(record, dict):
-        raise ConfigError(f"--config {path}: expected a JSON object of run settings")
-    return RunConfig.from_json(record, f"--config {path}")
+    except FileFormatError as exc:
+        raise ConfigError(f"--config {exc}") from None
+    study = {k: v for k, v in recorded.items() if k not in MACHINE_SETTINGS}
+    machine = {k: v for k, v in recorded.items() if k in MACHINE_SETTINGS}
+    if study.get("weights") is not None and study["weights"] not in WEIGHT_NAMES:
+        machine["weights"] = study.pop("weights")
+    try:  # the recorded values alone, before any option joins them: an error names the file
+        validate(RunConfig(**study), touch_out=False, load_weights=False)
+    except ConfigError as exc:
+        raise ConfigError(f"--config {path}: {exc}") from None
+    return study, machine
+
+
+def config_from_file(path: Path, args: argparse.Namespace, explicit: dict) -> RunConfig:
+    """The run of ``--config PATH``: its study settings, the command line's options over them; where the
+    run executes and what it reads and writes from the command line only (docs/security.md)."""
+    from experiments.config import RunConfig
+
+    study, machine = load_config_file(path)
+    where = config_path(path)
+    if machine.get("data") is not None and args.data is None:
+        raise ConfigError(f"--config {where}: the recorded run read a --data folder of its machine, which is not "
+                          "followed; give --data <that dataset's folder here>")
+    if "weights" in machine and args.weights is None:
+        raise ConfigError(f"--config {where}: the recorded run used the weights file "
+                          f"{Path(str(machine['weights'])).name!r}, which is not followed; give --weights FILE")
+    defaults = RunConfig()
+    ignored = [f"{k} {v!r}" for k, v in machine.items()
+               if k not in ("data", "weights", "out") and v != getattr(defaults, k)]
+    if ignored:
+        logging.getLogger("ad-repro").warning(
+            "--config %s: not followed: %s (where a run executes comes from the command line: --device, "
+            "--executor, --scheduler, --workers, --threads)", where, ", ".join(ignored))
+    given = {k: (str(v) if isinstance(v, Path) else v) for k, v in explicit.items() if v is not None}
+    return RunConfig.from_json({"out": "outputs", **study, **({"preset": args.preset} if args.preset else {}),
+                                **given}, f"--config {where}")
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from experiments import provenance
     from experiments.compare import CompareError, compare_folders, format_rows, summarise
 
-    pa, pb = provenance.load(Path(args.a)), provenance.load(Path(args.b))
-    if pa is not None and pb is not None:
+    records, unusable = {}, []
+    for side in (args.a, args.b):
+        if not (Path(side) / "results").is_dir():
+            continue  # a golden folder: no provenance (its numbers are the record)
+        try:
+            records[side] = provenance.read(Path(side))
+        except FileNotFoundError:
+            unusable.append(f"{side} has no {provenance.PROVENANCE_FILE}")
+        except FileFormatError as exc:
+            unusable.append(str(exc))
+    if unusable and not args.different_data:
+        print(f"ad-repro compare: {'; '.join(unusable)}: nothing shows the two runs read the same data; pass "
+              "--different-data to compare them anyway", file=sys.stderr)
+        return 2
+    if len(records) == 2:
+        pa, pb = records[args.a], records[args.b]
         differ = provenance.differences(pa, pb)
         print("provenance: " + ("the same" if not differ else f"{len(differ)} difference(s)"))
         for line in differ:
@@ -129,7 +188,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     try:
         rows = compare_folders(Path(args.a), Path(args.b), args.tolerance, every=True, shared=args.shared)
     except CompareError as exc:
-        print(f"ad-repro compare: {exc}", file=sys.stderr)
+        print(f"ad-repro compare: {one_line(str(exc))}", file=sys.stderr)
         return 2
     table = format_rows(rows, only_failing=not args.all)
     if len(table) > 2:  # header + separator, then the rows beyond tolerance (every row that differs: --all)
@@ -143,8 +202,8 @@ def _cmd_golden_record(args: argparse.Namespace) -> int:
 
     try:
         written = record(Path(args.run), Path(args.dest))
-    except ValueError as exc:
-        print(f"ad-repro golden record: {exc}", file=sys.stderr)
+    except ValueError as exc:  # FileFormatError included: a damaged or foreign file of the run, named
+        print(f"ad-repro golden record: {one_line(str(exc))}", file=sys.stderr)
         return 2
     size = sum(p.stat().st_size for p in written)
     print(f"{len(written)} golden file(s), {size / 1024:.0f} kB, in {args.dest}: "
@@ -269,14 +328,27 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, WeightsError) as exc:
-        print(f"ad-repro: error: {exc}", file=sys.stderr)
+    except (ConfigError, DatasetError, WeightsError, FileFormatError) as exc:
+        print(f"ad-repro: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:  # a full disk, a read-only or vanished folder: what is written stays intact
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"ad-repro: error: {where}{exc.strerror or exc} ({type(exc).__name__}); free space or fix the "
-              "permissions, then run the same command again: it resumes from what was written", file=sys.stderr)
+        print(one_line(f"ad-repro: error: {where}{exc.strerror or exc}; {os_fix(exc)}, then run the same command "
+                       "again: it resumes from what was written"), file=sys.stderr)
         return 2
+
+
+def os_fix(exc: OSError) -> str:
+    """What to do about an OSError of a write or a read, by its errno."""
+    import errno
+
+    return {errno.ENOSPC: "the disk is full: free space", errno.EDQUOT: "the disk quota is spent: free space",
+            errno.EISDIR: "a folder stands where the suite writes this file: move or delete that folder",
+            errno.ENOTDIR: "a file stands where the suite needs a folder: move or delete that file",
+            errno.EACCES: "fix the permissions (or choose another --out)",
+            errno.EPERM: "fix the permissions (or choose another --out)",
+            errno.EROFS: "the file system is read-only: choose another --out"}.get(
+        exc.errno, "check the disk and the path")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ The comparison is the one the pytest gates use (``experiments.goldens``): the sa
 (every number the report states) and the same tolerances — a golden side's own, else
 those derived from run A's set sizes (granularity rule, no drift), or one ``--tolerance``
 for every number.  A NaN never holds, an infinity holds only against the same infinity
-(``goldens.within``).  A folder or file that cannot be read as what it should be raises
-``CompareError`` naming the file and what is wrong.  A run's results/<scenario>.json is read
-into a ``ScenarioResult`` here, once; a golden file's numbers are plain JSON (its format).
+(``goldens.within``).  Both sides are read by the strict readers (``experiments.readers``): a run's
+results only where they match the checksums their run wrote, a golden file by its schema; a folder
+or file that cannot be read as what it should be raises ``CompareError`` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import math
 from pathlib import Path
 
+from experiments.artifacts import verified_results
 from experiments.goldens import allowed_difference, compare_numbers, derive_tolerances, entries, tolerance_name
 from experiments.readers import FileFormatError, read_golden
 from experiments.results import ScenarioResult
@@ -31,66 +32,6 @@ def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _read_json(path: Path) -> object:
-    """The JSON of ``path``; CompareError naming the file when it cannot be read or parsed."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except IsADirectoryError:
-        raise CompareError(f"{path}: is a folder, not a JSON file") from None
-    except UnicodeDecodeError as exc:
-        raise CompareError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise CompareError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CompareError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    except RecursionError:
-        raise CompareError(f"{path}: malformed JSON (nested too deeply)") from None
-
-
-def _object(path: Path, where: str, value: object) -> dict:
-    """``value`` when it is a JSON object, else CompareError naming the file and the place."""
-    if not isinstance(value, dict):
-        raise CompareError(f"{path}: {where} must be an object, got {type(value).__name__}")
-    return value
-
-
-def _check_numbers(path: Path, methods: object) -> None:
-    """Every checked number is a number (NaN / inf included: they fail the comparison) or null."""
-    for key, es in _object(path, "'methods'", methods).items():
-        for entry, numbers in _object(path, f"methods/{key}", es).items():
-            for name, v in _object(path, f"{key}/{entry}", numbers).items():
-                if v is not None and not _is_number(v):
-                    raise CompareError(f"{path}: {key}/{entry}/{name} must be a number or null, "
-                                       f"got {type(v).__name__} {json.dumps(v)[:60]}")
-
-
-def _check_tolerances(path: Path, tolerances: object) -> None:
-    for name, tol in _object(path, "'tolerances'", tolerances).items():
-        _object(path, f"tolerances/{name}", tol)
-        for unit in ("abs", "rel"):
-            v = tol.get(unit)
-            if v is not None and not (_is_number(v) and math.isfinite(v) and v >= 0):
-                raise CompareError(f"{path}: tolerances/{name}/{unit} must be a finite number >= 0, "
-                                   f"got {json.dumps(v)[:60]}")
-
-
-def _check_confusion(path: Path, result: ScenarioResult) -> None:
-    """The set sizes the tolerances derive from: [[TN, FP], [FN, TP]] of integers >= 0."""
-    if not any(m.per_class for m in result.methods):
-        raise CompareError(f"{path}: no method with a class result: nothing to compare")
-    for m in result.methods:
-        for c, pc in m.per_class.items():
-            conf = pc.confusion
-            ok = (isinstance(conf, list) and len(conf) == 2
-                  and all(isinstance(row, list) and len(row) == 2 for row in conf)
-                  and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for row in conf for n in row))
-            if not ok:
-                raise CompareError(f"{path}: {m.key}/per_class/{c}/confusion must be [[TN, FP], [FN, TP]] of "
-                                   f"integers >= 0, got {json.dumps(conf)[:60]}")
-
-
 def _scenario_name(path: Path, d: dict, seen: dict[str, Path]) -> str:
     name = d.get("scenario")
     if not isinstance(name, str):
@@ -101,28 +42,16 @@ def _scenario_name(path: Path, d: dict, seen: dict[str, Path]) -> str:
     return name
 
 
-def _load_run_file(path: Path, seen: dict[str, Path]) -> tuple[str, dict, dict]:
-    """(scenario, entries, derived tolerances) of one results/<scenario>.json."""
-    r = _read_json(path)
-    if not isinstance(r, dict):
-        raise CompareError(f"{path}: expected a scenario result (a JSON object), got {type(r).__name__}")
+def _load_run_file(path: Path, r: dict, seen: dict[str, Path]) -> tuple[str, dict, dict]:
+    """(scenario, entries, derived tolerances) of one verified results/<scenario>.json (``r``: its JSON)."""
     scenario = _scenario_name(path, r, seen)
-    try:
-        result = ScenarioResult.from_json(r)
-        e = entries(result)
-    except KeyError as exc:
-        raise CompareError(f"{path}: not a scenario result: missing key {exc}") from None
-    except (TypeError, AttributeError, ValueError, IndexError) as exc:
-        raise CompareError(f"{path}: not a scenario result: malformed ({exc})") from None
-    _check_numbers(path, e)
-    _check_confusion(path, result)
+    result = ScenarioResult.from_json(r)  # checked by the strict reader (experiments.readers.read_results)
+    e = entries(result)
     try:
         tol = derive_tolerances(result, {"max_abs": {}, "max_rel": {}, "how": "none (run vs run)"})
     except ZeroDivisionError:
         raise CompareError(f"{path}: a class has no normal or no anomalous test images: "
                            "its tolerances cannot be derived (pass --tolerance)") from None
-    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
-        raise CompareError(f"{path}: tolerances cannot be derived: malformed ({exc!r})") from None
     return scenario, e, tol
 
 
@@ -135,8 +64,12 @@ def load_side(path: Path) -> tuple[str, dict[str, dict], dict[str, dict]]:
     seen: dict[str, Path] = {}
     if (path / "results").is_dir():
         ea, ta = {}, {}
-        for p in sorted((path / "results").glob("*.json")):
-            scenario, numbers, tolerances = _load_run_file(p, seen)
+        try:
+            verified = verified_results(path, strict=True)
+        except FileFormatError as exc:
+            raise CompareError(str(exc)) from None
+        for p, r in verified:
+            scenario, numbers, tolerances = _load_run_file(p, r, seen)
             ea[scenario], ta[scenario] = numbers, tolerances
         if not ea:
             raise CompareError(f"{path}/results holds no scenario results: did the run finish?")
@@ -158,10 +91,11 @@ def load_side(path: Path) -> tuple[str, dict[str, dict], dict[str, dict]]:
     return "golden", ea, ta
 
 
-def _same_keys(what: str, a: dict, b: dict, where: str) -> None:
+def _same_keys(what: str, a: dict, b: dict, where: str, sides: tuple[Path, Path]) -> None:
     if set(a) != set(b):
         only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
-        raise CompareError(f"different {what}{where}: only in A {only_a}, only in B {only_b}")
+        raise CompareError(f"{sides[0]} (A) and {sides[1]} (B) hold different {what}{where}: only in A {only_a}, "
+                           f"only in B {only_b}")
 
 
 def check_tolerance(tolerance: object) -> None:
@@ -187,13 +121,13 @@ def compare_folders(a: Path, b: Path, tolerance: float | None = None, *, every: 
         if not common:
             raise CompareError(f"{a} and {b} share no scenario: A has {sorted(ea)}, B has {sorted(eb)}")
         ea, eb = {k: v for k, v in ea.items() if k in common}, {k: v for k, v in eb.items() if k in common}
-    _same_keys("scenarios", ea, eb, "")
+    _same_keys("scenarios", ea, eb, "", (a, b))
     rows = []
     for sc in sorted(ea):
-        _same_keys("methods", ea[sc], eb[sc], f" in {sc}")
+        _same_keys("methods", ea[sc], eb[sc], f" in {sc}", (a, b))
         tolerances = tb[sc] if kind_b == "golden" else ta[sc]
         for method in ea[sc]:
-            _same_keys("classes / entries", ea[sc][method], eb[sc][method], f" in {sc}/{method}")
+            _same_keys("classes / entries", ea[sc][method], eb[sc][method], f" in {sc}/{method}", (a, b))
             for entry, numbers_a in ea[sc][method].items():
                 numbers_b = eb[sc][method][entry]
                 flat_tol = tolerances if tolerance is None else {

@@ -28,6 +28,12 @@ OFFLINE_BACKBONE = "efficientnet_lite0"  # built-in datasets without --backbone:
 SPLITS = ("study", "full_test")
 EXECUTORS = ("local", "dask")
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeds
+# What a recorded configuration (``run --config``, a golden's config.json) may not set: where the run
+# executes and what it reads and writes come from the command line or the environment, never from a
+# handed-over file (docs/security.md).  A recorded value of these is not followed, and said.
+MACHINE_SETTINGS = ("out", "data", "device", "executor", "scheduler", "workers", "threads", "feature_cache",
+                    "feature_memory_gb", "progress")
+WEIGHT_NAMES = ("torchvision", "package", "random")  # --weights values that are names; anything else is a file
 
 
 class ConfigError(ValueError):
@@ -161,9 +167,14 @@ def _names(config: RunConfig, name: str, allowed: list[str] | tuple[str, ...] | 
     for v in values:
         if allowed is not None and v not in allowed:
             raise _fail(name, v, f"choose from {', '.join(allowed)}")
-        if allowed is None and (not isinstance(v, str) or not v or v in (".", "..") or "/" in v or "\\" in v
-                                or "\0" in v):
-            raise _fail(name, v, "a category is one folder name under --data (no path separators, no '.' or '..')")
+        if allowed is None:
+            from experiments.readers import FileFormatError, plain_name
+
+            try:
+                plain_name(v, "category", _option(name))
+            except FileFormatError:
+                raise _fail(name, v, "a category is one folder name under --data (no path separators, no '.' or "
+                                     "'..', at most 255 bytes of UTF-8)") from None
 
 
 def check_device(device: str) -> None:

@@ -142,6 +142,9 @@ class LocalExecutor:
         pass
 
 
+CONNECT_TIMEOUT_S = 10  # a scheduler that does not answer in 10 s is refused before anything is written
+
+
 class DaskExecutor:
     """The units as a Dask task graph on a cluster (``scheduler``: its address; None: a LocalCluster)."""
 
@@ -165,7 +168,14 @@ class DaskExecutor:
                                          resources={"GPU": 1} if gpu else None, dashboard_address=None)
             self.client = Client(self._cluster)
         else:
-            self.client = Client(scheduler)
+            try:  # the address comes from the command line only (never from a recorded configuration)
+                self.client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError) as exc:
+                from experiments.config import ConfigError
+
+                raise ConfigError(f"--scheduler {scheduler}: no Dask scheduler answers there within "
+                                  f"{CONNECT_TIMEOUT_S} s ({type(exc).__name__}); start it (dask scheduler), check "
+                                  "the address, or drop --executor dask to run here") from None
         self.resources = {"GPU": 1} if gpu else None
 
     def precompute(self, run: StudyRun, scenarios: list[Scenario]) -> dict[str, Any]:

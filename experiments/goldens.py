@@ -11,7 +11,6 @@ Results come in typed (``experiments.results.ScenarioResult``); golden files and
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -133,12 +132,14 @@ def derive_tolerances(result: ScenarioResult, drift: dict) -> dict[str, dict]:
 
 def load_drift(folder: Path) -> dict:
     """The folder's measured drift, or the embedded set's as a stand-in (said in ``how``)."""
+    from experiments.readers import read_drift
+
     path = folder / DRIFT_FILE
-    if path.is_file():
-        return json.loads(path.read_text())
+    if path.exists():
+        return read_drift(path)
     stand_in = folder.parent / "embedded-efficientnet_lite0" / DRIFT_FILE
     if stand_in.is_file():
-        drift = json.loads(stand_in.read_text())
+        drift = read_drift(stand_in)
         return {**drift, "how": f"not measured on this data; the embedded set's ({drift.get('how')})"}
     return {"max_abs": {}, "max_rel": {}, "how": "not measured"}
 
@@ -148,8 +149,9 @@ def payload(result: ScenarioResult, dataset: str, backbone: str, tolerances: dic
     from experiments.readers import GOLDEN_FORMAT
 
     cfg = result.config
-    return {"format": GOLDEN_FORMAT, "dataset": dataset, "backbone": backbone, "weights_source": cfg["weights_source"],
-            "scenario": result.scenario, "seed": cfg["seed"], "tolerances": tolerances,
+    return {"format": GOLDEN_FORMAT, "dataset": dataset, "backbone": backbone,
+            "weights_source": cfg.get("weights_source"), "scenario": result.scenario, "seed": cfg.get("seed"),
+            "tolerances": tolerances,
             "methods": entries(result)}
 
 
@@ -244,22 +246,26 @@ def record(run_folder: Path, dest: Path) -> list[Path]:
     granularity (and ``dest``'s ``drift.json`` where one was measured), each with its rule and why."""
     from ad_core.data.io import write_json
     from experiments.artifacts import load_results
+    from experiments.config import MACHINE_SETTINGS
+    from experiments.readers import CONFIG_FORMAT, plain_name, read_config
 
-    results = load_results(Path(run_folder))
+    results = load_results(Path(run_folder), strict=True)  # a handed-over folder: damage is an error
     if not results:
         raise ValueError(f"{run_folder}/results holds no verified scenario results: run the study there first")
     dest = Path(dest)
-    drift = load_drift(dest) if (dest / DRIFT_FILE).is_file() else {
+    drift = load_drift(dest) if (dest / DRIFT_FILE).exists() else {
         "max_abs": {}, "max_rel": {},
         "how": "not measured (a run is bit-identical on one machine: docs/protocol.md §13)"}
-    written = []
-    for r in results:
-        path = dest / f"{r.scenario}.json"
-        write_json(path, payload(r, str(r.config.get("dataset")), str(r.config.get("backbone")),
-                                 derive_tolerances(r, drift)))
-        written.append(path)
+    files = {dest / f"{plain_name(r.scenario, 'scenario', str(run_folder))}.json":
+             payload(r, str(r.config.get("dataset")), str(r.config.get("backbone")), derive_tolerances(r, drift))
+             for r in results}
     config = Path(run_folder) / "config.json"
-    if config.is_file():  # the run's settings: `ad-repro run --config DEST --data ... --out ...` repeats it
-        write_json(dest / "config.json", json.loads(config.read_text()))
-        written.append(dest / "config.json")
-    return written
+    if config.exists():  # the run's study settings: `ad-repro run --config DEST --data ... --out ...` repeats it
+        recorded = read_config(config)
+        # where it ran and what it read and wrote stay behind (a --data folder is kept as a mark that the
+        # rerun must be given one: its path is never followed)
+        kept = {k: v for k, v in recorded.items() if k not in MACHINE_SETTINGS or k == "data"}
+        files[dest / "config.json"] = {"format": CONFIG_FORMAT, **kept}
+    for path, content in files.items():  # every file read and checked first: a refusal writes nothing
+        write_json(path, content)
+    return list(files)

@@ -9,7 +9,7 @@ from ad_core import SEED
 from ad_core.data.embedded import CATEGORIES as EMBEDDED_CATEGORIES
 from ad_core.data.embedded import make_embedded_dataset
 from ad_core.data.layout import CategoryFiles, Sample, discover_category, list_categories
-from ad_core.data.splits import Splits, load_splits, make_splits, save_splits
+from ad_core.data.splits import Splits, make_splits, save_splits
 from ad_core.errors import DatasetError
 from ad_core.shift import write_shifted_category
 from ad_core.shift.generate import PARAMS_LOG
@@ -17,6 +17,7 @@ from ad_core.timing import phase
 from experiments.cache import file_digest
 from experiments.config import BUILT_IN
 from experiments.fingerprint import fingerprint, log, note_if_stale
+from experiments.readers import FileFormatError, plain_name, read_splits
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,16 @@ class PreparedCategory:
 
 
 
+def data_root_of(data: str | Path | None, out: Path, dataset: str = "embedded") -> tuple[Path, str]:
+    """(root, dataset name) a run reads, without writing: the user's folder, or where the built-in copy goes."""
+    if data is not None:
+        root = Path(data).expanduser().resolve()
+        return root, root.name
+    if dataset not in BUILT_IN:
+        raise DatasetError(f"Unknown built-in dataset {dataset!r}; choose from {BUILT_IN} or pass --data.")
+    return Path(out) / "data" / dataset, dataset
+
+
 @phase("data: built-in dataset copy")
 def resolve_data_root(data: str | Path | None, out: Path, dataset: str = "embedded",
                       seed: int = SEED) -> tuple[Path, str]:
@@ -37,8 +48,7 @@ def resolve_data_root(data: str | Path | None, out: Path, dataset: str = "embedd
     ``elpv-dataset`` solar cells, optional extra).
     """
     if data is not None:
-        root = Path(data).expanduser().resolve()
-        return root, root.name
+        return data_root_of(data, out, dataset)
     stamp = fingerprint("data")
     if dataset == "elpv":
         from ad_core.data.elpv import MARKER, make_elpv_dataset
@@ -53,39 +63,76 @@ def resolve_data_root(data: str | Path | None, out: Path, dataset: str = "embedd
     return make_embedded_dataset(out / "data" / "embedded", stamp=stamp), "embedded"
 
 
-def prepare_category(root: Path, category: str, out: Path, seed: int, progress: bool = True,
-                     protocol: str = "study", shifted: bool = True, image_level: bool = False) -> PreparedCategory:
-    """Discover ``category`` (warning about its data hygiene), make or reuse its splits (``protocol``:
-    ``study`` or ``full_test``), and write its shifted copy (unless ``shifted`` is False: no scenario of
-    the run needs it).  ``image_level``: a dataset without masks by design (ELPV)."""
+@dataclass(frozen=True)
+class PlannedCategory:
+    """What ``prepare_category`` will write for one category, found by reading only."""
+
+    clean: CategoryFiles
+    splits: Splits
+    split_path: Path
+    write_splits: bool  # no splits file yet, or the images on disk changed (same rule): (re)write it
+
+
+def plan_category(root: Path, category: str, out: Path, seed: int, protocol: str = "study",
+                  image_level: bool = False) -> PlannedCategory:
+    """Discover ``category`` (warning about its data hygiene) and decide its splits, writing nothing;
+    DatasetError where the data is broken or ``out`` holds splits another seed or rule made."""
     clean = discover_category(root, category, image_level)
     check_hygiene(clean)
     split_path = out / "splits" / f"{category}.json"
     fresh = make_splits(clean, seed, protocol)
-    if split_path.is_file():
-        stored = load_splits(split_path)
-        if stored != fresh and stored.seed == fresh.seed and stored.protocol == fresh.protocol:
-            # same rule, other files: the data changed (an image added or removed), so the splits follow it
-            log.warning("splits: %s: the images on disk changed, %s: splits redone", clean.path,
-                        _listing_change(stored, fresh))
-            save_splits(fresh, split_path)
-        elif stored != fresh:
-            raise DatasetError(
-                f"{split_path} holds splits that differ from the ones seed {seed} gives on "
-                f"{clean.path} (another seed or other data). Use a new --out, or delete the "
-                "file to replace it."
-            )
-    else:
-        save_splits(fresh, split_path)
+    if not split_path.exists():
+        return PlannedCategory(clean, fresh, split_path, True)
+    try:
+        stored = read_splits(split_path)
+    except FileFormatError as exc:
+        raise DatasetError(str(exc)) from None
+    if stored == fresh:
+        return PlannedCategory(clean, fresh, split_path, False)
+    if stored.seed == fresh.seed and stored.protocol == fresh.protocol:
+        # same rule, other files: the data changed (an image added or removed), so the splits follow it
+        log.warning("splits: %s: the images on disk changed, %s: splits redone", clean.path,
+                    _listing_change(stored, fresh))
+        return PlannedCategory(clean, fresh, split_path, True)
+    raise DatasetError(
+        f"{split_path} holds splits that differ from the ones seed {seed} gives on "
+        f"{clean.path} (another seed or other data). Use a new --out, or delete the "
+        "file to replace it."
+    )
+
+
+def write_category(root: Path, plan: PlannedCategory, out: Path, seed: int, progress: bool = True,
+                   shifted: bool = True) -> PreparedCategory:
+    """Write a planned category's splits (where due) and its shifted copy (unless ``shifted`` is False:
+    no scenario of the run needs it)."""
+    if plan.write_splits:
+        save_splits(plan.splits, plan.split_path)
     if not shifted:
-        return PreparedCategory(clean, None, fresh)
+        return PreparedCategory(plan.clean, None, plan.splits)
+    category = plan.clean.name
     shift_root = out / "data" / f"{root.name}-shift"
     stamp = fingerprint("shift")
     note_if_stale(shift_root / category / PARAMS_LOG, "stamp", stamp, f"shifted copy of {category}")
     with phase("shift generation"):
-        write_shifted_category(clean, shift_root, seed=seed, progress=progress, stamp=stamp)
-    shifted = discover_category(shift_root, category)
-    return PreparedCategory(clean, shifted, fresh)
+        write_shifted_category(plan.clean, shift_root, seed=seed, progress=progress, stamp=stamp)
+    return PreparedCategory(plan.clean, discover_category(shift_root, category), plan.splits)
+
+
+def prepare_categories(root: Path, categories: list[str], out: Path, seed: int, progress: bool = True,
+                       protocol: str = "study", shifted: bool = True,
+                       image_level: bool = False) -> dict[str, PreparedCategory]:
+    """Every category planned first (reading only: a broken category refuses before anything is
+    written), then written (``plan_category``, ``write_category``)."""
+    for category in categories:
+        plain_name(category, "category", "--categories")
+    plans = [plan_category(root, c, out, seed, protocol, image_level) for c in categories]
+    return {p.clean.name: write_category(root, p, out, seed, progress, shifted) for p in plans}
+
+
+def prepare_category(root: Path, category: str, out: Path, seed: int, progress: bool = True,
+                     protocol: str = "study", shifted: bool = True, image_level: bool = False) -> PreparedCategory:
+    """One category: ``prepare_categories`` of one."""
+    return prepare_categories(root, [category], out, seed, progress, protocol, shifted, image_level)[category]
 
 
 def _listing_change(old: Splits, new: Splits) -> str:

@@ -10,7 +10,6 @@ data root and one digest of the dataset's file names and contents, and the comma
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import subprocess
@@ -77,7 +76,10 @@ def collect(run: object, threads: int | None, executor: str, workers: int) -> di
     gpu = None
     if str(run.device).startswith("cuda"):
         gpu = {"name": torch.cuda.get_device_name(torch.device(run.device)), "cuda": torch.version.cuda}
+    from experiments.readers import PROVENANCE_FORMAT
+
     return {
+        "format": PROVENANCE_FORMAT,
         "ad_repro": version,
         "git": git_state(),
         "python": sys.version.split()[0],
@@ -93,19 +95,18 @@ def collect(run: object, threads: int | None, executor: str, workers: int) -> di
         "data_root": str(run.root),
         "data_digest": data_digest(files),
         "data_files": len(files),
+        # per category: the bit depth its 16-bit-container images are read at (None: 8-bit images only)
+        "image_bit_depth": {c: p.clean.bit_depth for c, p in run.prepared.items()},
         "command": sys.argv,
     }
 
 
-def load(folder: Path) -> dict[str, object] | None:
-    path = Path(folder) / PROVENANCE_FILE
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (ValueError, OSError):
-        return None
-    return record if isinstance(record, dict) else None
+def read(folder: Path) -> dict[str, object]:
+    """A run folder's provenance, strictly (``experiments.readers.read_provenance``): FileNotFoundError
+    without one, FileFormatError naming the file and the field when it is damaged or from another version."""
+    from experiments.readers import read_provenance
+
+    return read_provenance(Path(folder) / PROVENANCE_FILE)
 
 
 def differences(a: dict, b: dict, prefix: str = "") -> list[str]:

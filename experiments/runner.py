@@ -29,7 +29,7 @@ from experiments.config import RunConfig
 from experiments.evaluate import cross_class_confusion, evaluate, evaluate_uncertain, feature_separation
 from experiments.fingerprint import fingerprint, log
 from experiments.methods import METHODS, AnomalyModel, MethodSpec, get_method
-from experiments.prepare import PreparedCategory, default_categories, prepare_category, resolve_data_root
+from experiments.prepare import PreparedCategory, default_categories, prepare_categories, resolve_data_root
 from experiments.presets import get_preset
 from experiments.results import MethodResult, ScenarioResult, ScoreSet
 from experiments.scenarios import Scenario, select
@@ -74,8 +74,8 @@ def prepare_run(config: RunConfig) -> PreparedRun:
     shifted = any(d == "shift" for sc in select(config.scenarios)
                   for d in (sc.fit_domain, sc.calib_domain, sc.eval_domain))
     image_level = config.data is None and dataset == "elpv"  # no masks by design: no warning about them
-    prepared = {c: prepare_category(root, c, out, config.seed, config.progress, config.split, shifted, image_level)
-                for c in categories}
+    prepared = prepare_categories(root, list(categories), out, config.seed, config.progress, config.split, shifted,
+                                  image_level)
     for c, p in prepared.items():
         counts = p.splits.counts()
         n_good, n_bad = counts["test_normal"], counts["test_anomalous"]
@@ -106,12 +106,10 @@ class StudyRun:
         self.out, self.root, self.dataset, self.backbone = prep.out, prep.root, prep.dataset, prep.backbone
         self.categories, self.prepared, self.has_masks = prep.categories, prep.prepared, prep.has_masks
         self.device, self.knn_backend = prep.device, prep.knn_backend
-        weights = config.weights
-        if weights and Path(weights).is_file():
-            weights = f"file-sha256:{file_digest(Path(weights))}"
+        weights = weights_key(config.weights)
         self.store = FeatureStore(
             Path(config.feature_cache) if config.feature_cache else self.out / "cache" / "features",
-            {"backbone": self.backbone, "weights": weights or "default", "layers": list(EXTRACTED_LAYERS),
+            {"backbone": self.backbone, "weights": weights, "layers": list(EXTRACTED_LAYERS),
              "image_size": config.image_size, **({"resize": config.resize} if config.resize else {}),
              "fingerprint": fingerprint("features"),
              # features depend on the seed only through random weights: seeds share pretrained features
@@ -341,23 +339,54 @@ class StudyRun:
 
     def describe(self) -> dict[str, object]:
         """The configuration recorded with every result (and guarded per --out)."""
-        c = self.config
-        threshold = ("F1-optimal over 1000 steps of the validation score range" if c.split == "study" else
-                     "F1-optimal over 1000 steps of the TEST score range (full-test protocol: no validation split, "
-                     "as anomalib's default; F1 and accuracy are optimistic, the tau-free metrics are the papers')")
-        return {"preset": c.preset, "dataset": self.dataset, "data_root": str(self.root),
-                "categories": self.categories, "backbone": self.backbone, "weights": self.store.config["weights"],
-                "weights_source": describe_weights(self.backbone, c.weights, c.seed), "seed": c.seed,
-                "image_size": c.image_size, "resize": c.resize, "split": c.split,
-                **{name: spec.describe(c) for name, spec in METHODS.items()},
-                "knn_backend": self.knn_backend,
-                "threshold": threshold}
+        return describe_config(self.config, self.dataset, self.root, self.categories, self.backbone,
+                               self.store.config["weights"], self.knn_backend)
+
+
+def weights_key(weights: str | None) -> str:
+    """The weights as the caches and the guard know them: a file by its SHA-256, else the name ('default')."""
+    if weights and Path(weights).is_file():
+        return f"file-sha256:{file_digest(Path(weights))}"
+    return weights or "default"
+
+
+def describe_config(c: RunConfig, dataset: str, root: Path, categories: list[str], backbone: str, weights: str,
+                    knn_backend: str) -> dict[str, object]:
+    """A run's recorded configuration (``StudyRun.describe``) from its settings and resolved names."""
+    threshold = ("F1-optimal over 1000 steps of the validation score range" if c.split == "study" else
+                 "F1-optimal over 1000 steps of the TEST score range (full-test protocol: no validation split, "
+                 "as anomalib's default; F1 and accuracy are optimistic, the tau-free metrics are the papers')")
+    return {"preset": c.preset, "dataset": dataset, "data_root": str(root),
+            "categories": categories, "backbone": backbone, "weights": weights,
+            "weights_source": describe_weights(backbone, c.weights, c.seed), "seed": c.seed,
+            "image_size": c.image_size, "resize": c.resize, "split": c.split,
+            **{name: spec.describe(c) for name, spec in METHODS.items()},
+            "knn_backend": knn_backend,
+            "threshold": threshold}
+
+
+GUARDED = ("preset", "dataset", "data_root", "backbone", "weights", "seed", "image_size", "resize", "split", *METHODS,
+           "knn_backend")
+
+
+def planned_fingerprint(config: RunConfig) -> dict[str, object]:
+    """The guarded part of the configuration a run of ``config`` will have, computed without writing
+    anything (``--out`` is checked against it before the first write)."""
+    from experiments.prepare import data_root_of
+
+    root, dataset = data_root_of(config.data, Path(config.out), config.dataset)
+    backbone = config.resolved_backbone()
+    if config.padim_features is None:
+        config = dataclasses.replace(config, padim_features=get_preset(config.preset).padim_features(backbone))
+    device = str(resolve_device(config.device))
+    d = describe_config(config, dataset, root, list(config.categories or []), backbone, weights_key(config.weights),
+                        resolve_backend(device, config.knn_backend))
+    return {k: d[k] for k in GUARDED}
 
 
 def config_fingerprint(run: StudyRun) -> dict[str, object]:
+    """The guarded part of a prepared run's configuration (equal to ``planned_fingerprint`` of its config)."""
     d = run.describe()
-    keys = ("preset", "dataset", "data_root", "backbone", "weights", "seed", "image_size", "resize", "split", *METHODS,
-            "knn_backend")
-    return {k: d[k] for k in keys}
+    return {k: d[k] for k in GUARDED}
 
 

@@ -10,13 +10,15 @@ from pathlib import Path
 
 from ad_core import timing
 from ad_core.data.io import write_json
+from ad_core.features.extractor import resolve_device
 from experiments import plots, provenance
-from experiments.artifacts import guard_config, write_scenario, write_summary
+from experiments.artifacts import check_guard, write_guard, write_scenario, write_summary
 from experiments.config import RunConfig, check_seeds, validate
 from experiments.executors import make_executor, thread_count
+from experiments.readers import CONFIG_FORMAT
 from experiments.report import write_report, write_seeds_report
 from experiments.results import ScenarioResult
-from experiments.runner import StudyRun, config_fingerprint, prepare_run
+from experiments.runner import StudyRun, planned_fingerprint, prepare_run
 from experiments.scenarios import Scenario, select
 from experiments.statistics import aggregate, evaluate_claims
 from experiments.verdict import SCENARIO as VERDICT_SCENARIO
@@ -45,19 +47,24 @@ def undefined(scenario: Scenario, run: StudyRun) -> str | None:
 def _run_study(config: RunConfig) -> tuple[list[ScenarioResult], dict[str, float]]:
     t_start = time.perf_counter()
     timing.reset()
-    run = StudyRun(prepare_run(config))
-    guard_config(run.out, config_fingerprint(run))
-    scenarios = []
-    for sc in select(config.scenarios):
-        why = undefined(sc, run)
-        if why:
-            log.warning("scenario %s skipped: %s (and the claims that use it)", sc.name, why)
-        else:
-            scenarios.append(sc)
-    write_json(run.out / provenance.CONFIG_FILE, config.to_json())  # `ad-repro run --config <out>` re-runs it
-    timings: dict[str, float] = {"prepare": time.perf_counter() - t_start}
-    executor = make_executor(config, run.device)
-    try:  # dask: every feature extraction, fit and score split as cluster tasks; then the loop below reads caches
+    guarded = planned_fingerprint(config)
+    fresh = check_guard(Path(config.out), guarded)  # another configuration in --out: refused before any write
+    executor = make_executor(config, str(resolve_device(config.device)))  # a scheduler that is not there: too
+    try:
+        run = StudyRun(prepare_run(config))
+        if fresh:
+            write_guard(run.out, guarded)
+        scenarios = []
+        for sc in select(config.scenarios):
+            why = undefined(sc, run)
+            if why:
+                log.warning("scenario %s skipped: %s (and the claims that use it)", sc.name, why)
+            else:
+                scenarios.append(sc)
+        # `ad-repro run --config <out>` re-runs it (its study settings: experiments.cli.load_config_file)
+        write_json(run.out / provenance.CONFIG_FILE, {"format": CONFIG_FORMAT, **config.to_json()})
+        timings: dict[str, float] = {"prepare": time.perf_counter() - t_start}
+        # dask: every feature extraction, fit and score split as cluster tasks; then the loop below reads caches
         distributed = executor.precompute(run, [sc for sc in scenarios if run.scenario_methods(sc)])
     finally:
         executor.close()

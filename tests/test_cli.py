@@ -39,7 +39,7 @@ def test_prepare_user_data_and_refuse_to_mix_seeds(make_category, tmp_path, caps
 
 def test_bad_data_gets_an_error_not_a_traceback(tmp_path, capsys):
     assert main(["prepare", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "is not a folder" in capsys.readouterr().err
 
 
 def test_help_lists_every_option(capsys):

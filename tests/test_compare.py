@@ -42,6 +42,16 @@ def run_folder(root: Path, **edits: object) -> Path:
         result["methods"]["padim"]["per_class"][cls][number] = value
     (root / "results").mkdir(parents=True)
     (root / "results" / "clean.json").write_text(json.dumps(result))  # NaN / Infinity literals, as json writes them
+    return seal(root)
+
+
+def seal(root: Path) -> Path:
+    """checksums.json over every results file, as the run that wrote them records it, and a provenance
+    record of one dataset (the data digest ``compare`` checks)."""
+    from conftest import seal_results
+
+    seal_results(root)
+    (root / "provenance.json").write_text(json.dumps({"format": 1, "data_digest": "0" * 64}))
     return root
 
 
@@ -100,6 +110,7 @@ def write_b(tmp_path: Path, text: str) -> tuple[Path, Path, Path]:
     (b / "results").mkdir(parents=True)
     path = b / "results" / "clean.json"
     path.write_text(text)
+    seal(b)
     return a, b, path
 
 
@@ -110,14 +121,16 @@ def bad_number(value: object) -> str:
 
 
 @pytest.mark.parametrize("text, what", [
-    ('{"scenario": "clean", "methods": {', "malformed JSON"),
-    ("", "malformed JSON"),
-    ("[1, 2]", "expected a scenario result"),
-    ('{"scenario": "clean"}', "missing key 'methods'"),
-    (bad_number("0.9"), "padim/brick/image_auroc must be a number or null, got str"),
-    (bad_number([0.9]), "padim/brick/image_auroc must be a number or null, got list"),
-    (bad_number(True), "padim/brick/image_auroc must be a number or null, got bool"),
-    (json.dumps({**scenario(), "scenario": 3}), "'scenario' must be a string"),
+    ('{"scenario": "clean", "methods": {', "is not complete JSON"),
+    ("", "is empty"),
+    ("[1, 2]", "the top level input should be a valid dictionary"),
+    ('{"scenario": "clean"}', "field description is missing"),
+    (bad_number("0.9"), "field methods.padim.per_class.brick.image_auroc must be a number or null, got str"),
+    (bad_number([0.9]), "field methods.padim.per_class.brick.image_auroc must be a number or null, got list"),
+    (bad_number(True), "field methods.padim.per_class.brick.image_auroc must be a number or null, got bool"),
+    (json.dumps({**scenario(), "scenario": 3}), "field scenario input should be a valid string"),
+    (json.dumps({**scenario(), "extra": 3}), "field extra is not a known field"),
+    (json.dumps({**scenario(), "format": 2}), "format 2; this version of ad-repro reads format 1"),
     (json.dumps(scenario()).replace('"confusion": [[10, 2], [3, 11]]', '"confusion": [["10", 2], [3, 11]]', 1),
      "confusion must be [[TN, FP], [FN, TP]]"),
     (json.dumps(scenario()).replace('"confusion": [[10, 2], [3, 11]]', '"confusion": [[0, 0], [0, 0]]'),
@@ -141,22 +154,24 @@ def test_cli_says_what_is_wrong_without_a_traceback(tmp_path, capsys):
 def test_a_folder_where_the_file_belongs_is_a_compare_error(tmp_path):
     a, b = run_folder(tmp_path / "a"), tmp_path / "b"
     (b / "results" / "clean.json").mkdir(parents=True)
-    with pytest.raises(CompareError, match="clean.json: is a folder, not a JSON file"):
+    with pytest.raises(CompareError, match="clean.json: is a folder, not a regular file"):
         compare_folders(a, b)
 
 
 def test_an_unreadable_file_is_a_compare_error(tmp_path, monkeypatch):
     a, b = run_folder(tmp_path / "a"), run_folder(tmp_path / "b")
     unreadable = b / "results" / "clean.json"
-    real = Path.read_text
+    import os
 
-    def read_text(self: Path, *args: object, **kwargs: object) -> str:
-        if self == unreadable:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self, *args, **kwargs)
+    real = os.open
 
-    monkeypatch.setattr(Path, "read_text", read_text)
-    with pytest.raises(CompareError, match="cannot be read \\(Permission denied\\)") as exc:
+    def refuse(path, *args, **kwargs):
+        if Path(path) == unreadable:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(CompareError, match="cannot be opened \\(Permission denied\\)") as exc:
         compare_folders(a, b)
     assert str(unreadable) in str(exc.value)
 
@@ -164,6 +179,7 @@ def test_an_unreadable_file_is_a_compare_error(tmp_path, monkeypatch):
 def test_not_utf8_is_a_compare_error(tmp_path):
     a, b, path = write_b(tmp_path, "")
     path.write_bytes(b"\xff\xfe{}")
+    seal(b)
     with pytest.raises(CompareError, match="not UTF-8 text") as exc:
         compare_folders(a, b)
     assert str(path) in str(exc.value)
@@ -184,7 +200,8 @@ def test_missing_or_empty_folders_are_compare_errors(tmp_path):
 def test_two_files_of_one_scenario_are_a_compare_error(tmp_path):
     a, b = run_folder(tmp_path / "a"), run_folder(tmp_path / "b")
     (b / "results" / "copy.json").write_text(json.dumps(scenario()))
-    with pytest.raises(CompareError, match="scenario 'clean' is also in"):
+    seal(b)
+    with pytest.raises(CompareError, match="copy.json: field scenario is 'clean', not the file's name 'copy'"):
         compare_folders(a, b)
 
 

@@ -11,7 +11,7 @@ from ad_core.data.embedded import EmbeddedSpec, make_embedded_dataset
 from ad_core.errors import DatasetError
 from ad_core.metrics import IMAGE_METRICS, PIXEL_METRICS
 from ad_core.models import PaDiM
-from conftest import metrics_only
+from conftest import metrics_only, seal_results
 from experiments.cli import main
 from experiments.config import RunConfig
 from experiments.runner import StudyRun
@@ -294,11 +294,14 @@ def test_compare_passes_on_identical_runs_and_fails_with_a_table_on_a_planted_ch
     out, _, _ = first_run
     twin = tmp_path / "twin"
     shutil.copytree(out / "results", twin / "results")
+    for name in ("checksums.json", "provenance.json"):
+        shutil.copy(out / name, twin / name)
     assert main(["compare", str(out), str(twin)]) == 0
     clean = json.loads((twin / "results" / "clean.json").read_text())
     clean["methods"]["padim"]["per_class"]["brick"]["image_auroc"] -= 0.2  # planted
     clean["methods"]["padim"]["per_class"]["brick"]["pro"] += 1e-9  # below any tolerance
     (twin / "results" / "clean.json").write_text(json.dumps(clean))
+    seal_results(twin)  # as a run that produced the planted numbers records them
     capsys.readouterr()
     assert main(["compare", str(out), str(twin)]) == 1
     text = capsys.readouterr().out
@@ -308,8 +311,9 @@ def test_compare_passes_on_identical_runs_and_fails_with_a_table_on_a_planted_ch
     assert "| clean | padim | brick | pro |" in capsys.readouterr().out  # within tolerance: tabled with --all
     assert main(["compare", str(out), str(twin), "--tolerance", "0.5"]) == 0
     (twin / "results" / "unified.json").unlink()
+    seal_results(twin)
     assert main(["compare", str(out), str(twin)]) == 2
-    assert "different scenarios: only in A ['unified']" in capsys.readouterr().err
+    assert "hold different scenarios: only in A ['unified']" in capsys.readouterr().err
     assert main(["compare", str(out), str(tmp_path / "missing")]) == 2
 
 

@@ -19,8 +19,9 @@ import pytest
 
 from ad_core.data.embedded import EmbeddedSpec, make_embedded_dataset
 from conftest import run_numbers as numbers
+from conftest import seal_results
 from experiments.cli import main
-from experiments.config import RunConfig
+from experiments.config import MACHINE_SETTINGS, RunConfig
 from experiments.study import run_study
 
 pytestmark = pytest.mark.faults
@@ -161,7 +162,7 @@ def test_a_hand_edited_result_of_a_scenario_not_rerun_is_left_out_saying_so(refe
     edited["methods"]["padim"]["per_class"]["brick"]["image_auroc"] = 1.0
     path.write_text(json.dumps(edited, indent=2) + "\n")
     said = rerun(twin, data, caplog)  # reruns clean only
-    assert f"results: {path} does not match the checksum" in said and "left out" in said
+    assert f"results: {path}: does not match the checksum" in said and "left out" in said
     summary = (twin / "results" / "summary.csv").read_text()
     assert "shift_no_adaptation" not in summary and "clean," in summary
     assert "shift_no_adaptation" not in (twin / "report.md").read_text().split("## Where the time went")[0]
@@ -280,10 +281,14 @@ def test_provenance_records_what_made_the_numbers(reference):
 def test_run_config_re_runs_a_recorded_run_exactly(reference, tmp_path, capsys):
     out, data, want = reference
     new = tmp_path / "again"
-    assert main(["run", "--config", str(out / "run_config.json"), "--out", str(new)]) == 0
+    assert main(["run", "--config", str(out / "run_config.json"), "--out", str(new)]) == 2  # where is the data?
+    assert "the recorded run read a --data folder of its machine, which is not followed" in capsys.readouterr().err
+    assert not new.exists() or not any(new.iterdir()), "refused before any write"
+    assert main(["run", "--config", str(out / "run_config.json"), "--data", str(data), "--out", str(new)]) == 0
     assert numbers(new) == want
     recorded, again = (json.loads((p / "config.json").read_text()) for p in (out, new))
-    assert {k: v for k, v in recorded.items() if k != "out"} == {k: v for k, v in again.items() if k != "out"}
+    study = [k for k in recorded if k not in MACHINE_SETTINGS]  # where it ran came from this command line
+    assert {k: recorded[k] for k in study} == {k: again[k] for k in study} and again["out"] == str(new)
 
 
 def test_compare_prints_provenance_first_and_refuses_other_data(reference, tmp_path, capsys):
@@ -306,13 +311,16 @@ def test_compare_fails_a_nan_and_refuses_bad_input(reference, tmp_path, capsys):
     out, _, _ = reference
     other = tmp_path / "nan"
     shutil.copytree(out / "results", other / "results")
+    shutil.copy(out / "provenance.json", other / "provenance.json")
     clean = json.loads((other / "results" / "clean.json").read_text())
     clean["methods"]["padim"]["per_class"]["brick"]["image_auroc"] = float("nan")
     (other / "results" / "clean.json").write_text(json.dumps(clean))
+    seal_results(other)  # as if a run had produced the NaN
     assert main(["compare", str(out), str(other)]) == 1
     assert main(["compare", str(out), str(other), "--tolerance", "nan"]) == 2
     assert main(["compare", str(out), str(other), "--tolerance", "-1"]) == 2
     (other / "results" / "clean.json").write_text("{ broken")
+    seal_results(other)
     assert main(["compare", str(out), str(other)]) == 2
     assert str(other / "results" / "clean.json") in capsys.readouterr().err
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_category
+from conftest import seal_results, write_category
 from experiments.cli import main
 
 pytestmark = pytest.mark.slow
@@ -46,6 +46,9 @@ def test_record_a_golden_then_gate_a_rerun_exit_0_and_a_moved_number_exit_1(user
     moved = json.loads((rerun / "results" / "clean.json").read_text())
     moved["methods"]["padim"]["per_class"]["gasket"]["image_auroc"] -= 0.3
     (rerun / "results" / "clean.json").write_text(json.dumps(moved))
+    assert main(["compare", str(golden), str(rerun)]) == 2  # an edited result is refused, never compared
+    assert "clean.json: does not match the checksum it was written with" in capsys.readouterr().err
+    seal_results(rerun)  # as if the run had produced the moved number
     assert main(["compare", str(golden), str(rerun)]) == 1
     out = capsys.readouterr().out
     assert "| clean | padim | gasket | image_auroc |" in out and "1 beyond tolerance" in out

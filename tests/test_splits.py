@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ad_core.data.layout import discover_category
-from ad_core.data.splits import load_splits, make_splits, save_splits, split_sizes
+from ad_core.data.splits import make_splits, save_splits, split_sizes
 from ad_core.errors import DatasetError
+from experiments.readers import FileFormatError, read_splits
 
 pytestmark = pytest.mark.fast
 
@@ -67,7 +69,7 @@ def test_json_round_trip_lists_file_names(make_category, tmp_path):
     save_splits(splits, tmp_path / "s.json")
     payload = json.loads((tmp_path / "s.json").read_text())
     assert payload["train"][0].startswith("train/good/") and payload["counts"]["train"] == 8
-    loaded = load_splits(tmp_path / "s.json")
+    loaded = read_splits(tmp_path / "s.json")
     assert loaded == splits
     assert [s.relpath for s in loaded.samples(files, loaded.test())] == loaded.test()
 
@@ -82,14 +84,20 @@ def test_stale_splits_name_the_missing_file(make_category, tmp_path):
         splits.samples(discover_category(cat.parent, cat.name), splits.train)
 
 
-BAD_SPLITS = ["{not json", json.dumps({"format": "other"}), json.dumps({"format": "ad-repro-splits/1"})]
+GOOD = {"format": "ad-repro-splits/1", "category": "c", "seed": 42, "train": ["train/good/a.png"],
+        "val_normal": [], "val_anomalous": [], "test_normal": [], "test_anomalous": []}
+BAD_SPLITS = [("{not json", "is not complete JSON"), (json.dumps({"format": "other"}), "not an ad-repro splits file"),
+              (json.dumps({"format": "ad-repro-splits/1"}), "field category is missing"),
+              (json.dumps({**GOOD, "seed": "42"}), "field seed input should be a valid integer"),
+              (json.dumps({**GOOD, "train": ["../../etc/passwd"]}), "not a path inside the category"),
+              (json.dumps({**GOOD, "extra": 1}), "field extra is not a known field")]
 
 
-@pytest.mark.parametrize("content", BAD_SPLITS)
-def test_bad_splits_file(tmp_path, content):
+@pytest.mark.parametrize("content,why", BAD_SPLITS)
+def test_bad_splits_file(tmp_path, content, why):
     (tmp_path / "s.json").write_text(content)
-    with pytest.raises(DatasetError, match="s.json"):
-        load_splits(tmp_path / "s.json")
+    with pytest.raises(FileFormatError, match="s.json: .*" + re.escape(why)):
+        read_splits(tmp_path / "s.json")
 
 
 def test_too_few_images_for_a_split(make_category):

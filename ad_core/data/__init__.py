@@ -1,7 +1,7 @@
 """Data: MVTec-layout discovery, image/mask reading, preprocessing, splits, embedded dataset."""
 
 from ad_core.data.layout import CategoryFiles, Sample, discover_category, list_categories
-from ad_core.data.splits import Splits, load_splits, make_splits, save_splits
+from ad_core.data.splits import Splits, make_splits, save_splits
 
 __all__ = [
     "CategoryFiles",
@@ -9,7 +9,6 @@ __all__ = [
     "Splits",
     "discover_category",
     "list_categories",
-    "load_splits",
     "make_splits",
     "save_splits",
 ]

@@ -27,7 +27,7 @@ def check_mask_not_empty(mask: np.ndarray, sample: Sample) -> None:
 
 def load_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     """Decoded image (H, W[, 3]) uint8 and its bool mask (H, W) (zeros for normal images)."""
-    image = read_image(sample.path)
+    image = read_image(sample.path, sample.bits)
     if sample.mask is None:
         return image, np.zeros(image.shape[:2], dtype=bool)
     return image, read_mask(sample.mask, image.shape[:2])

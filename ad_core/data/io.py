@@ -1,36 +1,88 @@
 """Reading images and masks from disk with the checks a user needs (docs/protocol.md §1).
 
-Decisions (documented in the README):
+Decisions (docs/protocol.md §1):
 - grayscale (L, I;16, 1-bit) images are kept single-channel here and repeated to 3 channels
   by the preprocessing; palette and CMYK images are converted to RGB;
-- 16-bit images are converted to 8-bit by ``v // 257`` (full range kept);
+- images in a 16-bit container are read by their category's **bit depth** ``b`` (8, 10, 12, 14 or
+  16: the smallest that holds the largest value of every such image of the category, found once by
+  ``bit_depth``): ``round(v * 255 / (2^b - 1))`` (half up, in integers), so 8-bit values cast to
+  uint16 read as they are, 12-bit camera data spans 0..255, and 8-bit data scaled to any depth
+  reads back exactly; a value above ``2^b - 1`` (the file changed since) is an error naming the file;
+- EXIF orientation is applied (as a viewer shows the image) to images and masks alike;
 - RGBA/LA images whose alpha is fully opaque drop the alpha channel; any transparent pixel
   is refused, since what lies "behind" a transparent pixel is undefined for inspection;
-- masks must hold at most two distinct values (background 0 and one foreground value, as
-  MVTec's 0/255 PNGs do) and match their image's size.
+- an image over PIL's pixel limit (its decompression-bomb guard, ``AD_REPRO_MAX_IMAGE_PIXELS`` to
+  raise it) is an error naming the file;
+- masks are binary by "non-zero" whatever their bit depth: at most two distinct values (0 and one
+  foreground value: MVTec's 0/255, 0/1, a 16-bit 0/255 or 0/65535), of their image's size.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ad_core.errors import DatasetError
 
 
-def _open(path: Path) -> Image.Image:
+def _readable_suffixes() -> tuple[str, ...]:
+    """Every file-name suffix of a format PIL can open (webp, bmp, tiff, ...): what a data folder's reader reads."""
+    return tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN))
+
+
+IMAGE_SUFFIXES = _readable_suffixes()
+MAX_PIXELS_ENV = "AD_REPRO_MAX_IMAGE_PIXELS"
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I")  # 16-bit containers (and PIL's 32-bit integer mode)
+BIT_DEPTHS = (8, 10, 12, 14, 16)
+ORIENTATION = 0x0112  # the EXIF tag; 5..8 swap width and height
+
+
+def max_image_pixels() -> int:
+    """PIL's decompression-bomb limit, or ``$AD_REPRO_MAX_IMAGE_PIXELS`` where the user raised it."""
+    value = os.environ.get(MAX_PIXELS_ENV, "")
+    return int(value) if value.isdigit() else int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+
+@contextmanager
+def _pixel_limit(path: Path) -> Iterator[None]:
+    """PIL's bomb guard at ``max_image_pixels()``, its warning an error too: one line naming ``path``."""
+    limit = max_image_pixels()
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit
     try:
-        img = Image.open(path)
-        img.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DatasetError(
+            f"Image {path} is over the {limit:,}-pixel limit that guards against decompression bombs "
+            f"({exc.args[0].split(' pixels')[0].split('(')[-1]} pixels); if it is a genuine image, set "
+            f"{MAX_PIXELS_ENV}=<pixels> and run again") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def _open(path: Path) -> Image.Image:
+    """The decoded image, EXIF orientation applied (images and masks alike)."""
+    try:
+        with _pixel_limit(path):
+            img = Image.open(path)
+            img.load()
+            if img.getexif().get(ORIENTATION, 1) != 1:
+                img = ImageOps.exif_transpose(img)
+    except DatasetError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(
             f"Cannot read image {path}: {exc}. The file is corrupt, truncated or not an "
@@ -39,17 +91,61 @@ def _open(path: Path) -> Image.Image:
     return img
 
 
-def _to_uint8(img: Image.Image, path: Path) -> np.ndarray:
-    """HxW or HxWx3 uint8 array from a PIL image, following the decisions above."""
+def _wide_values(img: Image.Image, path: Path) -> np.ndarray:
+    """The integer values of a 16-bit-container image; 32-bit ones outside 0..65535 refused."""
+    arr = np.asarray(img)
+    if arr.size and (arr.min() < 0 or arr.max() > 65535):
+        raise DatasetError(
+            f"Image {path} has 32-bit integer values outside 0..65535; save it as an "
+            "8-bit or 16-bit PNG."
+        )
+    return arr
+
+
+def depth_of(max_value: int) -> int:
+    """The smallest bit depth of ``BIT_DEPTHS`` that holds ``max_value``."""
+    return next(b for b in BIT_DEPTHS if max_value <= 2**b - 1)
+
+
+def is_wide(path: str | Path) -> bool:
+    """Whether the image is stored in a 16-bit container (from its header: no pixels decoded)."""
+    path = Path(path)
+    try:
+        with _pixel_limit(path), Image.open(path) as img:
+            return img.mode in WIDE_MODES
+    except DatasetError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return False  # not an image: the reader names it when it is read
+
+
+def bit_depth(paths: list[Path]) -> int | None:
+    """The bit depth of a category's 16-bit-container images (the smallest of ``BIT_DEPTHS`` holding the
+    largest value of all of them), or None when it has none.  Decodes only those images."""
+    wide = [Path(p) for p in paths if is_wide(p)]
+    if not wide:
+        return None
+    top = 0
+    for p in wide:
+        arr = _wide_values(_open(p), p)
+        top = max(top, int(arr.max()) if arr.size else 0)
+    return depth_of(top)
+
+
+def _to_uint8(img: Image.Image, path: Path, bits: int | None = None) -> np.ndarray:
+    """HxW or HxWx3 uint8 array from a PIL image, following the decisions above (``bits``: the
+    category's bit depth for a 16-bit container; None: this image's own, as ``bit_depth`` finds it)."""
     mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img)
-        if arr.min() < 0 or arr.max() > 65535:
+    if mode in WIDE_MODES:
+        arr = _wide_values(img, path).astype(np.uint32)
+        top = int(arr.max()) if arr.size else 0
+        bits = depth_of(top) if bits is None else bits
+        if top > 2**bits - 1:
             raise DatasetError(
-                f"Image {path} has 32-bit integer values outside 0..65535; save it as an "
-                "8-bit or 16-bit PNG."
-            )
-        return (arr.astype(np.uint32) // 257).astype(np.uint8)
+                f"Image {path} holds the value {top}, above its category's {bits}-bit depth (found from all "
+                "its 16-bit images when the run started): the file changed during the run; run again")
+        top_value = 2**bits - 1
+        return ((arr * 255 + top_value // 2) // top_value).astype(np.uint8)
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA" if mode != "LA" else "LA")
         alpha = np.asarray(rgba)[..., -1]
@@ -70,19 +166,25 @@ def _to_uint8(img: Image.Image, path: Path) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image: uint8 array of shape (H, W) for grayscale or (H, W, 3)."""
+def read_image(path: str | Path, bits: int | None = None) -> np.ndarray:
+    """Decode an image: uint8 array of shape (H, W) for grayscale or (H, W, 3).
+
+    ``bits``: the category's bit depth (``bit_depth``) for a 16-bit container; None: the image's own."""
     path = Path(path)
-    return _to_uint8(_open(path), path)
+    return _to_uint8(_open(path), path, bits)
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(H, W) of an image from its header, without decoding the pixels."""
+    """(H, W) of an image as it is shown (EXIF orientation applied), from its header: no pixels decoded."""
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with _pixel_limit(path), Image.open(path) as img:
             width, height = img.size
-    except (UnidentifiedImageError, OSError) as exc:
+            if img.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):
+                width, height = height, width
+    except DatasetError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(
             f"Cannot read image {path}: {exc}. The file is corrupt or not an image; replace "
             "it or delete it from the dataset."
@@ -97,7 +199,8 @@ def read_mask(path: str | Path, image_size: tuple[int, int] | None = None) -> np
     error (MVTec masks are pixel-aligned with their image).
     """
     path = Path(path)
-    arr = _to_uint8(_open(path), path)
+    img = _open(path)
+    arr = _wide_values(img, path) if img.mode in WIDE_MODES else _to_uint8(img, path)  # non-zero, any depth
     if arr.ndim == 3:
         if not (arr == arr[..., :1]).all():
             raise DatasetError(
@@ -144,7 +247,7 @@ def folder_digests(root: str | Path) -> dict[str, str]:
     """{relative path: SHA-256} of every image file below ``root`` (what a written copy is checked by)."""
     root = Path(root)
     return {p.relative_to(root).as_posix(): file_sha256(p) for p in sorted(root.rglob("*"))
-            if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")}
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
 
 
 def changed_files(root: str | Path, recorded: object) -> list[str]:
@@ -178,22 +281,48 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     file is removed and ``path`` is untouched.  ``mode``: "wb" or "w" (UTF-8 text).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        if path.is_dir():  # found before writing: os.replace would fail only after the whole write
+            raise IsADirectoryError(errno.EISDIR, "is a folder where this file belongs", str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _named(exc, path) from None
     try:
         os.fchmod(fd, 0o666 & ~process_umask())  # mkstemp's 0600 would hide results from a team's readers
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as fh:
             yield fh
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _named(exc, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    """``exc`` naming ``path`` (the file the user knows), not the temporary file beside it."""
+    named = type(exc)(exc.errno, exc.strerror or str(exc), str(path))
+    return named if exc.errno is not None else OSError(errno.EIO, str(exc), str(path))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see ``atomic_open``)."""
     with atomic_open(path) as fh:
         fh.write(data)
+
+
+def atomic_torch_save(path: str | Path, obj: object) -> None:
+    """``torch.save(obj)`` to ``path`` atomically, serialised in memory first: a full disk is then the
+    OSError of a plain write (ENOSPC, naming ``path``), not torch's 'enforce fail' RuntimeError."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def write_image(path: str | Path, array: np.ndarray) -> None:

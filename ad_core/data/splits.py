@@ -14,7 +14,6 @@ itself (anomalib's default), so only the tau-free metrics are comparable to a pa
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -146,26 +145,3 @@ def save_splits(splits: Splits, path: str | Path) -> None:
         **asdict(splits),
     }
     write_json(path, payload)
-
-
-def load_splits(path: str | Path) -> Splits:
-    """Read splits written by :func:`save_splits`; a clear error for any other file."""
-    path = Path(path)
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"Cannot read splits file {path}: {exc}. Delete it to remake it.") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise DatasetError(
-            f"{path} is not an ad-repro splits file (expected format {FORMAT!r}). Delete it to "
-            "remake it."
-        )
-    try:
-        return Splits(
-            category=payload["category"],
-            seed=int(payload["seed"]),
-            **{name: list(payload[name]) for name in SPLIT_NAMES},
-            protocol=payload.get("protocol", "study"),
-        )
-    except KeyError as exc:
-        raise DatasetError(f"Splits file {path} lacks the field {exc}. Delete it to remake it.") from exc

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ad_core import SEED
-from ad_core.data.io import atomic_open
+from ad_core.data.io import atomic_torch_save
 from ad_core.models.common import FeatureBatches, as_batches, upsample_maps
 from ad_core.timing import phase
 
@@ -187,9 +187,9 @@ class PaDiM:
 
     def save(self, path: str | Path) -> None:
         """Means, inverse covariances, chosen dims and hyperparameters in one ``.pt`` (atomic)."""
-        with atomic_open(path) as fh:
-            torch.save({"params": self.get_params(), "mean": self.mean_, "inv_covariance": self.inv_covariance_,
-                        "dims": self.dims_, "n_train_images": self.n_train_images_}, fh)
+        atomic_torch_save(path, {"params": self.get_params(), "mean": self.mean_,
+                                 "inv_covariance": self.inv_covariance_, "dims": self.dims_,
+                                 "n_train_images": self.n_train_images_})
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> PaDiM:

@@ -37,7 +37,8 @@ def write_shifted_category(
     dst = Path(out_root) / files.name
     log_path = dst / PARAMS_LOG
     samples = files.all_samples()
-    sources = {s.relpath: [file_sha256(s.path), file_sha256(s.mask) if s.mask else None] for s in samples}
+    sources = {s.relpath: [file_sha256(s.path), file_sha256(s.mask) if s.mask else None, *([s.bits] if s.bits else [])]
+               for s in samples}  # a 16-bit image's bit depth is part of what its shifted copy was made from
     if log_path.is_file():
         log = json.loads(log_path.read_text())
         if log.get("seed") == seed and log.get("stamp") == stamp and set(log.get("images", {})) == set(sources):
