@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 from ad_core.metrics import pixel_auroc, pro_score
 from ad_core.metrics.bootstrap import (
@@ -15,10 +15,16 @@ from ad_core.metrics.bootstrap import (
     auroc,
     average_precision,
     f1_at,
+    f1_max,
     image_intervals,
+    image_statistics,
+    interval,
     paired_difference,
     pixel_intervals,
+    split_by_label,
 )
+from ad_core.metrics.image import image_f1_max
+from ad_core.metrics.pixel import pixel_scores
 from ad_core.thresholds import f1_at as f1_reference
 
 pytestmark = pytest.mark.fast
@@ -85,3 +91,58 @@ def test_binned_pixel_metrics_approximate_the_exact_ones():
     assert hist.pro(w)[0] == pytest.approx(pro_score(maps, masks), abs=1e-2)
     ci = pixel_intervals(maps, masks, np.array([0, 0, 0, 1, 1, 1]), seed=0, n_resamples=200)
     assert ci["pixel_auroc"][0] <= pixel_auroc(maps, masks) + 2e-3 and ci["pro"][0] <= ci["pro"][1]
+    assert list(ci) == ["pixel_auroc", "pro", "pixel_ap", "pixel_f1_max"]
+    exact = pixel_scores(maps, masks)
+    for name in ("pixel_ap", "pixel_f1_max"):
+        assert 0 <= ci[name][0] <= ci[name][1] <= 1
+    assert hist.pixel_ap(w)[0] == pytest.approx(exact["pixel_ap"], abs=1e-2)
+    assert hist.pixel_f1_max(w)[0] == pytest.approx(exact["pixel_f1_max"], abs=1e-2)
+
+
+@settings(max_examples=100, deadline=None)
+@given(score_sets)
+def test_f1_max_statistic_equals_scikit_learn_and_the_point_function_on_each_resample(case):
+    neg, pos = draw(*case)
+    y = np.r_[np.zeros(len(neg)), np.ones(len(pos))]
+    s = np.r_[neg, pos]
+    precision, recall, _ = precision_recall_curve(y, s)
+    with np.errstate(invalid="ignore"):
+        best = np.max(np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0))
+    assert f1_max(neg, pos) == pytest.approx(best, abs=1e-12)
+    assert f1_max(neg, pos) == pytest.approx(image_f1_max(s, y), abs=1e-12)  # the identity resample
+    rng = np.random.default_rng(case[2])
+    i, j = rng.integers(0, len(neg), (5, len(neg))), rng.integers(0, len(pos), (5, len(pos)))
+    expected = [image_f1_max(np.r_[neg[a], pos[b]], y) for a, b in zip(i, j)]
+    np.testing.assert_allclose(f1_max(neg[i], pos[j]), expected, rtol=0, atol=1e-12)  # row-wise = one by one
+
+
+def test_image_intervals_add_f1_max_and_each_metric_is_its_own_seeded_interval():
+    neg, pos = draw(15, 12, 3, True)
+    s, y = np.r_[neg, pos], np.r_[np.zeros(15), np.ones(12)]
+    ci = image_intervals(s, y, 0.3, seed=4, n_resamples=300)
+    assert list(ci) == ["image_auroc", "image_auprc", "image_f1", "image_accuracy", "image_f1_max"]
+    # every key draws the same resamples from its own seeded generator: adding one leaves the others as they were
+    statistics = image_statistics(0.3)
+    for name, stat in statistics.items():
+        assert ci[name] == interval(split_by_label(s, y), stat, 4, 300)
+    lo, hi = ci["image_f1_max"]
+    assert 0 <= lo <= hi <= 1 and ci["image_f1"][1] <= hi  # no fixed tau beats the best one
+
+
+def test_binned_pixel_ap_and_f1_max_equal_the_exact_metrics_of_the_binned_maps_on_each_resample():
+    rng = np.random.default_rng(1)
+    masks = np.zeros((5, 12, 12), bool)
+    masks[2:, 3:7, 4:9] = True
+    masks[4, 9:11, 0:2] = True
+    maps = rng.random((5, 12, 12)).astype(np.float32) + 0.6 * masks
+    hist = PixelHistograms(maps, masks, bins=32)
+    binned = np.searchsorted(hist.edges, maps, side="right")  # each pixel's bin: the scores the histograms see
+    normal, anomalous = np.array([0, 1]), np.array([2, 3, 4])
+    draws = [(normal, anomalous)] + [(rng.choice(normal, 2), rng.choice(anomalous, 3)) for _ in range(6)]
+    w = np.concatenate([hist.weights(a, b) for a, b in draws])
+    ap, f1 = hist.pixel_ap(w), hist.pixel_f1_max(w)
+    for r, (a, b) in enumerate(draws):  # row 0 is the identity resample
+        idx = np.r_[a, b]
+        exact = pixel_scores(binned[idx], masks[idx])
+        assert ap[r] == pytest.approx(exact["pixel_ap"], abs=1e-12)
+        assert f1[r] == pytest.approx(exact["pixel_f1_max"], abs=1e-12)

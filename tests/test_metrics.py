@@ -1,4 +1,5 @@
-"""Image and pixel metrics (docs/protocol.md §7), PRO against its exact definition."""
+"""Image and pixel metrics (docs/protocol.md §7): PRO against its exact definition, AP and F1-max
+against scikit-learn."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import label as nd_label
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 from ad_core.errors import UndefinedMetricError
 from ad_core.metrics import image_metrics, macro_mean, pixel_auroc, pixel_metrics, pro_curve, pro_score
-from ad_core.metrics.image import image_auroc
+from ad_core.metrics.image import image_auroc, image_f1_max
+from ad_core.metrics.pixel import pixel_scores
+from ad_core.thresholds import f1_at
 
 pytestmark = pytest.mark.fast
 
@@ -199,3 +202,69 @@ def test_macro_mean_and_absent_metrics():
     assert macro_mean(per) == {"auroc": pytest.approx(0.7), "pro": None}
     with pytest.raises(ValueError):
         macro_mean({})
+
+
+def sklearn_f1_max(labels, scores):
+    """The maximum F1 along scikit-learn's precision-recall curve (0 where P + R = 0)."""
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    with np.errstate(invalid="ignore"):
+        f1 = 2 * precision * recall / (precision + recall)
+    return float(np.max(np.where(precision + recall > 0, f1, 0.0)))
+
+
+@given(small_cases, st.sampled_from([0.3, 0.1, 1.0]))
+@settings(max_examples=60, deadline=None)
+def test_pixel_scores_equal_scikit_learn_and_pixel_metrics_bit_for_bit(case, limit):
+    """One sort, four metrics: AP and F1-max as scikit-learn's, AUROC and PRO exactly pixel_metrics'."""
+    maps, masks = _case(*case)
+    s = pixel_scores(maps, masks, limit)
+    assert set(s) == {"pixel_auroc", "pro", "pixel_ap", "pixel_f1_max"}
+    assert (s["pixel_auroc"], s["pro"]) == pixel_metrics(maps, masks, limit)  # ==: bit for bit
+    assert s["pixel_ap"] == pytest.approx(average_precision_score(masks.ravel(), maps.ravel()), abs=1e-12)
+    assert s["pixel_f1_max"] == pytest.approx(sklearn_f1_max(masks.ravel(), maps.ravel()), abs=1e-12)
+
+
+def test_pixel_ap_and_f1_max_count_tied_scores_as_one_threshold():
+    # descending: defect 0.9, normal 0.8, (defect, normal) tied at 0.7, normal 0.1
+    maps = np.array([0.7, 0.9, 0.1, 0.7, 0.8]).reshape(1, 1, 5)
+    masks = np.array([True, True, False, False, False]).reshape(1, 1, 5)
+    s = pixel_scores(maps, masks)
+    assert s["pixel_ap"] == pytest.approx(0.5 * 1 + 0.5 * 0.5)  # recall steps at 0.9 (P=1) and 0.7 (P=1/2)
+    # 2/3 at 0.9 and at 0.7; splitting the tie (defect first) would invent 4/5
+    assert s["pixel_f1_max"] == pytest.approx(2 / 3)
+    perfect = pixel_scores(masks.astype(float), masks)
+    assert perfect["pixel_ap"] == perfect["pixel_f1_max"] == 1.0
+
+
+def test_pixel_scores_undefined_without_both_pixel_classes():
+    with pytest.raises(UndefinedMetricError, match="no anomalous pixel"):
+        pixel_scores(np.random.rand(2, 4, 4), np.zeros((2, 4, 4), bool))
+    with pytest.raises(UndefinedMetricError, match="only anomalous pixels"):
+        pixel_scores(np.random.rand(2, 4, 4), np.ones((2, 4, 4), bool))
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 30), st.booleans())
+@settings(max_examples=100, deadline=None)
+def test_image_f1_max_equals_scikit_learn_and_the_best_threshold(seed, n, ties):
+    rng = np.random.default_rng(seed)
+    labels = np.r_[0, 1, rng.integers(0, 2, n)]
+    scores = rng.normal(size=labels.size) + labels
+    if ties:
+        scores = np.round(scores, 0)
+    f = image_f1_max(scores, labels)
+    assert f == pytest.approx(sklearn_f1_max(labels, scores), abs=1e-12)
+    y = labels.astype(bool)
+    assert f == pytest.approx(max(f1_at(scores, y, t) for t in np.unique(scores)), abs=1e-12)
+
+
+def test_image_f1_max_undefined_and_checked_like_auroc():
+    scores = np.array([0.1, 0.4, 0.4, 0.9])
+    assert image_f1_max(scores, [0, 1, 0, 1]) == pytest.approx(2 * 2 / (3 + 2))  # best tau 0.4: tp 2, 3 flagged
+    with pytest.raises(UndefinedMetricError, match="only normal"):
+        image_f1_max(scores, np.zeros(4, int))
+    with pytest.raises(UndefinedMetricError, match="only anomalous"):
+        image_f1_max(scores, np.ones(4, int))
+    with pytest.raises(ValueError, match="non-finite"):
+        image_f1_max(np.array([0.1, np.nan]), [0, 1])
+    with pytest.raises(ValueError, match="3 entries for 4 scores"):
+        image_f1_max(scores, [0, 1, 1])

@@ -6,8 +6,9 @@ every resample keeps the set's class balance (and every metric stays defined).  
 statistics below are vectorised over resamples:
 - image AUROC exactly (ranks with ties averaged: the Mann-Whitney form of ``roc_auc_score``),
 - AUPRC as scikit-learn's ``average_precision_score`` (ties form one step),
-- F1 and accuracy at the fixed calibrated tau;
-- pixel AUROC and PRO resample whole images: each image's pixels are binned once into shared
+- F1 and accuracy at the fixed calibrated tau, and F1-max (the best F1 over every distinct
+  threshold, as ``image.image_f1_max``);
+- pixel AUROC, PRO, AP and F1-max resample whole images: each image's pixels are binned once into shared
   score bins (``PIXEL_BINS`` quantile edges of all the maps' values), so a resample is a sum of
   per-image histograms.  The interval is that of the binned metric; the point estimate
   reported beside it stays the exact one.
@@ -38,19 +39,33 @@ def auroc(neg: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return (ranks[..., n_neg:].sum(axis=-1) - n_pos * (n_pos + 1) / 2) / (n_neg * n_pos)
 
 
-def average_precision(neg: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """AP of every row, as scikit-learn computes it: sum over score steps of (recall gain) x precision."""
+def _descending(neg: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tp, step_end), each (..., n): true positives among the k + 1 highest scores of each row,
+    and whether position k closes a run of tied scores (there tp is that of "score >= t")."""
     scores = np.concatenate([neg, pos], axis=-1)
     labels = np.concatenate([np.zeros(neg.shape, bool), np.ones(pos.shape, bool)], axis=-1)
     order = np.argsort(-scores, axis=-1, kind="stable")
     s, y = np.take_along_axis(scores, order, -1), np.take_along_axis(labels, order, -1)
     tp = np.cumsum(y, axis=-1)
-    precision = tp / np.arange(1, s.shape[-1] + 1)
     step_end = np.ones(s.shape, bool)
     step_end[..., :-1] = s[..., 1:] != s[..., :-1]  # the last of tied scores closes a step
+    return tp, step_end
+
+
+def average_precision(neg: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """AP of every row, as scikit-learn computes it: sum over score steps of (recall gain) x precision."""
+    tp, step_end = _descending(neg, pos)
+    precision = tp / np.arange(1, tp.shape[-1] + 1)
     tp_end = np.where(step_end, tp, 0)
     before = np.concatenate([np.zeros(tp.shape[:-1] + (1,)), np.maximum.accumulate(tp_end, axis=-1)[..., :-1]], -1)
     return (step_end * (tp - before) * precision).sum(axis=-1) / pos.shape[-1]
+
+
+def f1_max(neg: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """F1-max of every row: the best F1 = 2 TP / (predicted + positives) over the distinct thresholds."""
+    tp, step_end = _descending(neg, pos)
+    f1 = 2 * tp / (np.arange(1, tp.shape[-1] + 1) + pos.shape[-1])
+    return np.where(step_end, f1, 0.0).max(axis=-1)  # mid-run positions are no threshold
 
 
 def f1_at(tau: float) -> Statistic:
@@ -71,7 +86,7 @@ def accuracy_at(tau: float) -> Statistic:
 
 def image_statistics(tau: float) -> dict[str, Statistic]:
     return {"image_auroc": auroc, "image_auprc": average_precision, "image_f1": f1_at(tau),
-            "image_accuracy": accuracy_at(tau)}
+            "image_accuracy": accuracy_at(tau), "image_f1_max": f1_max}
 
 
 def interval(samples: Sequence[np.ndarray], statistic: Callable[..., np.ndarray], seed: int,
@@ -171,6 +186,24 @@ class PixelHistograms:
         below = np.cumsum(neg, axis=1) - neg
         return (pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
 
+    def _counts_above(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tp, predicted, n_pos): (R, bins) defect / all pixels >= each bin's lower edge, highest
+        bin first, and (R, 1) defect pixels; exact integer counts held in float64."""
+        tp = np.cumsum((w @ self.defect)[:, ::-1], axis=1)
+        predicted = tp + np.cumsum((w @ self.normal)[:, ::-1], axis=1)
+        return tp, predicted, tp[:, -1:]
+
+    def pixel_ap(self, w: np.ndarray) -> np.ndarray:
+        """(R,) pixel AP of each resample: sum over bin edges of (recall gain) x precision."""
+        tp, predicted, n_pos = self._counts_above(w)
+        precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)  # 0/0: an empty top bin
+        return (np.diff(tp, axis=1, prepend=0) * precision).sum(1) / n_pos[:, 0]
+
+    def pixel_f1_max(self, w: np.ndarray) -> np.ndarray:
+        """(R,) pixel F1-max of each resample over the bin edges as thresholds."""
+        tp, predicted, n_pos = self._counts_above(w)
+        return (2 * tp / (predicted + n_pos)).max(1)
+
     def pro(self, w: np.ndarray, limit: float = FPR_LIMIT) -> np.ndarray:
         fpr = (w @ self.fp) / (w @ self.normal).sum(1, keepdims=True)  # (R, bins), falling with the bin
         rw = w[:, self.owner]  # each region counts as often as its image is drawn
@@ -186,7 +219,8 @@ class PixelHistograms:
 
 def pixel_intervals(maps: np.ndarray, masks: np.ndarray, labels: np.ndarray, seed: int,
                     n_resamples: int = N_RESAMPLES) -> dict[str, tuple[float, float]]:
-    """95% intervals of pixel AUROC and PRO, resampling images (normal and anomalous separately)."""
+    """95% intervals of pixel AUROC, PRO, AP and F1-max, resampling images (normal and anomalous
+    separately); each metric its own ``interval`` with the same seed, so the same resamples."""
     hist = PixelHistograms(maps, masks)
     y = np.asarray(labels).astype(bool)
     normal_idx, anomalous_idx = np.flatnonzero(~y), np.flatnonzero(y)
@@ -194,4 +228,8 @@ def pixel_intervals(maps: np.ndarray, masks: np.ndarray, labels: np.ndarray, see
         "pixel_auroc": interval((normal_idx, anomalous_idx), lambda a, b: hist.pixel_auroc(hist.weights(a, b)),
                                 seed, n_resamples),
         "pro": interval((normal_idx, anomalous_idx), lambda a, b: hist.pro(hist.weights(a, b)), seed, n_resamples),
+        "pixel_ap": interval((normal_idx, anomalous_idx), lambda a, b: hist.pixel_ap(hist.weights(a, b)),
+                             seed, n_resamples),
+        "pixel_f1_max": interval((normal_idx, anomalous_idx), lambda a, b: hist.pixel_f1_max(hist.weights(a, b)),
+                                 seed, n_resamples),
     }

@@ -1,11 +1,11 @@
-"""Image-level metrics: AUROC, AUPRC (average precision), F1, accuracy, confusion matrix."""
+"""Image-level metrics: AUROC, AUPRC (average precision), F1, accuracy, confusion matrix, F1-max."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
+from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve, roc_auc_score
 
 from ad_core.errors import UndefinedMetricError
 from ad_core.thresholds import check_labels, check_scores, f1_at
@@ -24,15 +24,34 @@ class ImageMetrics:
         return asdict(self)
 
 
-def image_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+def _checked(scores: np.ndarray, labels: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(scores float64 (n,), labels bool (n,)); :class:`UndefinedMetricError` unless both classes occur."""
     s = check_scores(scores)
     y = check_labels(labels, s.size)
     if y.all() or not y.any():
         raise UndefinedMetricError(
-            "Image AUROC needs both normal and anomalous images; this set has only "
+            f"{metric} needs both normal and anomalous images; this set has only "
             f"{'anomalous' if y.all() else 'normal'} ones."
         )
+    return s, y
+
+
+def image_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    s, y = _checked(scores, labels, "Image AUROC")
     return float(roc_auc_score(y, s))
+
+
+def image_f1_max(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Best F1 over every distinct threshold "score >= t" (threshold-free), in [0, 1].
+
+    scores (n,) float, labels (n,) 0/1: the maximum of 2PR / (P + R) over scikit-learn's
+    ``precision_recall_curve`` (0 where P + R = 0).  Undefined without both classes, as AUROC.
+    """
+    s, y = _checked(scores, labels, "Image F1-max")
+    precision, recall, _ = precision_recall_curve(y, s)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
+    return float(f1.max())
 
 
 def image_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> ImageMetrics:

@@ -7,9 +7,14 @@ the fraction of the region's pixels with score >= t.  The curve is exact: one so
 distinct score one point (ties form one point), starting at (0, 0).  The area up to FPR
 0.3 (trapezoids, the curve interpolated linearly at 0.3) divided by 0.3 is the score.
 Hand-written on purpose: several libraries' AUPRO approximations drift from this.
+
+Pixel AP and F1-max (``pixel_scores``) come from the same sort: AP as scikit-learn's
+``average_precision_score``, F1-max the best F1 over all distinct thresholds "score >= t".
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from skimage.measure import label as label_regions
@@ -39,13 +44,23 @@ def _check_maps(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.nda
     return maps, masks
 
 
-def _curves(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(fpr, tpr, pro) at every distinct score, descending, each (n_distinct + 1,) from 0.
+class _Counts(NamedTuple):
+    """Cumulative counts at every distinct score, descending, each (n_distinct,)."""
 
-    One sort serves pixel AUROC and PRO: at the last pixel of each run of equal scores the
-    cumulative counts are those of the threshold "score >= t", whatever the order within
-    the run, so an unstable sort gives the same FPR and TPR exactly (PRO's float sums up to
-    their last-bit rounding; one machine's sort is deterministic, so runs repeat exactly).
+    tp: np.ndarray  # int64: defect pixels with score >= t
+    fp: np.ndarray  # int64: normal pixels with score >= t
+    pro: np.ndarray  # float64: mean over regions of the overlap at t
+    n_pos: int
+    n_neg: int
+
+
+def _counts(maps: np.ndarray, masks: np.ndarray) -> _Counts:
+    """The one sort: counts of the threshold "score >= t" at every distinct score t.
+
+    At the last pixel of each run of equal scores the cumulative counts are those of the
+    threshold "score >= t", whatever the order within the run, so an unstable sort gives
+    the same TP and FP exactly (PRO's float sums up to their last-bit rounding; one
+    machine's sort is deterministic, so runs repeat exactly).
     """
     maps, masks = _check_maps(maps, masks)
     n_pos = int(masks.sum())
@@ -73,14 +88,47 @@ def _curves(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray
     tp = np.cumsum(masks.ravel()[order], dtype=np.int64)[ends]
     fp = ends + 1 - tp
     pro = np.cumsum(region_weight.ravel()[order])[ends]
+    return _Counts(tp, fp, pro, n_pos, n_neg)
+
+
+def _curves_of(c: _Counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     zero = np.zeros(1)
-    return (np.concatenate([zero, fp / n_neg]), np.concatenate([zero, tp / n_pos]), np.concatenate([zero, pro]))
+    return (np.concatenate([zero, c.fp / c.n_neg]), np.concatenate([zero, c.tp / c.n_pos]),
+            np.concatenate([zero, c.pro]))
+
+
+def _curves(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, pro) at every distinct score, descending, each (n_distinct + 1,) from 0."""
+    return _curves_of(_counts(maps, masks))
+
+
+def pixel_scores(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = FPR_LIMIT) -> dict[str, float]:
+    """Pixel AUROC, PRO to ``fpr_limit``, pixel AP and pixel F1-max from one sort of the pixels.
+
+    maps (N, H, W) float scores, masks (N, H, W) bool; all pixels of all images pooled.
+    ``pixel_ap``: scikit-learn's ``average_precision_score``, sum over distinct thresholds of
+    (R_n - R_{n-1}) P_n; ``pixel_f1_max``: max over distinct thresholds "score >= t" of F1.
+    Hand-written rather than scikit-learn's so that all four share PRO's sort; tests hold them
+    equal to scikit-learn's values.  Undefined (:class:`UndefinedMetricError`) without both
+    defect and normal pixels.
+    """
+    c = _counts(maps, masks)
+    fpr, tpr, pro = _curves_of(c)
+    predicted = c.tp + c.fp  # > 0 at every distinct score
+    recall_gain = np.diff(c.tp, prepend=0)
+    return {
+        "pixel_auroc": float(_trapezoid(tpr, fpr)),
+        "pro": area_to_limit(fpr, pro, fpr_limit),
+        "pixel_ap": float(np.sum(recall_gain * (c.tp / predicted)) / c.n_pos),
+        # F1 = 2PR / (P + R) = 2 TP / (predicted + positives): exact counts, one rounding
+        "pixel_f1_max": float(np.max(2 * c.tp / (predicted + c.n_pos))),
+    }
 
 
 def pixel_metrics(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = FPR_LIMIT) -> tuple[float, float]:
     """(pixel AUROC, PRO to ``fpr_limit``) from one sort of the pixels: what every scenario reports."""
-    fpr, tpr, pro = _curves(maps, masks)
-    return float(_trapezoid(tpr, fpr)), area_to_limit(fpr, pro, fpr_limit)
+    s = pixel_scores(maps, masks, fpr_limit)
+    return s["pixel_auroc"], s["pro"]
 
 
 def pixel_auroc(maps: np.ndarray, masks: np.ndarray) -> float:
