@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ad_core import SEED
-from ad_core.errors import DatasetError, WeightsError
+from ad_core.errors import DatasetError, ThresholdError, WeightsError
 from experiments.config import ConfigError
 from experiments.readers import FileFormatError, one_line
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from experiments.config import SEED_MAX
-    from experiments.prepare import default_categories, prepare_categories, resolve_data_root
+    from experiments.prepare import default_categories, prepare_categories, resolve_data_root, resolve_layout
     from experiments.readers import plain_name
 
     if not 0 <= args.seed <= SEED_MAX:
@@ -34,11 +34,12 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         raise ConfigError(f"--data {args.data!r}: is not a folder (an MVTec-layout dataset root)")
     out = Path(args.out)
     root, dataset = resolve_data_root(args.data, out)
-    categories = args.categories or default_categories(root, dataset, built_in=args.data is None)
+    layout = resolve_layout(args.data, root, dataset, args.layout)
+    categories = args.categories or default_categories(root, dataset, args.data is None, layout)
     print(f"dataset {dataset} at {root}; outputs in {out}")
     header = f"{'category':<12}{'train':>7}{'val_n':>7}{'val_a':>7}{'test_n':>8}{'test_a':>8}  shifted copy"
     rows = []
-    for category, prepared in prepare_categories(root, list(categories), out, args.seed).items():
+    for category, prepared in prepare_categories(root, list(categories), out, args.seed, layout=layout.name).items():
         c = prepared.splits.counts()
         rows.append(
             f"{category:<12}{c['train']:>7}{c['val_normal']:>7}{c['val_anomalous']:>7}"
@@ -58,12 +59,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from experiments.study import run_seeds, run_study
 
     explicit = dict(
-        out=Path(args.out) if args.out else None, data=args.data, dataset=args.dataset, categories=args.categories,
+        out=Path(args.out) if args.out else None, data=args.data, dataset=args.dataset, layout=args.layout,
+        categories=args.categories,
         scenarios=args.scenarios, methods=args.methods, backbone=args.backbone, weights=args.weights,
         device=args.device, knn_backend=args.knn_backend, seed=args.seed, batch_size=args.batch_size,
         coreset_ratio=args.coreset_ratio, progress=False if args.no_progress else None,
         bootstrap=False if args.no_bootstrap else None, executor=args.executor, scheduler=args.scheduler,
-        workers=args.workers, threads=args.threads)
+        workers=args.workers, threads=args.threads, threshold=args.threshold, threshold_fpr=args.threshold_fpr)
     if args.config:  # a recorded run's study settings; every option given here over them
         config = config_from_file(Path(args.config), args, explicit)
     else:
@@ -92,6 +94,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         verdict = json.loads(verdict_path.read_text())
         print(f"\nReproduction verdict ({verdict['preset']}): {verdict['status']}. {verdict['summary']}\n"
               f"(per category and metric: {verdict_path}, report.md)")
+        if "unified" in verdict:
+            print(f"Multi-class (unified) verdict: {verdict['unified']['status']}. {verdict['unified']['summary']}")
     return 0
 
 
@@ -234,11 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="build the dataset (embedded default if no --data), its splits and its MVTec-Shift copy",
     )
     prep.add_argument("--data", help="root of an MVTec-layout dataset (default: the embedded dataset)")
+    prep.add_argument("--layout", default="auto", help="how --data is laid out (default: auto, detected)")
     prep.add_argument("--categories", nargs="+", help="categories to prepare (default: all found)")
     prep.add_argument("--out", default="outputs", help="output folder (default: outputs)")
     prep.add_argument("--seed", type=int, default=SEED, help=f"split and shift seed (default: {SEED})")
     prep.set_defaults(func=_cmd_prepare)
 
+    from ad_core.data.layouts import NAMES as LAYOUT_NAMES
     from ad_core.features import BACKBONE_NAMES
     from experiments.methods import METHODS
     from experiments.presets import PRESETS
@@ -261,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="built-in dataset when no --data is given: 'embedded' (default; made from "
                           "scikit-image photographs) or 'elpv' (real solar-cell EL images, image labels "
                           "only; pip install 'ad-repro[elpv]')")
+    run.add_argument("--layout", choices=list(LAYOUT_NAMES), metavar="LAYOUT",
+                     help="how --data is laid out (default: auto, detected from the folder and said): "
+                          + ", ".join(LAYOUT_NAMES[1:]))
     run.add_argument("--categories", nargs="+", help="categories (default: all found under --data)")
     run.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), metavar="SCENARIO",
                      help=f"scenarios to run (default: all): {', '.join(SCENARIOS)}")
@@ -281,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                      help="run the study once per seed into <out>/seed-<n>/ (features shared) and write the "
                           "spread over seeds (aggregate.json, report.md); e.g. --seeds 42 43 44 45 46")
+    run.add_argument("--threshold", choices=["auto", "f1", "normal-fpr"],
+                     help="the rule that sets tau: 'auto' (default) the study's F1 optimum where the validation set "
+                          "has anomalous images, else 'normal-fpr'; 'f1'; 'normal-fpr': the lowest tau flagging at "
+                          "most --threshold-fpr of the validation normals (a validation set of good images only)")
+    run.add_argument("--threshold-fpr", type=float, metavar="RATE",
+                     help="normal-fpr's target rate of validation normals at or above tau (default 0.01)")
     run.add_argument("--no-bootstrap", action="store_true",
                      help="skip the 95%% bootstrap intervals and the claims' paired intervals")
     run.add_argument("--batch-size", type=int, help="backbone batch size (default: 16)")
@@ -325,10 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.getLogger("ad-repro").setLevel(logging.INFO)  # the run's notes (the data's layout) and its warnings
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, WeightsError, FileFormatError) as exc:
+    except (ConfigError, DatasetError, WeightsError, FileFormatError, ThresholdError) as exc:
         print(f"ad-repro: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:  # a full disk, a read-only or vanished folder: what is written stays intact

@@ -53,6 +53,7 @@ class RunConfig:
     out: Path = Path("outputs")
     data: str | None = None
     dataset: str = "embedded"  # built-in dataset used when data is None: embedded | elpv
+    layout: str = "auto"  # ad_core.data.layouts: how --data is read ("auto": detected from the folder)
     categories: list[str] | None = None
     scenarios: list[str] | None = None
     methods: list[str] = field(default_factory=_default_methods)
@@ -73,6 +74,8 @@ class RunConfig:
     image_size: int = 224  # preprocessing, masks, maps and metrics all work at this size
     resize: int | None = None  # None: resize straight to image_size; int: shorter side, then centre crop
     split: str = "study"  # "full_test": the papers' protocol (train/good to train, the whole test set)
+    threshold: str = "auto"  # ad_core.thresholds.CHOICES: f1 where validation has anomalies, else normal-fpr
+    threshold_fpr: float = 0.01  # the normal-fpr rule's target rate of validation normals at or above tau
     progress: bool = True
     bootstrap: bool = True  # 95% intervals per class (1,000 stratified resamples)
     feature_cache: Path | None = None  # default <out>/cache/features; seeds of one study share one
@@ -240,6 +243,9 @@ def validate(config: RunConfig, touch_out: bool = True, load_weights: bool = Tru
 
     _choice(config, "preset", list(PRESETS))
     _choice(config, "dataset", BUILT_IN)
+    from ad_core.data.layouts import NAMES as LAYOUT_NAMES
+
+    _choice(config, "layout", LAYOUT_NAMES)
     if config.data is not None and not Path(config.data).expanduser().is_dir():
         raise _fail("data", config.data, "is not a folder (an MVTec-layout dataset root)")
     _names(config, "categories")
@@ -263,6 +269,10 @@ def validate(config: RunConfig, touch_out: bool = True, load_weights: bool = Tru
     _whole(config, "image_size", 32)
     _whole(config, "resize", config.image_size, optional=True)
     _choice(config, "split", SPLITS)
+    from ad_core.thresholds import CHOICES
+
+    _choice(config, "threshold", CHOICES)
+    _real(config, "threshold_fpr", 0.0, 0.5)
     _choice(config, "executor", EXECUTORS)
     if config.executor == "dask" and importlib.util.find_spec("distributed") is None:
         raise _fail("executor", "dask", "needs Dask: pip install 'ad-repro[dask]'")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ad_core.errors import UndefinedMetricError
-from ad_core.metrics import image_metrics, pixel_metrics
+from ad_core.metrics import image_f1_max, image_metrics, pixel_scores
 from ad_core.metrics.image import image_auroc
 from ad_core.timing import phase
 from experiments.results import ClassResult, ScoreSet
@@ -15,11 +15,17 @@ NO_MAPS = "the method scores whole images and makes no anomaly maps (image-level
 
 
 def evaluate(test: ScoreSet, threshold: float) -> ClassResult:
-    """Image metrics at ``threshold`` plus pixel AUROC and PRO (None + reason when undefined)."""
+    """Image metrics at ``threshold`` and threshold-free, plus pixel AUROC, PRO, AP and F1-max (None +
+    reason when undefined)."""
     with phase("image metrics"):
-        im = image_metrics(test.scores, test.labels, threshold)
+        try:
+            im = image_metrics(test.scores, test.labels, threshold)
+        except UndefinedMetricError as exc:  # one label only (a line's own data without defects)
+            return _one_label(test, threshold, str(exc))
+        f1_max = image_f1_max(test.scores, test.labels)
     out = ClassResult(image_auroc=im.auroc, image_auprc=im.auprc, image_f1=im.f1, image_accuracy=im.accuracy,
-                      threshold=im.threshold, pixel_auroc=None, pro=None, confusion=im.confusion)
+                      threshold=im.threshold, pixel_auroc=None, pro=None, confusion=im.confusion,
+                      image_f1_max=f1_max)
     if test.masks is None:
         out.pixel_metrics_absent = NO_MASKS
     elif test.maps is None:
@@ -27,10 +33,42 @@ def evaluate(test: ScoreSet, threshold: float) -> ClassResult:
     else:
         try:
             with phase("pixel metrics: pixel AUROC, PRO"):
-                out.pixel_auroc, out.pro = pixel_metrics(test.maps, test.masks)
+                pixel = pixel_scores(test.maps, test.masks)
+            out.pixel_auroc, out.pro, out.pixel_ap, out.pixel_f1_max = (
+                pixel["pixel_auroc"], pixel["pro"], pixel["pixel_ap"], pixel["pixel_f1_max"])
         except UndefinedMetricError as exc:
             out.pixel_metrics_absent = str(exc)
     return out
+
+
+def evaluate_by_defect(test: ScoreSet, threshold: float) -> dict[str, dict[str, float | None]]:
+    """Per defect type (``test/<defect>/``): the test normals against that type's images alone, every
+    metric of ``evaluate`` (MVTec LOCO reports logical and structural anomalies apart; its PRO here is on
+    the union of each image's region masks, not its sPRO)."""
+    defect = np.array([p.split("/")[1] for p in test.relpaths])
+    normal = np.asarray(test.labels) == 0
+    out = {}
+    for d in sorted(set(defect[~normal])):
+        keep = normal | (defect == d)
+
+        def part(a: np.ndarray | None, keep: np.ndarray = keep) -> np.ndarray | None:
+            return None if a is None else np.asarray(a)[keep]
+
+        subset = ScoreSet([p for p, k in zip(test.relpaths, keep) if k], part(test.labels), part(test.scores),
+                          part(test.maps), part(test.masks))
+        out[d] = {k: v for k, v in evaluate(subset, threshold).recorded().items() if k != "threshold"}
+    return out
+
+
+def _one_label(test: ScoreSet, threshold: float, why: str) -> ClassResult:
+    """A test set of one label: the accuracy at tau (1 - FPR on normals) and the confusion; every ranking
+    metric undefined, said; pixel metrics need anomalous pixels, so they are undefined too."""
+    y = np.asarray(test.labels).astype(bool)
+    pred = np.asarray(test.scores) >= threshold
+    confusion = [[int(np.sum(~y & ~pred)), int(np.sum(~y & pred))], [int(np.sum(y & ~pred)), int(np.sum(y & pred))]]
+    return ClassResult(image_auroc=None, image_auprc=None, image_f1=None, image_accuracy=float(np.mean(pred == y)),
+                       threshold=float(threshold), pixel_auroc=None, pro=None, confusion=confusion,
+                       image_metrics_absent=why, pixel_metrics_absent=why)
 
 
 def evaluate_uncertain(uncertain: ScoreSet, test: ScoreSet, threshold: float) -> dict[str, object]:

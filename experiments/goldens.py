@@ -31,6 +31,8 @@ def class_numbers(pc: ClassResult) -> dict[str, float | int | None]:
         flat[f"uncertain_{group}_auroc"] = g.auroc_vs_test_normals
     if pc.memory_bank_size is not None:
         flat["memory_bank_size"] = pc.memory_bank_size
+    for defect, numbers in (pc.by_defect or {}).items():  # judged by the metric's own tolerance (tolerance_name)
+        flat.update({f"{name}@{defect}": v for name, v in numbers.items()})
     return flat
 
 
@@ -59,7 +61,9 @@ def entries(result: ScenarioResult) -> dict[str, dict[str, dict]]:
 
 def tolerance_name(number: str) -> str:
     """The tolerance entry that judges a number (cross-class cells share one)."""
-    return "cross_class_confusion" if number.startswith("cross_class_") else number
+    if number.startswith("cross_class_"):
+        return "cross_class_confusion"
+    return number.split("@", 1)[0]  # a metric of one defect type: image_auroc@logical_anomalies
 
 
 def _set_sizes(result: ScenarioResult) -> dict[str, int]:
@@ -113,6 +117,13 @@ def derive_tolerances(result: ScenarioResult, drift: dict) -> dict[str, dict]:
                            "it); a tie in F1 broken the other way moves it a step or two", unit="rel"),
         "pixel_auroc": entry("pixel_auroc", 5e-4, "floor 5e-4",
                              "over every test pixel (~10^5-10^6): granularity negligible, drift decides"),
+        "image_f1_max": entry("image_f1_max", 2.5 / s["n_test"], f"2.5 / {s['n_test']}",
+                              "the best F1 over every threshold: two images of the smallest test set on the other "
+                              "side of it (half a step more: float rounding)"),
+        "pixel_ap": entry("pixel_ap", 5e-4, "floor 5e-4",
+                          "average precision over every test pixel: granularity negligible, drift decides"),
+        "pixel_f1_max": entry("pixel_f1_max", 5e-4, "floor 5e-4",
+                              "the best F1 over every test pixel's threshold: granularity negligible, drift decides"),
         "pro": entry("pro", 5e-4, "floor 5e-4", "mean overlap over every defect region: drift decides"),
         "memory_bank_size": {"abs": 0, "rule": "exact", "why": "floor(rho x training patches): an integer rule"},
         "cross_class_confusion": entry("cross_class_confusion", 1 / s["n_normal"], f"1 / {s['n_normal']}",

@@ -40,6 +40,8 @@ def roc_curves(result: ScenarioResult, folder: Path, ctx: FigureContext) -> list
     fig, axes = plt.subplots(1, len(result.methods), figsize=(4.2 * len(result.methods), 4), squeeze=False)
     for ax, m in zip(axes[0], result.methods):
         for cat, s in m.per_image.items():
+            if m.per_class[cat].image_auroc is None:  # one label only: no ROC curve (said in the report)
+                continue
             fpr, tpr, _ = roc_curve(s.labels, s.scores)
             ax.plot(fpr, tpr, label=f"{cat} ({m.per_class[cat].image_auroc:.3f})")
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ad_core import SEED
+from ad_core.data import layouts
 from ad_core.data.embedded import CATEGORIES as EMBEDDED_CATEGORIES
 from ad_core.data.embedded import make_embedded_dataset
-from ad_core.data.layout import CategoryFiles, Sample, discover_category, list_categories
+from ad_core.data.layout import CategoryFiles, Sample, discover_category
 from ad_core.data.splits import Splits, make_splits, save_splits
 from ad_core.errors import DatasetError
 from ad_core.shift import write_shifted_category
@@ -74,11 +75,12 @@ class PlannedCategory:
 
 
 def plan_category(root: Path, category: str, out: Path, seed: int, protocol: str = "study",
-                  image_level: bool = False) -> PlannedCategory:
-    """Discover ``category`` (warning about its data hygiene) and decide its splits, writing nothing;
-    DatasetError where the data is broken or ``out`` holds splits another seed or rule made."""
-    clean = discover_category(root, category, image_level)
+                  layout: str = "mvtec") -> PlannedCategory:
+    """Discover ``category`` with its layout's reader (warning about its data hygiene) and decide its splits,
+    writing nothing; DatasetError where the data is broken or ``out`` holds splits another seed or rule made."""
+    clean = layouts.LAYOUTS[layout].discover(root, category)
     check_hygiene(clean)
+    check_counts(clean)
     split_path = out / "splits" / f"{category}.json"
     fresh = make_splits(clean, seed, protocol)
     if not split_path.exists():
@@ -115,24 +117,33 @@ def write_category(root: Path, plan: PlannedCategory, out: Path, seed: int, prog
     note_if_stale(shift_root / category / PARAMS_LOG, "stamp", stamp, f"shifted copy of {category}")
     with phase("shift generation"):
         write_shifted_category(plan.clean, shift_root, seed=seed, progress=progress, stamp=stamp)
-    return PreparedCategory(plan.clean, discover_category(shift_root, category), plan.splits)
+    # the copy is in MVTec AD's layout whatever the source's (relative names are in its form); without
+    # masks by design or by lack, the clean discovery already said so: the copy says nothing again
+    return PreparedCategory(plan.clean, discover_category(shift_root, category, not plan.clean.has_masks),
+                            plan.splits)
 
 
 def prepare_categories(root: Path, categories: list[str], out: Path, seed: int, progress: bool = True,
-                       protocol: str = "study", shifted: bool = True,
-                       image_level: bool = False) -> dict[str, PreparedCategory]:
-    """Every category planned first (reading only: a broken category refuses before anything is
-    written), then written (``plan_category``, ``write_category``)."""
+                       protocol: str = "study", shifted: bool = True, layout: str = "mvtec",
+                       threshold: str = "auto") -> dict[str, PreparedCategory]:
+    """Every category planned first (reading only: a broken category, or ``--threshold f1`` where a
+    validation split holds no anomaly, refuses before anything is written), then written
+    (``plan_category``, ``write_category``)."""
     for category in categories:
         plain_name(category, "category", "--categories")
-    plans = [plan_category(root, c, out, seed, protocol, image_level) for c in categories]
+    plans = [plan_category(root, c, out, seed, protocol, layout) for c in categories]
+    if threshold == "f1":
+        lacking = [p.clean.name for p in plans if not p.splits.val_anomalous]
+        if lacking:
+            raise DatasetError(f"--threshold f1 cannot be used: the validation split of {', '.join(lacking)} holds no "
+                               "anomalous image; use --threshold auto or normal-fpr")
     return {p.clean.name: write_category(root, p, out, seed, progress, shifted) for p in plans}
 
 
 def prepare_category(root: Path, category: str, out: Path, seed: int, progress: bool = True,
-                     protocol: str = "study", shifted: bool = True, image_level: bool = False) -> PreparedCategory:
+                     protocol: str = "study", shifted: bool = True, layout: str = "mvtec") -> PreparedCategory:
     """One category: ``prepare_categories`` of one."""
-    return prepare_categories(root, [category], out, seed, progress, protocol, shifted, image_level)[category]
+    return prepare_categories(root, [category], out, seed, progress, protocol, shifted, layout)[category]
 
 
 def _listing_change(old: Splits, new: Splits) -> str:
@@ -142,6 +153,39 @@ def _listing_change(old: Splits, new: Splits) -> str:
     added, removed = sorted(names(new) - names(old)), sorted(names(old) - names(new))
     return ", ".join(f"{len(n)} {w} ({', '.join(n[:3])}{' ...' if len(n) > 3 else ''})"
                      for w, n in (("added", added), ("removed", removed)) if n) or "their labels changed"
+
+
+def published_counts(layout: str) -> tuple[dict[str, dict[str, int]], str]:
+    """({category: {count name: n}}, source) of a benchmark's official copy ({} where none is recorded)."""
+    import json
+
+    from experiments.references import COUNTS_FILE, PUBLISHED, mvtec_counts
+
+    if layout == "mvtec":
+        return mvtec_counts(), json.loads((PUBLISHED / COUNTS_FILE).read_text())["source"]["citation"]
+    doc = json.loads((PUBLISHED / "layout_counts.json").read_text())
+    entry = doc.get(layout)
+    return (entry["counts"], entry["source"]) if entry else ({}, "")
+
+
+def check_counts(files: CategoryFiles) -> str | None:
+    """One line when a category of a benchmark holds other counts than its official copy (an incomplete or
+    altered copy), naming what differs; None when it matches or no count is recorded for it."""
+    counts, source = published_counts(files.layout)
+    want = counts.get(files.name)
+    if not want:
+        return None
+    if files.layout == "visa" and files.split_source is None:
+        return None  # the published counts are those of its split file's train / test sets
+    have = {"train_good": len(files.train_good), "test_good": len(files.test_good),
+            "test_defect": len(files.test_anomalous), **{k: len(v) for k, v in files.unlabelled.items()}}
+    differ = [f"{k} {have.get(k, 0)} (published {n})" for k, n in want.items() if have.get(k, 0) != n]
+    if not differ:
+        return None
+    line = (f"{files.path}: {', '.join(differ)}: not the official copy's counts ({source.split(' (')[0]}); an "
+            "incomplete or altered copy: its numbers are not the benchmark's")
+    log.warning("%s", line)
+    return line
 
 
 def check_hygiene(files: CategoryFiles) -> list[str]:
@@ -174,8 +218,18 @@ def check_hygiene(files: CategoryFiles) -> list[str]:
     return said
 
 
-def default_categories(root: Path, dataset: str, built_in: bool) -> list[str]:
-    """The built-in dataset's categories in their documented order, else every category on disk.
+def resolve_layout(data: str | Path | None, root: Path, dataset: str, forced: str = "auto") -> layouts.Layout:
+    """The reader of the run's data: the built-in datasets' own (embedded: MVTec AD's; ELPV: image-level),
+    else ``--layout`` or the one ``layouts.detect`` finds, said in one line."""
+    if data is None:
+        return layouts.LAYOUTS["image_level" if dataset == "elpv" else "mvtec"]
+    layout = layouts.detect(root, forced)
+    log.info("data %s: layout %s, %s%s", root, layout.name, layout.title, " (--layout)" if forced != "auto" else "")
+    return layout
+
+
+def default_categories(root: Path, dataset: str, built_in: bool, layout: layouts.Layout | None = None) -> list[str]:
+    """The built-in dataset's categories in their documented order, else every category of the layout on disk.
 
     ``built_in`` (no --data given) matters: a user's folder that happens to be named
     "embedded" or "elpv" is listed from disk like any other.
@@ -188,7 +242,7 @@ def default_categories(root: Path, dataset: str, built_in: bool) -> list[str]:
         from ad_core.data.elpv import CATEGORIES as ELPV_CATEGORIES
 
         return list(ELPV_CATEGORIES)
-    cats = list_categories(root)
+    cats = layouts.categories(root, layout or layouts.detect(root))
     if not cats:
-        raise DatasetError(f"No category folders (with train/good/) found under {root}.")
+        raise DatasetError(f"No category folders found under {root}.")
     return cats

@@ -93,6 +93,7 @@ def collect(run: object, threads: int | None, executor: str, workers: int) -> di
         "executor": executor if executor == "local" else f"{executor} ({workers} workers)",
         "knn_backend": run.knn_backend,
         "data_root": str(run.root),
+        "layout": run.layout,
         "data_digest": data_digest(files),
         "data_files": len(files),
         # per category: the bit depth its 16-bit-container images are read at (None: 8-bit images only)

@@ -325,7 +325,13 @@ class ClassResultFile(Strict):
     pixel_auroc: Number
     pro: Number
     confusion: Confusion
+    image_f1_max: Number = None
+    pixel_ap: Number = None
+    pixel_f1_max: Number = None
     pixel_metrics_absent: str | None = None
+    image_metrics_absent: str | None = None
+    threshold_rule: str | None = None
+    by_defect: dict[str, dict[str, Number]] | None = None
     uncertain: dict[str, UncertainGroupFile | Number] | None = None
     memory_bank_size: Count | None = None
     fit_seconds: Number = None
@@ -440,6 +446,7 @@ class ProvenanceFile(Strict):
     executor: str | None = None
     knn_backend: str | None = None
     data_root: str | None = None
+    layout: str | None = None
     data_files: Count | None = None
     image_bit_depth: dict[str, Annotated[int, Field(ge=1, le=16)] | None] = {}
     command: list[str] = []
@@ -484,6 +491,7 @@ class SplitsFile(Strict):
     test_normal: list[str]
     test_anomalous: list[str]
     protocol: str = "study"
+    source: str | None = None
     rule: str | None = None
     counts: dict[str, Count] | None = None
 
@@ -509,7 +517,7 @@ def read_splits(path: str | Path):
     return Splits(category=parsed.category, seed=parsed.seed, train=list(parsed.train),
                   val_normal=list(parsed.val_normal), val_anomalous=list(parsed.val_anomalous),
                   test_normal=list(parsed.test_normal), test_anomalous=list(parsed.test_anomalous),
-                  protocol=parsed.protocol)
+                  protocol=parsed.protocol, source=parsed.source)
 
 
 # -- names built into paths -------------------------------------------------------------------
@@ -543,6 +551,7 @@ class ConfigFile(Strict):
     format: int = CONFIG_FORMAT
     # the study's settings: a recorded configuration sets these
     dataset: str = Unset
+    layout: str = Unset
     categories: list[str] | None = Unset
     scenarios: list[str] | None = Unset
     methods: list[str] = Unset
@@ -562,6 +571,8 @@ class ConfigFile(Strict):
     image_size: int = Unset
     resize: int | None = Unset
     split: str = Unset
+    threshold: str = Unset
+    threshold_fpr: float = Unset
     bootstrap: bool = Unset
     # where and how the run executes, and what it reads and writes: never taken from a file
     out: str = Unset

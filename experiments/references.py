@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 
 PUBLISHED = Path(__file__).resolve().parent / "published"
-SOURCE_FILES = ("patchcore_paper.json", "padim_paper.json", "anomalib.json")
+SOURCE_FILES = ("patchcore_paper.json", "padim_paper.json", "anomalib.json", "ader.json")
 COUNTS_FILE = "mvtec_ad_counts.json"
 MVTEC_AD_CATEGORIES = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill",
                        "screw", "tile", "toothbrush", "transistor", "wood", "zipper")

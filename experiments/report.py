@@ -66,6 +66,20 @@ def scenario_section(r: ScenarioResult, timings: dict[str, float]) -> list[str]:
             sep = m.feature_separation
             lines += [f"Feature separation of the classes: silhouette {_cell(sep['silhouette'])}, "
                       f"nearest-centroid accuracy {_cell(sep['centroid_accuracy'])}.", ""]
+        by_defect = [(c, d, n) for c, pc in m.per_class.items() for d, n in (pc.by_defect or {}).items()]
+        if by_defect:
+            shown = ["image_auroc", "image_f1_max", "pixel_auroc", "pro", "pixel_ap"]
+            lines += ["Per defect type (the test normals against each type alone; PRO on the union of each image's "
+                      "region masks, not MVTec LOCO's sPRO):", "",
+                      *_table(["class", "defect type", *shown], [[c, d, *[n.get(k) for k in shown]]
+                                                                  for c, d, n in by_defect]), ""]
+        rules = {c: pc.threshold_rule for c, pc in m.per_class.items() if pc.threshold_rule}
+        if rules and any(not rule.startswith("f1 ") for rule in rules.values()):  # the study's rule needs no word
+            lines += ["τ set by: " + "; ".join(f"{c}: {rule}" for c, rule in rules.items()) + ".", ""]
+        absent = {pc.image_metrics_absent for pc in m.per_class.values()} - {None}
+        if absent:
+            lines += ["Image ranking metrics (AUROC, AUPRC, F1, F1-max) undefined: "
+                      + "; ".join(sorted(a.rstrip(".") for a in absent)) + ".", ""]
         absent = {pc.pixel_metrics_absent for pc in m.per_class.values()} - {None}
         if absent:
             lines += ["Pixel metrics absent: " + "; ".join(sorted(absent)) + ".", ""]

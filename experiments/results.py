@@ -17,10 +17,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ad_core.metrics import IMAGE_METRICS, PIXEL_METRICS, macro_mean
+from ad_core.metrics import FIELD_METRICS, IMAGE_METRICS, PIXEL_METRICS, macro_mean
 
-# The numbers stored per (method, class): the metrics plus the calibrated tau, in table order.
-RECORDED = (*IMAGE_METRICS, "threshold", *PIXEL_METRICS)
+# The numbers stored per (method, class): the metrics plus the calibrated tau, in table order
+# (the field's threshold-free metrics last: summary.csv's earlier columns keep their places).
+RECORDED = (*IMAGE_METRICS, "threshold", *PIXEL_METRICS, *FIELD_METRICS)
 MEAN = "mean"  # the entry of the macro mean over classes, after the classes' (summary.csv, goldens)
 POOLED = "pooled"  # the entry of one global tau over every class's test images (goldens)
 
@@ -52,15 +53,21 @@ class ScoreSet:
 class ClassResult:
     """Metrics of one method on one class's test split at its tau (pixel metrics None + reason when absent)."""
 
-    image_auroc: float
-    image_auprc: float
-    image_f1: float
+    image_auroc: float | None  # None (with image_metrics_absent) where the test set has one label only
+    image_auprc: float | None
+    image_f1: float | None
     image_accuracy: float
     threshold: float
     pixel_auroc: float | None
     pro: float | None
     confusion: list[list[int]]  # [[TN, FP], [FN, TP]]
+    image_f1_max: float | None = None  # threshold-free: the best F1 over every threshold of the test scores
+    pixel_ap: float | None = None  # average precision over every test pixel
+    pixel_f1_max: float | None = None  # the best pixel F1 over every threshold
     pixel_metrics_absent: str | None = None
+    image_metrics_absent: str | None = None  # why AUROC, AUPRC, F1 (and F1-max) are undefined
+    threshold_rule: str | None = None  # the thresholds.RULES entry that set tau, and why: "f1 (...)"
+    by_defect: dict[str, dict[str, float | None]] | None = None  # per defect type (MVTec LOCO: logical, structural)
     uncertain: dict | None = None  # images of unsure label, per group (ELPV)
     memory_bank_size: int | None = None  # recorded in parameter sweeps (coreset ablation)
     fit_seconds: float | None = None

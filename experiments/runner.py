@@ -22,14 +22,26 @@ from ad_core.features import FeatureExtractor
 from ad_core.features.backbones import describe_weights
 from ad_core.features.extractor import resolve_device
 from ad_core.models.knn import resolve_backend
-from ad_core.thresholds import f1_optimal_threshold
+from ad_core.thresholds import calibrate
 from ad_core.timing import phase
 from experiments.cache import FeatureStore, ModelStore, ScoreCache, file_digest, inputs_of, model_digest
 from experiments.config import RunConfig
-from experiments.evaluate import cross_class_confusion, evaluate, evaluate_uncertain, feature_separation
+from experiments.evaluate import (
+    cross_class_confusion,
+    evaluate,
+    evaluate_by_defect,
+    evaluate_uncertain,
+    feature_separation,
+)
 from experiments.fingerprint import fingerprint, log
 from experiments.methods import METHODS, AnomalyModel, MethodSpec, get_method
-from experiments.prepare import PreparedCategory, default_categories, prepare_categories, resolve_data_root
+from experiments.prepare import (
+    PreparedCategory,
+    default_categories,
+    prepare_categories,
+    resolve_data_root,
+    resolve_layout,
+)
 from experiments.presets import get_preset
 from experiments.results import MethodResult, ScenarioResult, ScoreSet
 from experiments.scenarios import Scenario, select
@@ -55,6 +67,7 @@ class PreparedRun:
     prepared: dict[str, PreparedCategory]
     device: str  # resolved: "cpu", "cuda", "cuda:1"
     knn_backend: str  # resolved: ad_core.models.knn.REGISTRY's name
+    layout: str = "mvtec"  # ad_core.data.layouts: the reader of the data
 
     @property
     def has_masks(self) -> bool:
@@ -70,12 +83,12 @@ def prepare_run(config: RunConfig) -> PreparedRun:
     backbone = config.resolved_backbone()
     if config.padim_features is None:
         config = dataclasses.replace(config, padim_features=get_preset(config.preset).padim_features(backbone))
-    categories = config.categories or default_categories(root, dataset, built_in=config.data is None)
+    layout = resolve_layout(config.data, root, dataset, config.layout)
+    categories = config.categories or default_categories(root, dataset, config.data is None, layout)
     shifted = any(d == "shift" for sc in select(config.scenarios)
                   for d in (sc.fit_domain, sc.calib_domain, sc.eval_domain))
-    image_level = config.data is None and dataset == "elpv"  # no masks by design: no warning about them
     prepared = prepare_categories(root, list(categories), out, config.seed, config.progress, config.split, shifted,
-                                  image_level)
+                                  layout.name, config.threshold)
     for c, p in prepared.items():
         counts = p.splits.counts()
         n_good, n_bad = counts["test_normal"], counts["test_anomalous"]
@@ -85,7 +98,7 @@ def prepare_run(config: RunConfig) -> PreparedRun:
                         1 / max(1, n_good * n_bad))
     device = str(resolve_device(config.device))
     return PreparedRun(config, out, root, dataset, backbone, list(categories), prepared, device,
-                       resolve_backend(device, config.knn_backend))
+                       resolve_backend(device, config.knn_backend), layout.name)
 
 
 @dataclass
@@ -105,7 +118,7 @@ class StudyRun:
         config = self.config = prep.config
         self.out, self.root, self.dataset, self.backbone = prep.out, prep.root, prep.dataset, prep.backbone
         self.categories, self.prepared, self.has_masks = prep.categories, prep.prepared, prep.has_masks
-        self.device, self.knn_backend = prep.device, prep.knn_backend
+        self.device, self.knn_backend, self.layout = prep.device, prep.knn_backend, prep.layout
         weights = weights_key(config.weights)
         self.store = FeatureStore(
             Path(config.feature_cache) if config.feature_cache else self.out / "cache" / "features",
@@ -301,18 +314,23 @@ class StudyRun:
             return self.model(*self.model_key(sc, method, ratio, cat))
 
         val = {c: self.scores(fitted(c), c, sc.calib_domain, "val") for c in self.categories}
+        cfg = self.config
         if sc.global_threshold:
             pooled = ScoreSet.concat(list(val.values()))
-            tau_global = f1_optimal_threshold(pooled.scores, pooled.labels).value
-            taus = {c: tau_global for c in self.categories}
+            tau_global, why_global = calibrate(pooled.scores, pooled.labels, cfg.threshold, cfg.threshold_fpr)
+            chosen = {c: (tau_global, why_global) for c in self.categories}
         else:
-            taus = {c: f1_optimal_threshold(v.scores, v.labels).value for c, v in val.items()}
+            chosen = {c: calibrate(v.scores, v.labels, cfg.threshold, cfg.threshold_fpr) for c, v in val.items()}
+        taus = {c: t.value for c, (t, _) in chosen.items()}
         result = MethodResult(method, ratio, {}, taus)
         for c in self.categories:
             model = fitted(c)
             test = result.per_image[c] = self.scores(model, c, sc.eval_domain, "test")
             metrics = result.per_class[c] = evaluate(test, taus[c])
-            if self.config.bootstrap:
+            metrics.threshold_rule = f"{chosen[c][0].rule} ({chosen[c][1]})"
+            if self.prepared[c].clean.layout == "mvtec_loco" and metrics.image_metrics_absent is None:
+                metrics.by_defect = evaluate_by_defect(test, taus[c])  # the benchmark reports each type apart
+            if self.config.bootstrap and metrics.image_metrics_absent is None:
                 metrics.ci95 = class_intervals(test, taus[c], self.config.seed, self._pixel_ci)
             if self.samples(c, sc.eval_domain, "uncertain"):
                 uncertain = self.scores(model, c, sc.eval_domain, "uncertain")
@@ -321,7 +339,8 @@ class StudyRun:
                 metrics.memory_bank_size = model.meta.get("memory_bank_size")
                 metrics.fit_seconds = model.meta["fit_seconds"]
         if sc.global_threshold:
-            result.pooled = evaluate(ScoreSet.concat(list(result.per_image.values())), tau_global)
+            result.pooled = evaluate(ScoreSet.concat(list(result.per_image.values())), tau_global.value)
+            result.pooled.threshold_rule = f"{tau_global.rule} ({why_global})"
         if sc.shortcut_analysis:
             result.shortcut = self._shortcut(result.per_image, taus)
         return result
@@ -356,17 +375,26 @@ def describe_config(c: RunConfig, dataset: str, root: Path, categories: list[str
     threshold = ("F1-optimal over 1000 steps of the validation score range" if c.split == "study" else
                  "F1-optimal over 1000 steps of the TEST score range (full-test protocol: no validation split, "
                  "as anomalib's default; F1 and accuracy are optimistic, the tau-free metrics are the papers')")
+    if c.threshold == "auto":
+        threshold += (f"; where the validation set has no anomalous image, the normal-fpr rule: the lowest tau "
+                      f"flagging at most {c.threshold_fpr:g} of its normals")
+    elif c.threshold == "normal-fpr":
+        threshold = (f"normal-fpr (--threshold): the lowest tau flagging at most {c.threshold_fpr:g} of the "
+                     "validation normals")
     return {"preset": c.preset, "dataset": dataset, "data_root": str(root),
             "categories": categories, "backbone": backbone, "weights": weights,
             "weights_source": describe_weights(backbone, c.weights, c.seed), "seed": c.seed,
             "image_size": c.image_size, "resize": c.resize, "split": c.split,
             **{name: spec.describe(c) for name, spec in METHODS.items()},
             "knn_backend": knn_backend,
-            "threshold": threshold}
+            "threshold": threshold,
+            # guarded only where it is not the default, so that folders of earlier runs stay theirs
+            **({"threshold_rule": f"{c.threshold}@{c.threshold_fpr:g}"}
+               if (c.threshold, c.threshold_fpr) != ("auto", 0.01) else {})}
 
 
 GUARDED = ("preset", "dataset", "data_root", "backbone", "weights", "seed", "image_size", "resize", "split", *METHODS,
-           "knn_backend")
+           "knn_backend", "threshold_rule")
 
 
 def planned_fingerprint(config: RunConfig) -> dict[str, object]:
@@ -381,12 +409,12 @@ def planned_fingerprint(config: RunConfig) -> dict[str, object]:
     device = str(resolve_device(config.device))
     d = describe_config(config, dataset, root, list(config.categories or []), backbone, weights_key(config.weights),
                         resolve_backend(device, config.knn_backend))
-    return {k: d[k] for k in GUARDED}
+    return {k: d[k] for k in GUARDED if k in d}
 
 
 def config_fingerprint(run: StudyRun) -> dict[str, object]:
     """The guarded part of a prepared run's configuration (equal to ``planned_fingerprint`` of its config)."""
     d = run.describe()
-    return {k: d[k] for k in GUARDED}
+    return {k: d[k] for k in GUARDED if k in d}
 
 

@@ -11,6 +11,7 @@ differences, and the spread over seeds (docs/protocol.md §9).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,7 @@ def _claims() -> list[Claim]:
 
 
 CLAIMS = _claims()
+log = logging.getLogger("ad-repro")
 
 
 def _statistic(metric: str, tau: float):
@@ -80,6 +82,11 @@ def evaluate_claims(results: dict[str, ScenarioResult], seed: int) -> list[dict]
         if None in sides or claim.metric not in IMAGE_METRICS:
             continue
         ma, mb = sides
+        one_label = sorted(c for m in sides for c, pc in m.per_class.items() if pc.image_metrics_absent)
+        if one_label:  # its macro mean is undefined: a claim over the other classes would be another claim
+            log.warning("claim %r not evaluated: the test set of %s holds one label only", claim.text,
+                        ", ".join(dict.fromkeys(one_label)))
+            continue
         strata, labels = [], []
         for c in ma.per_image:
             ta, tb = ma.per_image[c], mb.per_image[c]

@@ -18,10 +18,14 @@ from experiments.results import ClassResult, MethodResult, ScenarioResult
 
 VERDICT_FILE = "verdict.json"
 SCENARIO = "clean"  # train on train/good, test on the clean test set: what the papers publish
+# one model over every class (the multi-class setting): held against the published multi-class tables,
+# whatever the preset (ADer's benchmark: experiments/published/ader.json)
+UNIFIED = "unified"
+UNIFIED_TABLES = ("ader/patchcore-unified",)
 SHOWN_FAILURES = 4  # failing entries named in the one-line summary
 
 # the setting fields compared per method (a table lists those it fixes)
-COMMON = ("backbone", "weights", "resize", "image_size", "split")
+COMMON = ("backbone", "weights", "resize", "image_size", "split", "unified")
 METHOD_FIELDS = {"patchcore": ("coreset_ratio", "reweighting", "embedding", "blur_sigma"),
                  "padim": ("n_features", "blur_sigma")}
 
@@ -32,7 +36,7 @@ def run_setting(config: dict, method: str) -> dict[str, object]:
     setting = {"method": method, "backbone": config["backbone"],
                "weights": "random" if source.startswith("random") else "imagenet",
                "resize": config.get("resize"), "image_size": config["image_size"],
-               "split": config.get("split", "study")}
+               "split": config.get("split", "study"), "unified": bool(config.get("unified", False))}
     params = config.get(method) or {}
     setting.update({k: params.get(k) for k in METHOD_FIELDS.get(method, ())})
     return setting
@@ -138,11 +142,14 @@ def _summary_line(method: str, v: dict) -> str:
     return line
 
 
-def make_verdict(clean: ScenarioResult) -> dict[str, object]:
-    """The verdict of one run from the result of its ``clean`` scenario."""
-    config = clean.config
+def make_verdict(clean: ScenarioResult, table_ids: tuple[str, ...] | None = None) -> dict[str, object]:
+    """The verdict of one run from the result of its ``clean`` scenario (the preset's tables), or of its
+    ``unified`` scenario (``table_ids``: the multi-class tables, ``UNIFIED_TABLES``)."""
+    config = dict(clean.config)
     preset = get_preset(config.get("preset", "study"))
-    tables = [load_tables()[t] for t in preset.references]
+    if table_ids is not None:
+        config["unified"] = True  # the scenario's one model over every class is part of its setting
+    tables = [load_tables()[t] for t in (preset.references if table_ids is None else table_ids)]
     categories = clean.categories()
     covered = {c for t in tables for c in t.values}
     missing = [c for c in categories if c not in covered]
@@ -151,12 +158,13 @@ def make_verdict(clean: ScenarioResult) -> dict[str, object]:
         candidates = [t for t in tables if t.method == m.method and m.coreset_ratio is None]
         if candidates and any(c in covered for c in m.per_class):
             methods[m.key] = _method_verdict(m, config, candidates, preset.indicative)
-    out: dict[str, object] = {"preset": preset.name, "scenario": SCENARIO, "methods": methods,
+    out: dict[str, object] = {"preset": preset.name, "scenario": clean.scenario, "methods": methods,
                               "no_references_for": missing}
     if not methods:
         out["status"] = "no references"
+        whose = f"preset {preset.name!r}" if table_ids is None else "the multi-class setting"
         out["summary"] = (f"no references for these categories: {', '.join(categories)} (the published tables of "
-                          f"preset {preset.name!r} cover MVTec AD's {len(MVTEC_AD_CATEGORIES)} categories: "
+                          f"{whose} cover MVTec AD's {len(MVTEC_AD_CATEGORIES)} categories: "
                           f"{', '.join(MVTEC_AD_CATEGORIES)})")
         return out
     all_ok = all(v["status"] == "reproduced" for v in methods.values())
@@ -192,4 +200,8 @@ def verdict_section(verdict: dict) -> list[str]:
         bands = {e["metric"]: (e["band_rule"], e["band_why"]) for e in v["entries"]}
         lines += ["", "Bands (allowed |difference|, the larger of):", "",
                   *[f"- {m}: {rule}: {why}." for m, (rule, why) in bands.items()], ""]
+    if "unified" in verdict:  # the multi-class setting: its own section, one level down
+        lines += [line.replace("## Reproduction verdict", "### Reproduction verdict: the multi-class setting")
+                  if line.startswith("## ") else ("#" + line if line.startswith("### ") else line)
+                  for line in verdict_section(verdict["unified"])]
     return lines

@@ -122,3 +122,16 @@ def test_the_config_round_trips_through_json(tmp_path):
     assert RunConfig.from_json(config.to_json()) == config
     with pytest.raises(ConfigError, match="unknown setting"):
         RunConfig.from_json({**config.to_json(), "coreset": 0.1})
+
+
+def test_the_config_file_schema_holds_every_setting_and_the_file_may_set_only_the_study_s():
+    """experiments/readers.ConfigFile types every RunConfig field (a new setting is read from a file only
+    once it is typed there), and MACHINE_SETTINGS are among them (never followed from a file)."""
+    from dataclasses import fields
+
+    from experiments.config import MACHINE_SETTINGS, RunConfig
+    from experiments.readers import ConfigFile
+
+    settings = {f.name for f in fields(RunConfig)}
+    assert set(ConfigFile.model_fields) - {"format"} == settings
+    assert set(MACHINE_SETTINGS) < settings and {"data", "out", "scheduler", "executor"} <= set(MACHINE_SETTINGS)

@@ -82,3 +82,33 @@ def test_compare_the_scenarios_two_runs_share(user_data, tmp_path, capsys):
     assert main(["compare", str(a), str(b)]) == 2
     assert "only in B ['shift_no_adaptation']" in capsys.readouterr().err
     assert main(["compare", str(a), str(b), "--shared"]) == 0
+
+
+def test_validation_without_anomalies_runs_to_the_end_with_the_normal_only_rule(tmp_path, capsys):
+    """A line with no defect images at all, and one with too few to calibrate on: tau from the validation
+    normals (normal-fpr), said in the results and the report; the ranking metrics of a one-label test
+    set undefined with why, its accuracy (1 - false alarms) still given; bootstrap intervals included."""
+    data = tmp_path / "line-4"
+    write_category(data, "plain", n_train=10, n_test_good=6, defects={}, size=(48, 48))
+    write_category(data, "few", n_train=10, n_test_good=6, defects={"crack": 3}, size=(48, 48))
+    out = tmp_path / "out"
+    args = ["run", "--data", str(data), "--out", str(out), "--scenarios", "clean", "--backbone", "efficientnet_lite0",
+            "--weights", "package", "--no-progress"]
+    assert main(args) == 0
+    result = json.loads((out / "results" / "clean.json").read_text())
+    for method in ("patchcore", "padim", "dn2"):
+        plain, few = (result["methods"][method]["per_class"][c] for c in ("plain", "few"))
+        assert plain["threshold_rule"].startswith("normal-fpr@0.01 (the F1 rule cannot apply: the validation set "
+                                                  "has no anomalous image)")
+        assert plain["image_auroc"] is None and plain["image_f1_max"] is None and plain["pixel_ap"] is None
+        assert "only normal ones" in plain["image_metrics_absent"] and 0 <= plain["image_accuracy"] <= 1
+        assert few["threshold_rule"].startswith("normal-fpr@0.01") and few["image_auroc"] is not None
+        assert "image_f1_max" in few["ci95"] and few["confusion"][1] != [0, 0]
+    report = (out / "report.md").read_text()
+    assert "τ set by: few: normal-fpr@0.01" in report and "; plain: normal-fpr@0.01" in report
+    assert "Image ranking metrics (AUROC, AUPRC, F1, F1-max) undefined: Image AUROC needs both" in report
+    capsys.readouterr()
+    assert main([*args[:4], str(tmp_path / "f1"), *args[5:], "--threshold", "f1"]) == 2  # asked for, cannot apply
+    assert "--threshold f1 cannot be used: the validation split of few, plain holds no anomalous image" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "f1" / "splits").exists(), "refused before any write"

@@ -14,13 +14,17 @@ pytestmark = pytest.mark.fast
 
 TABLES = load_tables()
 SOURCE_FIELDS = ("id", "citation", "url", "where", "transcribed_from", "checked_against")
+# Every published value is a fraction in [0.5, 1] (AUROC-like scores sit above chance) except pixel AP and
+# pixel F1-max: they measure the defect pixels (a few percent of all) against the rest, so a weak map scores
+# well below 0.5 (ADer's PatchCore: pixel AP 0.408 on grid, pixel F1-max 0.443); they are held in [0.2, 1].
+LOW_RANGE_METRICS = ("pixel_ap", "pixel_f1_max")
 
 
 def test_the_expected_tables_are_there():
     assert set(TABLES) == {
         "patchcore-paper/coreset25", "patchcore-paper/coreset10", "patchcore-paper/coreset1",
         "padim-paper/wr50_rd550", "anomalib/patchcore-wide_resnet50_2", "anomalib/patchcore-resnet18",
-        "anomalib/padim-resnet18", "anomalib/padim-wide_resnet50_2"}
+        "anomalib/padim-resnet18", "anomalib/padim-wide_resnet50_2", "ader/patchcore-unified"}
     ratios = {t.setting["coreset_ratio"] for t in TABLES.values() if t.id.startswith("patchcore-paper/")}
     assert ratios == {0.25, 0.10, 0.01}
 
@@ -34,7 +38,8 @@ def test_every_entry_has_a_category_a_value_in_range_a_source_and_a_band(table_i
     for cat, metrics in t.values.items():
         assert metrics, f"{table_id}/{cat} has no value"
         for metric, value in metrics.items():
-            assert isinstance(value, float | int) and 0.5 <= value <= 1.0, (cat, metric, value)
+            low = 0.2 if metric in LOW_RANGE_METRICS else 0.5
+            assert isinstance(value, float | int) and low <= value <= 1.0, (cat, metric, value)
             assert metric in t.definitions, metric  # what the number means (e.g. PRO's limit 0.3)
             band = t.bands[metric]
             allowed = band.allowed(mvtec_counts()[cat])
@@ -54,6 +59,18 @@ def test_means_agree_with_the_published_means(table_id):
         # published means are rounded to 3 decimals (and the PatchCore paper's 10% image mean is 0.990 in
         # Table 1 but 0.989 from its own per-class table, printed as 98.9 in its Table S6)
         assert abs(np.mean(values) - mean) <= 0.0011, (metric, np.mean(values), mean)
+
+
+def test_the_ader_table_is_the_multi_class_patchcore_run_with_every_metric():
+    t = TABLES["ader/patchcore-unified"]
+    assert t.setting["unified"] is True and t.setting["image_size"] == 256 and t.setting["coreset_ratio"] == 0.1
+    assert not any(other.setting.get("unified") for i, other in TABLES.items() if i != t.id)
+    assert set(t.values["bottle"]) == {"image_auroc", "image_auprc", "image_f1_max", "pixel_auroc", "pixel_ap",
+                                       "pixel_f1_max", "pro"}
+    # three classes read independently from ADer's log (x100 there): hazelnut, carpet, zipper
+    assert t.values["hazelnut"]["pro"] == 0.96212 and t.values["carpet"]["pixel_ap"] == 0.66397
+    assert t.values["zipper"]["image_f1_max"] == 0.98745
+    assert "0.3" in t.definitions["pro"]
 
 
 def test_mvtec_counts_are_complete_and_sum_to_the_papers_totals():

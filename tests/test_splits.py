@@ -105,5 +105,7 @@ def test_too_few_images_for_a_split(make_category):
     with pytest.raises(DatasetError, match="needs at least 2"):
         make_splits(discover_category(cat.parent, cat.name))
     cat2 = make_category(name="other", defects={"crack": 3})
-    with pytest.raises(DatasetError, match="at least 4 are needed"):
-        make_splits(discover_category(cat2.parent, "other"))
+    few = make_splits(discover_category(cat2.parent, "other"))  # none to calibrate on: the normal-only rule
+    assert few.val_anomalous == [] and len(few.test_anomalous) == 3
+    none = make_category(name="none", defects={})
+    assert make_splits(discover_category(none.parent, "none")).test_anomalous == []

@@ -79,3 +79,39 @@ def test_label_checks():
         f1_optimal_threshold(np.array([0.1, 0.2]), np.array([0, 1, 1]))
     with pytest.raises(ValueError, match="0 \\(normal\\) or 1"):
         f1_optimal_threshold(np.array([0.1, 0.2]), np.array([0, 2]))
+
+
+# -- the normal-only rule and the registry ------------------------------------------------------
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=80), st.sampled_from([0.0, 0.01, 0.05, 0.1, 0.25]))
+def test_normal_fpr_is_the_lowest_tau_whose_rate_stays_at_the_target(values, fpr):
+    """Integer scores make ties common: no tie may push the rate over the target, and no lower tau keeps it."""
+    from ad_core.thresholds import normal_fpr_threshold
+
+    s = np.asarray(values, dtype=float)
+    t = normal_fpr_threshold(s, np.zeros(s.size), fpr)
+    rate = np.mean(s >= t.value)
+    assert rate <= fpr + 1e-12 and t.val_fpr == rate and t.rule == f"normal-fpr@{fpr:g}"
+    lower = [v for v in np.unique(s) if v < t.value]
+    assert all(np.mean(s >= v) > fpr + 1e-12 for v in lower), "a lower tau also kept the rate"
+    if rate == 0:
+        assert t.value > s.max()
+
+
+def test_normal_fpr_reads_only_the_normals_and_f1_where_anomalies_exist():
+    from ad_core.thresholds import calibrate, normal_fpr_threshold
+
+    normal = np.arange(100, dtype=float)
+    with_anomalies = np.r_[normal, [1000.0, 2000.0]]
+    labels = np.r_[np.zeros(100), [1, 1]]
+    assert normal_fpr_threshold(with_anomalies, labels, 0.05).value == normal_fpr_threshold(normal, np.zeros(100),
+                                                                                            0.05).value == 95.0
+    tau, why = calibrate(with_anomalies, labels)  # auto: the study's rule where it applies
+    assert tau.rule == "f1" and "has anomalous images" in why
+    tau, why = calibrate(normal, np.zeros(100))
+    assert tau.rule == "normal-fpr@0.01" and tau.value == 99.0 and "no anomalous image" in why
+    tau, _ = calibrate(with_anomalies, labels, "normal-fpr", 0.05)
+    assert tau.rule == "normal-fpr@0.05" and tau.val_f1 is not None
+    with pytest.raises(ThresholdError, match="--threshold f1 cannot be used: the validation set has no anomalous"):
+        calibrate(normal, np.zeros(100), "f1")
+    with pytest.raises(ValueError, match="threshold rule must be one of auto, f1, normal-fpr"):
+        calibrate(normal, np.zeros(100), "youden")

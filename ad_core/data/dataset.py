@@ -30,7 +30,7 @@ def load_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     image = read_image(sample.path, sample.bits)
     if sample.mask is None:
         return image, np.zeros(image.shape[:2], dtype=bool)
-    return image, read_mask(sample.mask, image.shape[:2])
+    return image, read_mask(sample.mask, image.shape[:2], sample.mask_values)
 
 
 class ImageSet(Dataset):
@@ -65,7 +65,7 @@ class ImageSet(Dataset):
         out = np.zeros((len(self), size, size), dtype=bool)
         for i, sample in enumerate(self.samples):
             if sample.mask is not None:
-                mask = read_mask(sample.mask, image_size(sample.path))
+                mask = read_mask(sample.mask, image_size(sample.path), sample.mask_values)
                 check_mask_not_empty(mask, sample)
                 out[i] = self.preprocess.resize_mask(mask)
         return out

@@ -192,15 +192,33 @@ def image_size(path: str | Path) -> tuple[int, int]:
     return height, width
 
 
-def read_mask(path: str | Path, image_size: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode a ground-truth mask into a bool array (H, W); foreground = the non-zero value.
+def read_mask(path: str | Path, image_size: tuple[int, int] | None = None, values: str = "binary") -> np.ndarray:
+    """Decode a ground-truth mask into a bool array (H, W); foreground = the non-zero pixels.
 
     ``image_size`` is the (H, W) of the image it belongs to; a mask of another size is an
-    error (MVTec masks are pixel-aligned with their image).
+    error (MVTec masks are pixel-aligned with their image).  ``path`` may be a folder of masks
+    (MVTec LOCO: one per defect region): their union.  ``values``: "binary" (0 and one value:
+    MVTec AD's 0/255) or "labels" (any number of non-zero class ids, VisA's; a colour mask's
+    channels are then or-ed, as anomalib's 3-channel conversions write them).
     """
     path = Path(path)
+    if path.is_dir():
+        parts = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not parts:
+            raise DatasetError(f"Mask folder {path} holds no mask image; put the defect's masks there (one "
+                               "PNG per region) or remove the folder with its image")
+        union = read_mask(parts[0], image_size, values)
+        for part in parts[1:]:
+            union |= read_mask(part, image_size, values)
+        return union
     img = _open(path)
     arr = _wide_values(img, path) if img.mode in WIDE_MODES else _to_uint8(img, path)  # non-zero, any depth
+    if values == "labels":
+        arr = arr.any(axis=-1) if arr.ndim == 3 else arr
+        if image_size is not None and arr.shape != tuple(image_size):
+            raise DatasetError(f"Mask {path} is {arr.shape[1]}x{arr.shape[0]} (WxH) but its image is "
+                               f"{image_size[1]}x{image_size[0]}; a mask must have its image's size.")
+        return arr > 0
     if arr.ndim == 3:
         if not (arr == arr[..., :1]).all():
             raise DatasetError(
@@ -241,6 +259,15 @@ def file_sha256(path: str | Path, _memo: dict[tuple[str, int, int, int], str] = 
     if key not in _memo:
         _memo[key] = bytes_sha256(path)
     return _memo[key]
+
+
+def mask_sha256(path: str | Path) -> str:
+    """SHA-256 of a mask file, or of a mask folder's (name, SHA-256) pairs (MVTec LOCO's one-per-region masks)."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_sha256(path)
+    parts = [f"{p.name}\0{file_sha256(p)}" for p in sorted(path.iterdir()) if p.is_file()]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def folder_digests(root: str | Path) -> dict[str, str]:

@@ -44,8 +44,9 @@ class Sample:
     path: Path
     label: int  # 0 normal, 1 anomalous
     defect: str  # "good" for normal images
-    mask: Path | None = None
+    mask: Path | None = None  # a mask file, or a folder of masks whose union is the defect (MVTec LOCO)
     bits: int | None = None  # a 16-bit container's bit depth (its category's); None: an 8-bit image
+    mask_values: str = "binary"  # "binary": 0 and one value; "labels": any non-zero value is defect (VisA ids)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,13 @@ class CategoryFiles:
     # p=1/3, 2/3 cells), never trained on nor in the study's metrics; label 1, defect = group.
     uncertain: list[Sample] = field(default_factory=list)
     bit_depth: int | None = None  # of its 16-bit-container images (None: it has none)
+    # An official validation set of normal images (``validation/good/``: MVTec AD 2, MVTec LOCO): it
+    # calibrates tau, and train/good all trains (ad_core.data.splits)
+    val_good: list[Sample] = field(default_factory=list)
+    # Images without public labels, scored only (MVTec AD 2's test_private, test_private_mixed): {set: samples}
+    unlabelled: dict[str, list[Sample]] = field(default_factory=dict)
+    layout: str = "mvtec"  # the reader that listed it (ad_core.data.layouts)
+    split_source: str | None = None  # an official split file the train/test sets come from (VisA's 1cls.csv)
 
     @property
     def path(self) -> Path:
@@ -72,7 +80,8 @@ class CategoryFiles:
         return {s.relpath: s for s in self.all_samples()}
 
     def all_samples(self) -> list[Sample]:
-        return self.train_good + self.test_good + self.test_anomalous + self.uncertain
+        """Every labelled image (the unlabelled ones are scored apart: ``unlabelled``)."""
+        return self.train_good + self.val_good + self.test_good + self.test_anomalous + self.uncertain
 
 
 def utf8_name(path: Path) -> str:
@@ -121,11 +130,13 @@ def list_categories(root: str | Path) -> list[str]:
 
 
 def _find_mask(gt_dir: Path, image: Path) -> Path | None:
+    """``<stem>_mask.<ext>`` (MVTec AD), or a folder ``<stem>/`` of masks (MVTec LOCO: one per defect region)."""
     for suffix in (".png", *IMAGE_SUFFIXES):
         candidate = gt_dir / f"{image.stem}_mask{suffix}"
         if candidate.is_file():
             return candidate
-    return None
+    folder = gt_dir / image.stem
+    return folder if folder.is_dir() else None
 
 
 def discover_category(root: str | Path, category: str, image_level: bool = False) -> CategoryFiles:
@@ -153,6 +164,9 @@ def discover_category(root: str | Path, category: str, image_level: bool = False
     test_good = [
         Sample(f"test/{NORMAL}/{p.name}", p, 0, NORMAL) for p in _images_in(cat_dir / "test" / NORMAL, unread)
     ]
+    val_good = [Sample(f"validation/{NORMAL}/{p.name}", p, 0, NORMAL)
+                for p in (_images_in(cat_dir / "validation" / NORMAL, unread)
+                          if (cat_dir / "validation" / NORMAL).is_dir() else [])]
     for sub, items in (("train/good", train_good), ("test/good", test_good)):
         if not items:
             raise DatasetError(
@@ -193,14 +207,15 @@ def discover_category(root: str | Path, category: str, image_level: bool = False
     if unread:
         log.warning("%s: %d file(s) not read (not an image format PIL opens, or a folder): %s", cat_dir,
                     len(unread), ", ".join(unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else ""))
-    files = CategoryFiles(root, category, train_good, test_good, anomalous, has_masks, defects, uncertain)
+    files = CategoryFiles(root, category, train_good, test_good, anomalous, has_masks, defects, uncertain,
+                          val_good=val_good)
     return with_bit_depth(files)
 
 
 def with_bit_depth(files: CategoryFiles) -> CategoryFiles:
     """``files`` with its bit depth (``io.bit_depth`` over its 16-bit-container images, masks apart) set on
     the category and on each such image's sample; unchanged when it has none."""
-    samples = files.all_samples()
+    samples = files.all_samples() + [s for group in files.unlabelled.values() for s in group]
     wide = {s.path for s in samples if is_wide(s.path)}
     if not wide:
         return files
@@ -212,4 +227,6 @@ def with_bit_depth(files: CategoryFiles) -> CategoryFiles:
         return [replace(s, bits=bits) if s.path in wide else s for s in items]
 
     return replace(files, train_good=mark(files.train_good), test_good=mark(files.test_good),
-                   test_anomalous=mark(files.test_anomalous), uncertain=mark(files.uncertain), bit_depth=bits)
+                   test_anomalous=mark(files.test_anomalous), uncertain=mark(files.uncertain),
+                   val_good=mark(files.val_good), unlabelled={k: mark(v) for k, v in files.unlabelled.items()},
+                   bit_depth=bits)

@@ -14,6 +14,7 @@ itself (anomalib's default), so only the tau-free metrics are comparable to a pa
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from ad_core.errors import DatasetError
 FORMAT = "ad-repro-splits/1"
 TRAIN_FRACTION = 0.8
 VAL_ANOMALY_FRACTION = 0.3
+log = logging.getLogger(__name__)
 SPLIT_NAMES = ("train", "val_normal", "val_anomalous", "test_normal", "test_anomalous")
 PROTOCOLS = ("study", "full_test")
 
@@ -44,6 +46,9 @@ class Splits:
     test_normal: list[str]
     test_anomalous: list[str]
     protocol: str = "study"  # "full_test": val = test (no validation split), train = all train/good
+    # where train/val/test come from when not (only) the study's rule: "validation/good" (an official
+    # validation set of normals), "split_csv/1cls.csv" (VisA's official split, val carved by the rule)
+    source: str | None = None
 
     def counts(self) -> dict[str, int]:
         return {name: len(getattr(self, name)) for name in SPLIT_NAMES}
@@ -92,18 +97,18 @@ def make_splits(files: CategoryFiles, seed: int = SEED, protocol: str = "study")
         return _full_test_splits(files, seed, good, anomalous)
     if protocol != "study":
         raise ValueError(f"unknown split protocol {protocol!r}; choose from {PROTOCOLS}")
+    if files.val_good:
+        return _official_validation_splits(files, seed, good, anomalous)
     sizes = split_sizes(len(good), len(anomalous))
     if sizes["train"] == 0 or sizes["val_normal"] == 0:
         raise DatasetError(
             f"{where}/train/good has {len(good)} image(s): the 80/20 split needs at least 2 "
             "(one to train on, one to validate). Add normal training images."
         )
-    if sizes["val_anomalous"] == 0 or sizes["test_anomalous"] == 0:
-        raise DatasetError(
-            f"{where}/test has {len(anomalous)} anomalous image(s): 30% of them calibrate the "
-            "threshold and the rest are tested, so at least 4 are needed. Add anomalous "
-            "images under test/<defect>/."
-        )
+    if sizes["val_anomalous"] == 0:  # 0 to 3 anomalies: none to calibrate on (the normal-only rule sets tau)
+        log.warning("%s/test has %d anomalous image(s): 30%% of them would calibrate tau, so none does; tau comes "
+                    "from the validation normals (the normal-fpr rule, ad_core.thresholds)%s", where, len(anomalous),
+                    "" if anomalous else ", and the metrics that need anomalies are undefined")
     good_order = _seeded_order(len(good), seed)
     anom_order = _seeded_order(len(anomalous), seed)
     good_perm = [good[i] for i in good_order]
@@ -116,7 +121,16 @@ def make_splits(files: CategoryFiles, seed: int = SEED, protocol: str = "study")
         val_anomalous=anom_perm[: sizes["val_anomalous"]],
         test_normal=[s.relpath for s in files.test_good],
         test_anomalous=anom_perm[sizes["val_anomalous"]:],
+        source=files.split_source,
     )
+
+
+def _official_validation_splits(files: CategoryFiles, seed: int, good: list[str], anomalous: list[str]) -> Splits:
+    """A benchmark's own validation set of normals (MVTec AD 2, MVTec LOCO): every train/good image trains,
+    validation/good calibrates tau (with no anomaly: the normal-only rule), the whole test set tests."""
+    return Splits(category=files.name, seed=seed, train=good, val_normal=[s.relpath for s in files.val_good],
+                  val_anomalous=[], test_normal=[s.relpath for s in files.test_good], test_anomalous=anomalous,
+                  source="validation/good")
 
 
 def _full_test_splits(files: CategoryFiles, seed: int, good: list[str], anomalous: list[str]) -> Splits:
@@ -138,10 +152,17 @@ def save_splits(splits: Splits, path: str | Path) -> None:
     ) if splits.protocol == "study" else (
         "full test set (the papers' protocol): train = all of train/good; test = all of test; "
         "val = test (no validation split: tau is calibrated on the test set)")
+    if splits.source == "validation/good":
+        rule = ("the benchmark's own validation set: train = all of train/good; val = validation/good (normals "
+                "only: tau by the normal-only rule); test = all of test")
+    elif splits.source:
+        rule = (f"the official split {splits.source}: its train normals and test images, the validation carved "
+                f"by the study's rule ({TRAIN_FRACTION:.0%}/rest of its train normals, {VAL_ANOMALY_FRACTION:.0%} "
+                "of its test anomalies); the official test images that remain are test_normal + test_anomalous")
     payload = {
         "format": FORMAT,
         "rule": rule,
         "counts": splits.counts(),
-        **asdict(splits),
+        **{k: v for k, v in asdict(splits).items() if not (k == "source" and v is None)},
     }
     write_json(path, payload)

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from ad_core import SEED
 from ad_core.data.dataset import load_pair
-from ad_core.data.io import changed_files, file_sha256, folder_digests, write_image, write_json
+from ad_core.data.io import changed_files, file_sha256, folder_digests, mask_sha256, write_image, write_json
 from ad_core.data.layout import CategoryFiles
 from ad_core.seeding import rng_for
 from ad_core.shift.transform import apply_shift, sample_shift_params
@@ -37,7 +37,7 @@ def write_shifted_category(
     dst = Path(out_root) / files.name
     log_path = dst / PARAMS_LOG
     samples = files.all_samples()
-    sources = {s.relpath: [file_sha256(s.path), file_sha256(s.mask) if s.mask else None, *([s.bits] if s.bits else [])]
+    sources = {s.relpath: [file_sha256(s.path), mask_sha256(s.mask) if s.mask else None, *([s.bits] if s.bits else [])]
                for s in samples}  # a 16-bit image's bit depth is part of what its shifted copy was made from
     if log_path.is_file():
         log = json.loads(log_path.read_text())
