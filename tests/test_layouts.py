@@ -237,6 +237,7 @@ def test_a_run_reads_each_layout_natively_and_names_it(tmp_path, name, caplog):
                      "--backbone", "efficientnet_lite0", "--weights", "package", "--no-progress", "--no-bootstrap"])
     assert code == 0
     assert f"layout {name}" in caplog.text
+    assert "has no ground_truth/ folder" not in caplog.text  # image-level data: no word of masks, shifted copy too
     assert json.loads((out / "provenance.json").read_text())["layout"] == name
     result = json.loads((out / "results" / "clean.json").read_text())
     for pc in result["methods"]["padim"]["per_class"].values():
