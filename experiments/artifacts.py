@@ -106,7 +106,7 @@ def verified_results(out: Path, strict: bool = False) -> list[tuple[Path, dict]]
             if book.get(p.relative_to(out).as_posix()) != hashlib.sha256(data).hexdigest():
                 raise FileFormatError(f"{p}: does not match the checksum it was written with (edited, damaged or "
                                       "from another run); rerun its scenario to restore it")
-            results.append((p, read_results(p, out)))
+            results.append((p, read_results(p, out, data)))
         except FileFormatError as exc:
             if strict:
                 raise

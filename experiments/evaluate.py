@@ -63,9 +63,11 @@ def evaluate_by_defect(test: ScoreSet, threshold: float) -> dict[str, dict[str, 
 def _one_label(test: ScoreSet, threshold: float, why: str) -> ClassResult:
     """A test set of one label: the accuracy at tau (1 - FPR on normals) and the confusion; every ranking
     metric undefined, said; pixel metrics need anomalous pixels, so they are undefined too."""
+    from sklearn.metrics import confusion_matrix
+
     y = np.asarray(test.labels).astype(bool)
     pred = np.asarray(test.scores) >= threshold
-    confusion = [[int(np.sum(~y & ~pred)), int(np.sum(~y & pred))], [int(np.sum(y & ~pred)), int(np.sum(y & pred))]]
+    confusion = confusion_matrix(y, pred, labels=[False, True]).astype(int).tolist()  # as image_metrics makes it
     return ClassResult(image_auroc=None, image_auprc=None, image_f1=None, image_accuracy=float(np.mean(pred == y)),
                        threshold=float(threshold), pixel_auroc=None, pro=None, confusion=confusion,
                        image_metrics_absent=why, pixel_metrics_absent=why)

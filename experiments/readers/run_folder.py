@@ -101,12 +101,13 @@ def _figure_path(path: Path, figure: str) -> None:
         raise _refuse(path, f"field figures holds {figure[:60]!r}, not a path inside visualizations/", RUN_FIX)
 
 
-def read_results(path: str | Path, within: str | Path | None = None) -> dict[str, Any]:
+def read_results(path: str | Path, within: str | Path | None = None, data: bytes | None = None) -> dict[str, Any]:
     """One results file, strictly: its schema and format, its scenario named as its file (a plain name).
 
-    Returns the JSON (for ``ScenarioResult.from_json``), without its ``format`` field."""
+    ``data``: its bytes where the caller has read them (to check their checksum); returns the JSON (for
+    ``ScenarioResult.from_json``), without its ``format`` field."""
     path = Path(path)
-    value = parse_json(path, open_regular(path, within))
+    value = parse_json(path, open_regular(path, within) if data is None else data)
     parsed = convert(path, value, ResultsFile, RUN_FIX)
     check_format(path, parsed.format, RESULTS_FORMAT, "results file")
     if parsed.scenario != path.stem:
