@@ -17,3 +17,8 @@ class ThresholdError(ValueError):
 
 class WeightsError(RuntimeError):
     """Backbone weights could not be loaded."""
+
+
+class FileFormatError(ValueError):
+    """A file from outside (handed over, or damaged on disk) cannot be used: the message names the file,
+    the field and the fix (ad_core.data.records, experiments.readers)."""

@@ -40,6 +40,8 @@ from ad_core.data.dataset import ImageSet
 from ad_core.data.io import atomic_open, atomic_torch_save, bytes_sha256, file_sha256, write_json
 from ad_core.data.layout import Sample
 from ad_core.data.preprocess import Preprocessor
+from ad_core.data.records import read_record
+from ad_core.errors import FileFormatError
 from ad_core.features import FeatureExtractor
 from ad_core.timing import phase
 from experiments.fingerprint import describe_change, digest, log
@@ -136,7 +138,10 @@ class FeatureStore:
         """One line when features of this configuration exist under another code fingerprint."""
         mine = {k: v for k, v in self.config.items() if k != "fingerprint"}
         for other in sorted(self.root.parent.glob("*/config.json")):
-            old = json.loads(other.read_text())
+            try:
+                old = read_record(other, self.root.parent)
+            except FileFormatError:
+                continue  # a damaged record of another feature folder: nothing to say about this one
             if {k: v for k, v in old.items() if k != "fingerprint"} == mine:
                 log.warning("features: recomputing (%s)",
                             describe_change(old.get("fingerprint"), self.config.get("fingerprint", {})))
@@ -259,10 +264,8 @@ class ModelStore:
         if not (path.is_file() and meta_path.is_file()):
             return None
         try:
-            meta = json.loads(meta_path.read_text())
-            if not isinstance(meta, dict):
-                raise ValueError("not a JSON object")
-        except (ValueError, UnicodeDecodeError) as exc:
+            meta = read_record(meta_path, self.root)
+        except FileFormatError as exc:
             log.warning("models: %s cannot be read (%s): refitting", meta_path, exc)
             return None
         if meta.get("fingerprint") != self.fingerprint:

@@ -24,6 +24,9 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
+from ad_core.data.records import read_record
+from ad_core.errors import FileFormatError
+
 log = logging.getLogger("ad-repro")
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # holds ad_core/
 
@@ -109,9 +112,9 @@ def note_if_stale(record_path: Path, key: str, current: dict, what: str) -> bool
     if not record_path.is_file():
         return False
     try:
-        old = json.loads(record_path.read_text()).get(key)
-    except (json.JSONDecodeError, AttributeError):
-        return False  # unreadable: the writer replaces it anyway
+        old = read_record(record_path).get(key)
+    except FileFormatError:
+        return False  # unreadable: the writer replaces it anyway (and says so)
     if old == current:
         return False
     log.warning("%s: recomputing (%s)", what, describe_change(old, current))

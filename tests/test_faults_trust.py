@@ -485,3 +485,38 @@ def test_a_figure_outside_the_run_folder_is_refused(reference, tmp_path, capsys)
     seal_results(run)
     assert main(["golden", "record", str(run), str(tmp_path / "g")]) == 2
     assert "not a path inside visualizations/" in one_line(capsys)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "a list", "fifo", "link to /dev/zero"])
+def test_a_damaged_copy_marker_or_shift_log_rebuilds_the_copy_in_one_line(tmp_path, caplog, damage):
+    """The markers of the built-in copies and the shifted copies' logs live in a --out someone may hand over:
+    read by the same regular-file, bounded reader (ad_core.data.records), never a traceback or a hang."""
+    from ad_core.data.embedded import MARKER
+    from ad_core.data.layout import discover_category
+    from ad_core.shift import write_shifted_category
+    from ad_core.shift.generate import PARAMS_LOG
+
+    root = make_data(tmp_path / "embedded")
+    shifted = tmp_path / "shift"
+    files = discover_category(root, "brick")
+    write_shifted_category(files, shifted, progress=False)
+    before = {p.relative_to(tmp_path).as_posix(): p.read_bytes() for p in tmp_path.rglob("*.png")}
+    for path in (root / MARKER, shifted / "brick" / PARAMS_LOG):
+        raw = path.read_bytes()
+        path.unlink()
+        if damage == "truncated":
+            path.write_bytes(raw[: len(raw) // 2])
+        elif damage == "a list":
+            path.write_text("[1, 2]")
+        elif damage == "fifo":
+            os.mkfifo(path)
+        else:
+            path.symlink_to("/dev/zero")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        make_data(tmp_path / "embedded")
+        write_shifted_category(discover_category(root, "brick"), shifted, progress=False)
+    assert f"embedded dataset at {root}: {root / MARKER}: " in caplog.text and ": rebuilt" in caplog.text
+    assert f"shifted copy of brick: {shifted / 'brick' / PARAMS_LOG}: " in caplog.text
+    assert {p.relative_to(tmp_path).as_posix(): p.read_bytes() for p in tmp_path.rglob("*.png")} == before
+    assert json.loads((root / MARKER).read_text()) and json.loads((shifted / "brick" / PARAMS_LOG).read_text())

@@ -274,3 +274,15 @@ def test_mvtec_ad2_private_sets_are_scored_into_the_server_format_and_loco_types
     assert set(pc["by_defect"]) == {"logical_anomalies", "structural_anomalies"}
     assert all(v["image_auroc"] is not None and v["pro"] is not None for v in pc["by_defect"].values())
     assert "Per defect type" in (out / "report.md").read_text()
+
+
+def test_a_visa_split_file_that_is_a_fifo_is_refused_without_blocking(tmp_path):
+    import os
+
+    root = write_visa(tmp_path / "visa")
+    (root / "split_csv" / "1cls.csv").unlink()
+    os.mkfifo(root / "split_csv" / "1cls.csv")
+    (root / "split_csv" / "1cls.csv").chmod(0o644)
+    assert (root / "split_csv" / "1cls.csv").exists()
+    with pytest.raises(DatasetError, match="is a FIFO, not a regular file"):
+        layouts.LAYOUTS["visa"].discover(root, "candle")

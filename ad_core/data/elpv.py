@@ -18,14 +18,13 @@ Data licence CC BY-NC-SA 4.0 (the package's authors); the files are copied, not 
 
 from __future__ import annotations
 
-import json
-import logging
 from pathlib import Path
 
 import numpy as np
 
 from ad_core import SEED
-from ad_core.data.io import atomic_write_bytes, changed_files, folder_digests, write_json
+from ad_core.data.io import atomic_write_bytes, folder_digests, write_json
+from ad_core.data.records import intact_copy
 from ad_core.errors import DatasetError
 
 CATEGORIES = ("elpv_mono", "elpv_poly")
@@ -57,15 +56,9 @@ def make_elpv_dataset(root: str | Path, seed: int = SEED, categories: tuple[str,
     """Write the MVTec-layout copy under ``root`` (kept if complete for the same seed and ``stamp``)."""
     root = Path(root)
     marker = root / MARKER
-    if marker.is_file():
-        record = json.loads(marker.read_text())
-        if record.get("seed") == seed and record.get("categories") == list(categories) and record.get("stamp") == stamp:
-            altered = changed_files(root, record.get("files"))
-            if not altered:
-                return root
-            logging.getLogger(__name__).warning(
-                "ELPV copy at %s: %d file(s) edited, damaged, added or removed (%s): rebuilt", root, len(altered),
-                ", ".join(altered[:3]) + (" ..." if len(altered) > 3 else ""))
+    if intact_copy(root, marker, lambda r: (r.get("seed"), r.get("categories"), r.get("stamp")) == (
+            seed, list(categories), stamp), "ELPV copy"):
+        return root
     rows = elpv_labels()
     counts: dict[str, dict[str, int]] = {}
     for category in categories:

@@ -12,7 +12,6 @@ generators seeded by (seed, category, file name), so the PNGs are identical on e
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from ad_core import SEED
-from ad_core.data.io import changed_files, folder_digests, write_image, write_json
+from ad_core.data.io import folder_digests, write_image, write_json
+from ad_core.data.records import intact_copy
 from ad_core.seeding import rng_for
 
 DEFECTS = ("scratch", "contamination", "stain", "hole", "color")
@@ -178,17 +178,9 @@ def make_embedded_dataset(root: str | Path, spec: EmbeddedSpec = EmbeddedSpec(),
     root = Path(root)
     marker = root / MARKER
     record = {"spec": spec.__dict__, "categories": list(categories), "defects": list(DEFECTS), "stamp": stamp}
-    if marker.is_file():
-        import json
-
-        stored = json.loads(marker.read_text())
-        if {k: v for k, v in stored.items() if k != "files"} == record:
-            altered = changed_files(root, stored.get("files"))
-            if not altered:
-                return root
-            logging.getLogger(__name__).warning(
-                "embedded dataset at %s: %d file(s) edited, damaged, added or removed (%s): rebuilt", root,
-                len(altered), ", ".join(altered[:3]) + (" ..." if len(altered) > 3 else ""))
+    if intact_copy(root, marker, lambda stored: {k: v for k, v in stored.items() if k != "files"} == record,
+                   "embedded dataset"):
+        return root
     for category in categories:
         if category not in SOURCES:
             raise ValueError(f"unknown embedded category {category!r}; known: {CATEGORIES}")

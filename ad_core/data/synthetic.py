@@ -11,8 +11,6 @@ The numbers it gives are not MVTec AD's; its sizes, and therefore its costs, are
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,7 +20,8 @@ from tqdm.auto import tqdm
 
 from ad_core import SEED
 from ad_core.data.embedded import DEFECTS, normal_from_source, paint_defect
-from ad_core.data.io import changed_files, folder_digests, write_image, write_json
+from ad_core.data.io import folder_digests, write_image, write_json
+from ad_core.data.records import intact_copy
 from ad_core.seeding import rng_for
 
 MARKER = "synthetic_dataset.json"
@@ -61,15 +60,9 @@ def write_synthetic_mvtec(root: str | Path, counts: Mapping[str, Mapping[str, in
     record = {"counts": {c: dict(v) for c, v in counts.items()}, "size": size, "seed": seed,
               "photographs": list(PHOTOGRAPHS), "defects": list(DEFECTS)}
     marker = root / MARKER
-    if marker.is_file():
-        stored = json.loads(marker.read_text())
-        if {k: v for k, v in stored.items() if k != "files"} == record:
-            altered = changed_files(root, stored.get("files"))
-            if not altered:
-                return root
-            logging.getLogger(__name__).warning(
-                "synthetic dataset at %s: %d file(s) edited, damaged, added or removed (%s): rebuilt", root,
-                len(altered), ", ".join(altered[:3]) + (" ..." if len(altered) > 3 else ""))
+    if intact_copy(root, marker, lambda stored: {k: v for k, v in stored.items() if k != "files"} == record,
+                   "synthetic dataset"):
+        return root
     total = sum(sum(v.values()) for v in counts.values())
     with tqdm(total=total, desc="synthetic images", disable=not progress) as bar:
         for index, (category, n) in enumerate(counts.items()):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +13,8 @@ from ad_core import SEED
 from ad_core.data.dataset import load_pair
 from ad_core.data.io import changed_files, file_sha256, folder_digests, mask_sha256, write_image, write_json
 from ad_core.data.layout import CategoryFiles
+from ad_core.data.records import read_record
+from ad_core.errors import FileFormatError
 from ad_core.seeding import rng_for
 from ad_core.shift.transform import apply_shift, sample_shift_params
 
@@ -39,8 +40,12 @@ def write_shifted_category(
     samples = files.all_samples()
     sources = {s.relpath: [file_sha256(s.path), mask_sha256(s.mask) if s.mask else None, *([s.bits] if s.bits else [])]
                for s in samples}  # a 16-bit image's bit depth is part of what its shifted copy was made from
-    if log_path.is_file():
-        log = json.loads(log_path.read_text())
+    try:
+        log = read_record(log_path, dst) if log_path.exists() or log_path.is_symlink() else {}
+    except FileFormatError as exc:  # a damaged log: the copy is rewritten
+        logger.warning("shifted copy of %s: %s: rewritten", files.name, exc)
+        log = {}
+    if log:
         if log.get("seed") == seed and log.get("stamp") == stamp and set(log.get("images", {})) == set(sources):
             edited = sorted(k for k in sources if log.get("sources", {}).get(k) != sources[k])
             damaged = changed_files(dst, log.get("files"))

@@ -3,120 +3,24 @@
 
 from __future__ import annotations
 
-import errno
 import json
-import os
-import stat
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-MAX_BYTES = 32 * 1024 * 1024  # the largest handed-over JSON file read (a golden is ~10 kB, a run's splits ~1 MB)
-MAX_INT_DIGITS = 19  # every integer the suite writes fits in 64 bits
-MAX_DEPTH = 64  # nesting of the suite's own files is below 10
+from ad_core.data.records import (  # noqa: F401  (re-exported: the readers' one machinery)
+    MAX_BYTES,
+    MAX_DEPTH,
+    MAX_INT_DIGITS,
+    _refuse,
+    one_line,
+    open_regular,
+    parse_json,
+)
+from ad_core.errors import FileFormatError  # noqa: F401  (re-exported)
 
 T = TypeVar("T")
-
-
-class FileFormatError(ValueError):
-    """A handed-over file cannot be used: the message names the file, the field and the fix."""
-
-
-def _refuse(path: Path, what: str, fix: str) -> FileFormatError:
-    return FileFormatError(one_line(f"{path}: {what}; {fix}"))
-
-
-def one_line(message: str) -> str:
-    """``message`` with its control characters escaped: a message naming a file's content stays one line."""
-    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in message)
-
-
-def open_regular(path: str | Path, within: str | Path | None = None, max_bytes: int = MAX_BYTES) -> bytes:
-    """The bytes of ``path`` when it is a regular file of at most ``max_bytes``.
-
-    ``within``: the folder the file was handed over in; a symbolic link that leads outside it is
-    refused (a golden folder's ``clean.json -> /etc/passwd``).  FIFOs, devices, sockets and folders
-    are refused without blocking (opened non-blocking, checked with ``fstat`` before any read).
-    ``FileNotFoundError`` passes through for the caller to say what was expected.
-    """
-    path = Path(path)
-    if within is not None and path.is_symlink():
-        target, root = path.resolve(), Path(within).resolve()
-        if not target.is_relative_to(root):
-            raise _refuse(path, f"is a symbolic link to {target}, outside {root}",
-                          "replace the link by the file itself")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-    except IsADirectoryError:
-        raise _refuse(path, "is a folder, not a file", "point at the file (or remove the folder)") from None
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            raise
-        raise _refuse(path, f"cannot be opened ({exc.strerror})", "fix its permissions or replace it") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
-                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket")
-            raise _refuse(path, f"is {kind}, not a regular file", "replace it by the file itself")
-        if st.st_size > max_bytes:
-            raise _refuse(path, f"is {st.st_size:,} bytes, over the {max_bytes:,}-byte limit of such files",
-                          "it is not a file this suite wrote; replace it")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(max_bytes + 1)
-    except OSError as exc:
-        raise _refuse(path, f"cannot be read ({exc.strerror or exc})", "replace it") from None
-    finally:
-        os.close(fd)
-    if len(data) > max_bytes:
-        raise _refuse(path, f"holds over {max_bytes:,} bytes", "it is not a file this suite wrote; replace it")
-    return data
-
-
-def _bounded_int(text: str) -> int:
-    digits = text.lstrip("-")
-    if len(digits) > MAX_INT_DIGITS:
-        raise ValueError(f"an integer of {len(digits)} digits (at most {MAX_INT_DIGITS})")
-    return int(text)
-
-
-def _depth(value: object, limit: int = MAX_DEPTH) -> int:
-    """Nesting depth of a parsed JSON value, stopping at ``limit`` + 1."""
-    stack, deepest = [(value, 1)], 0
-    while stack:
-        v, d = stack.pop()
-        deepest = max(deepest, d)
-        if deepest > limit:
-            return deepest
-        if isinstance(v, dict):
-            stack += [(x, d + 1) for x in v.values()]
-        elif isinstance(v, list):
-            stack += [(x, d + 1) for x in v]
-    return deepest
-
-
-def parse_json(path: str | Path, data: bytes, fix: str | None = None) -> Any:
-    """JSON from ``data`` (UTF-8), integers bounded; FileFormatError naming ``path`` (and ``fix``) otherwise."""
-    path = Path(path)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _refuse(path, f"is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                      "it is damaged or not a file this suite wrote; replace it") from None
-    try:
-        value = json.loads(text, parse_int=_bounded_int)
-    except json.JSONDecodeError as exc:
-        what = "is empty" if not text.strip() else \
-            f"is not complete JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        raise _refuse(path, what, fix or "it was truncated or edited; restore it or write it again") from None
-    except ValueError as exc:
-        raise _refuse(path, f"holds {exc}", "it is not a file this suite wrote; replace it") from None
-    except RecursionError:
-        raise _refuse(path, "is nested too deeply", "it is not a file this suite wrote; replace it") from None
-    if _depth(value) > MAX_DEPTH:
-        raise _refuse(path, f"is nested over {MAX_DEPTH} levels", "it is not a file this suite wrote; replace it")
-    return value
 
 
 def _shown(part: object) -> str:

@@ -17,7 +17,8 @@ import logging
 from pathlib import Path
 
 from ad_core.data.layout import NORMAL, CategoryFiles, Sample, _images_in, with_bit_depth
-from ad_core.errors import DatasetError
+from ad_core.data.records import open_regular
+from ad_core.errors import DatasetError, FileFormatError
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,13 @@ def _inside(root: Path, rel: str, where: str) -> Path:
 def _split_rows(root: Path, category: str) -> list[dict[str, str]]:
     """The rows of the official split file for ``category`` (its columns checked)."""
     path = root / SPLIT_FILE
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: cannot be read ({exc}); restore VisA's split file or delete it") from None
+    try:  # the bounded, regular-file reader of every outside file (a FIFO or a link out is refused)
+        text = open_regular(path, root).decode("utf-8-sig")
+    except FileFormatError as exc:
+        raise DatasetError(str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: is not UTF-8 text ({exc.reason}); restore VisA's split file or delete "
+                           "it") from None
     reader = csv.DictReader(io.StringIO(text))
     if tuple(reader.fieldnames or ()) != COLUMNS:
         raise DatasetError(f"{path}: columns {reader.fieldnames} are not VisA's {list(COLUMNS)}; restore the file")
@@ -86,7 +90,7 @@ def discover(root: Path, category: str) -> CategoryFiles:
         return Sample(f"test/{DEFECT}/{p.name}", p, 1, DEFECT, mask, mask_values="labels")
 
     source = None
-    if (root / SPLIT_FILE).is_file():
+    if (root / SPLIT_FILE).exists() or (root / SPLIT_FILE).is_symlink():  # one that is not a file is refused
         source = SPLIT_FILE
         train, test_good, test_bad = [], [], []
         for r in _split_rows(root, category):
