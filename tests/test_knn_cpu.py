@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -53,26 +55,31 @@ CASES = dict(seed=st.integers(0, 2**31 - 1), n_bank=st.integers(1, 400), n_query
 
 
 @settings(max_examples=40, deadline=None)
-@given(**CASES)
-def test_search_equals_float64_brute_force(seed, n_bank, n_query, dim, k, offset, spread, duplicates):
+@given(**CASES, native=st.booleans())
+def test_search_equals_float64_brute_force(seed, n_bank, n_query, dim, k, offset, spread, duplicates, native):
+    """Either product (a bfloat16 GEMM where the CPU has the instructions, float32 of the same operands
+    otherwise) gives the float64 brute force's neighbours and distances."""
     bank, queries = points(seed, n_bank, n_query, dim, offset, spread, duplicates)
     k = min(k, n_bank)
-    d2, idx = FilteredNeighbours(bank).search(queries, k)
+    with mock.patch.object(knn_cpu, "bf16_native", lambda: native):
+        d2, idx = FilteredNeighbours(bank).search(queries, k)
     want_d2, want_idx = brute_force(queries, bank, k)
     np.testing.assert_array_equal(idx, want_idx)
     np.testing.assert_array_equal(d2, want_d2)
 
 
 @settings(max_examples=40, deadline=None)
-@given(**CASES)
-def test_band_bounds_every_filtered_distance(seed, n_bank, n_query, dim, k, offset, spread, duplicates):
+@given(**CASES, native=st.booleans())
+def test_band_bounds_every_filtered_distance(seed, n_bank, n_query, dim, k, offset, spread, duplicates, native):
     """|exact - key| <= rho |key| + E for every pair: the premise of the threshold, on data where the
-    norms are up to 1e5 times the distances."""
+    norms are up to 1e5 times the distances, for either product."""
     bank, queries = points(seed, n_bank, n_query, dim, offset, spread, duplicates)
-    index = FilteredNeighbours(bank)
-    bank_t, _, _ = index._bank_t(1)
+    with mock.patch.object(knn_cpu, "bf16_native", lambda: native):
+        index = FilteredNeighbours(bank)
+        bank_t, _, _ = index._bank_t(1)
+    assert bank_t.dtype == (torch.bfloat16 if native else torch.float32)
     aug, band = index._augment(queries)
-    key = (aug @ bank_t).float().double().numpy()[:, :n_bank]
+    key = knn_cpu._product(aug, bank_t).float().double().numpy()[:, :n_bank]
     exact = _all_d2(queries, bank)
     assert np.all(np.abs(exact - key) <= knn_cpu._RHO * np.abs(key) + band[:, None])
 
@@ -122,10 +129,18 @@ def test_non_finite_features_are_refused_with_the_row(where):
         FilteredNeighbours(bank).search(queries, 3)
 
 
-def test_the_filter_runs_in_bfloat16():
-    index = FilteredNeighbours(points(0, 50, 1, 8, 1.0, 1.0, 0)[0])
-    bank_t, groups, m = index._bank_t(3)
-    assert bank_t.dtype == torch.bfloat16 and bank_t.shape == (32, groups * m) and m >= 3
+@pytest.mark.parametrize("native", [True, False])
+def test_the_filter_runs_on_bfloat16_operands(native):
+    """bfloat16 operands and a bfloat16 result; the bank's operand a float32 copy where the CPU has no
+    bfloat16 instructions (its values exactly the bfloat16 ones)."""
+    with mock.patch.object(knn_cpu, "bf16_native", lambda: native):
+        index = FilteredNeighbours(points(0, 50, 1, 8, 1.0, 1.0, 0)[0])
+        bank_t, groups, m = index._bank_t(3)
+    assert bank_t.dtype == (torch.bfloat16 if native else torch.float32)
+    assert bank_t.shape == (32, groups * m) and m >= 3
+    assert torch.equal(bank_t, bank_t.to(torch.bfloat16).to(bank_t.dtype))
+    aug, _ = index._augment(points(1, 50, 4, 8, 1.0, 1.0, 0)[1])
+    assert aug.dtype == torch.bfloat16 and knn_cpu._product(aug, bank_t).dtype == torch.bfloat16
 
 
 @settings(max_examples=30, deadline=None)
