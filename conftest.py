@@ -126,6 +126,9 @@ def gate_device() -> tuple[str, str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get(REQUIRE_CUDA, "") not in ("", "0", "1"):  # a setting, checked as an option is
+        raise pytest.UsageError(f"{REQUIRE_CUDA}={os.environ[REQUIRE_CUDA]!r}: set it to 1 (fail without CUDA) or 0 "
+                                "(or unset it)")
     if os.environ.get(REQUIRE_CUDA) == "1":
         import torch
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 from ad_core.data.io import atomic_open, bytes_sha256, write_json
@@ -14,6 +15,7 @@ from experiments.results import RECORDED, ScenarioResult
 
 SUMMARY_COLUMNS = ("scenario", "method", "category", *RECORDED)
 GUARD = "run_config.json"
+FIGURES = "visualizations"
 CHECKSUMS = "checksums.json"  # SHA-256 of every results/<scenario>.json, recorded as it is written
 log = logging.getLogger("ad-repro")
 
@@ -62,20 +64,64 @@ def _write_csv(path: Path, header: tuple[str, ...] | list[str], rows: list[list[
         writer.writerows(rows)
 
 
+def remove_stale(paths: Iterable[Path], folder: Path, what: str) -> list[Path]:
+    """Remove ``paths`` (files below ``folder`` that a rerun owns and no longer produces: a removed image's
+    submission map, a figure its earlier results named), saying so in one line; the removed files."""
+    stale = sorted(p for p in paths if p.is_file() or p.is_symlink())  # a link is removed, never followed
+    for p in stale:
+        p.unlink()
+    if stale:
+        shown = ", ".join(p.relative_to(folder).as_posix() for p in stale[:3]) + (" ..." if len(stale) > 3 else "")
+        log.warning("%s: removed %d %s of an earlier run that this run no longer produces (%s)", folder, len(stale),
+                    what, shown)
+    return stale
+
+
+def prune(folder: Path, keep: set[Path], what: str) -> list[Path]:
+    """``remove_stale`` of every file below ``folder`` (a folder this run owns whole) but ``keep`` (what it
+    wrote) and another writer's temporary files."""
+    if not folder.is_dir():
+        return []
+    return remove_stale((p for p in folder.rglob("*") if p not in keep and not p.name.startswith(".")), folder, what)
+
+
+def recorded_figures(out: Path, scenario: str) -> set[Path]:
+    """The figure files the verified results of ``scenario`` in ``out`` name (each one plain name inside
+    ``visualizations/``: a file's content never names what is removed elsewhere); empty when none."""
+    path = out / "results" / f"{scenario}.json"
+    if not path.is_file():
+        return set()
+    try:
+        data = open_regular(path, out)
+        if _checksums(out).get(path.relative_to(out).as_posix()) != hashlib.sha256(data).hexdigest():
+            return set()
+        figures = read_results(path, out, data).get("figures") or []
+    except FileFormatError:
+        return set()
+    return {out / FIGURES / parts[1] for parts in (str(f).split("/") for f in figures)
+            if len(parts) == 2 and parts[0] == FIGURES and parts[1] not in ("", ".", "..")}
+
+
 def write_scenario(out: Path, result: ScenarioResult) -> dict[str, object]:
-    """Write results/<scenario>.json, thresholds/<scenario>.json and scores/<scenario>/*.csv."""
+    """Write results/<scenario>.json, thresholds/<scenario>.json and scores/<scenario>/*.csv; remove the
+    score files and the figures its earlier results named (``recorded_figures``) that it no longer has."""
     public = result.to_json()
     path = out / "results" / f"{result.scenario}.json"
+    remove_stale(recorded_figures(out, result.scenario) - {out / f for f in result.figures}, out / FIGURES,
+                 "figure(s)")
     write_json(path, public)
     write_json(out / CHECKSUMS, {**_checksums(out), path.relative_to(out).as_posix(): bytes_sha256(path)})
     write_json(out / "thresholds" / f"{result.scenario}.json", result.thresholds())
+    csvs = set()
     for m in result.methods:
         for cat, scores in m.per_image.items():
             tau = m.thresholds[cat]
             rows = [[p, int(y), f"{s:.8g}", int(s >= tau)]
                     for p, y, s in zip(scores.relpaths, scores.labels, scores.scores)]
+            csvs.add(out / "scores" / result.scenario / f"{m.slug}_{cat}.csv")
             _write_csv(out / "scores" / result.scenario / f"{m.slug}_{cat}.csv",
                        ("relpath", "label", "score", "predicted_anomalous"), rows)
+    prune(out / "scores" / result.scenario, csvs, "score file(s)")
     return public
 
 

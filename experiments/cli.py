@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ad_core import SEED
-from ad_core.errors import DatasetError, ThresholdError, WeightsError
+from ad_core.errors import DatasetError, SettingError, ThresholdError, WeightsError
 from experiments.config import ConfigError
 from experiments.readers import FileFormatError, one_line
 
@@ -22,10 +22,12 @@ if TYPE_CHECKING:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from experiments.config import SEED_MAX
+    from experiments.config import SEED_MAX, check_environment, check_out
     from experiments.prepare import default_categories, prepare_categories, resolve_data_root, resolve_layout
     from experiments.readers import plain_name
 
+    check_environment()
+    check_out(Path(args.out))  # nothing created; a link inside refused, none followed from now on
     if not 0 <= args.seed <= SEED_MAX:
         raise ConfigError(f"--seed {args.seed}: must be a whole number in [0, {SEED_MAX}]")
     for category in args.categories or []:
@@ -202,8 +204,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_golden_record(args: argparse.Namespace) -> int:
+    from experiments.config import check_out
     from experiments.goldens import record
 
+    check_out(Path(args.dest), "dest")  # a link inside the golden folder refused, none followed
     try:
         written = record(Path(args.run), Path(args.dest))
     except ValueError as exc:  # FileFormatError included: a damaged or foreign file of the run, named
@@ -344,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, WeightsError, FileFormatError, ThresholdError) as exc:
+    except (ConfigError, DatasetError, WeightsError, FileFormatError, ThresholdError, SettingError) as exc:
         print(f"ad-repro: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:  # a full disk, a read-only or vanished folder: what is written stays intact

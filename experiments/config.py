@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -199,20 +200,40 @@ def check_device(device: str) -> None:
 
 
 def check_out(out: Path, option: str = "out") -> None:
-    """``out`` is (or can be made) a folder this process can write in."""
+    """``out`` is a folder this process can write in, or can be made one; nothing is created (a refusal
+    of the data later leaves no empty ``--out`` behind).  A folder that holds a symbolic link anywhere
+    below it is refused naming the link (``io.find_link``), and writes below it follow none from now on
+    (``io.confine_writes``)."""
+    from ad_core.data.io import confine_writes, find_link
+
     path = Path(out)
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
     if path.exists() and not path.is_dir():
         raise _fail(option, str(path), "is a file, not a folder; choose a folder")
     if existing is not None and not existing.is_dir():
         raise _fail(option, str(path), f"{existing} is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
+    try:  # a temporary folder made and removed where --out is (or would be made): nothing stays behind
+        os.rmdir(tempfile.mkdtemp(dir=existing or Path.cwd(), prefix=".ad-repro-write-test-"))
     except OSError as exc:
         raise _fail(option, str(path), f"cannot write there ({exc.strerror or exc}); choose a writable folder") \
             from None
+    link = find_link(path) if path.is_dir() else None
+    if link is not None:
+        raise _fail(option, str(path), f"{link} is a symbolic link inside it, and nothing is written through a "
+                    "link: replace the link by a real folder or file, or choose another folder")
+    confine_writes(path)
+
+
+def check_environment() -> None:
+    """The settings this process takes from the environment (``AD_REPRO_MAX_IMAGE_PIXELS``), checked like
+    options: one line naming the variable (``ConfigError``), before any data is read."""
+    from ad_core.data.io import max_image_pixels
+    from ad_core.errors import SettingError
+
+    try:
+        max_image_pixels()
+    except SettingError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def check_weights(backbone: str, weights: str | None, seed: int) -> None:
@@ -287,6 +308,7 @@ def validate(config: RunConfig, touch_out: bool = True, load_weights: bool = Tru
         resolve_backend(config.device, config.knn_backend)
     except KnnBackendError as exc:
         raise _fail("knn_backend", config.knn_backend, str(exc)) from None
+    check_environment()
     if touch_out:
         check_out(config.out)
         if config.feature_cache is not None:

@@ -4,16 +4,23 @@ Installed as a pytest plugin (entry point ``ad_repro``), so any pytest suite in 
 with ad-repro and pytest-regressions can gate its own numbers with the golden files of
 ``ad-repro golden record`` / ``ad-repro compare``.  The workflow is pytest-regressions' own
 (``perform_regression_check``): a missing golden is written and the test fails; a differing one
-leaves ``<scenario>.obtained.json`` beside it and fails with every moved number in one message;
+leaves ``<scenario>.obtained.json`` and fails with every moved number in one message;
 ``--force-regen`` rewrites a differing golden and fails; ``--regen-all`` rewrites every golden and
 passes.  What it adds is the golden format (``experiments.goldens``): the tolerance of every
 kind of number, with its rule and why, lives in the file; ``null`` must stay ``null``; one file
 holds a scenario's every method and entry.  Expected files are read by the strict reader
 (``experiments.readers.read_golden``).
+
+The golden is compared before anything is written, so a golden that holds writes nothing and a
+read-only golden folder (a CI checkout, a package's data) passes; the ``.obtained`` file of a
+differing golden goes beside it where that folder is writable, else into the test's temporary
+folder (pytest's ``tmp_path``, via the ``datadir`` fixture), and the failure names where.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +49,14 @@ def moved_numbers(expected: Entries, obtained: Entries, tolerances: dict) -> lis
     return lines
 
 
+def _finite(value: Any) -> bool:
+    """False for a NaN or an infinity (numpy's too); True for any other value (None: null)."""
+    try:
+        return math.isfinite(value)
+    except TypeError:  # None, or not a number at all: the golden's strict reader names that one
+        return True
+
+
 class GoldenRegression:
     """Check one golden file (``path``) against a record of the same format; see the module docstring."""
 
@@ -52,32 +67,60 @@ class GoldenRegression:
         """Hold ``record`` (a golden file's content: ``tolerances``, ``methods``, ...) against ``path``.
 
         Every number of ``record['methods']`` is compared with the golden's with the **golden's**
-        tolerances (the file says how it is read); the obtained record is what a regeneration writes."""
+        tolerances (the file says how it is read); the obtained record is what a regeneration writes.
+        Nothing is written while every number holds (``--regen-all`` aside): an earlier run's
+        ``.obtained`` file is removed where the folder allows."""
         from pytest_regressions.common import perform_regression_check
 
-        from experiments.readers import read_golden
-
+        __tracebackhide__ = True
         path = Path(path)
-        obtained = path.with_name(f"{path.stem}.obtained{path.suffix}")
+        regen_all = self.request.config.getoption("regen_all")
+        beside = path.with_name(f"{path.stem}.obtained{path.suffix}")
+        if not regen_all and path.is_file() and not self.moved(record, path):
+            with contextlib.suppress(OSError):  # it holds (--force-regen rewrites a differing golden only):
+                beside.unlink(missing_ok=True)  # nothing written; an earlier run's obtained file is stale
+            return
+        written = [beside]
 
         def dump(target: Path) -> None:
+            if target == beside:  # the obtained file: beside the golden where its folder takes it
+                try:
+                    write_json(target, record)
+                    return
+                except OSError:
+                    target = self.scratch(path) / beside.name
+                    written[0] = target
             write_json(target, record)
 
         def check_fn(obtained_path: Path, expected_path: Path) -> None:
-            golden = read_golden(expected_path)
-            tolerances = {k: {u: v for u, v in (("abs", t.abs), ("rel", t.rel)) if v is not None}
-                          for k, t in golden.tolerances.items()}
-            lines = moved_numbers(golden.methods, record["methods"], tolerances)
+            lines = self.moved(record, expected_path)
             if lines:
+                where = written[0]
+                note = "" if where == beside else f", in pytest's temporary folder: {path.parent} is not writable"
                 raise AssertionError(
                     f"{len(lines)} number(s) of {record.get('scenario', path.stem)} beyond the tolerances of "
-                    f"{expected_path} (obtained: {obtained_path}):\n  " + "\n  ".join(lines))
+                    f"{expected_path} (obtained: {where}{note}):\n  " + "\n  ".join(lines))
 
-        __tracebackhide__ = True
         perform_regression_check(
             datadir=self.datadir, original_datadir=self.original_datadir, request=self.request,
-            check_fn=check_fn, dump_fn=dump, extension=path.suffix, fullpath=path, obtained_filename=obtained)
-        obtained.unlink(missing_ok=True)  # it held: nothing to look at
+            check_fn=check_fn, dump_fn=dump, extension=path.suffix, fullpath=path, obtained_filename=beside)
+        with contextlib.suppress(OSError):  # --regen-all: an earlier run's obtained file is stale
+            beside.unlink(missing_ok=True)
+
+    def moved(self, record: dict, golden_path: Path) -> list[str]:
+        """The moved numbers of ``record`` against the golden ``golden_path``, read strictly."""
+        from experiments.readers import read_golden
+
+        golden = read_golden(golden_path)
+        tolerances = {k: {u: v for u, v in (("abs", t.abs), ("rel", t.rel)) if v is not None}
+                      for k, t in golden.tolerances.items()}
+        return moved_numbers(golden.methods, record["methods"], tolerances)
+
+    def scratch(self, path: Path) -> Path:
+        """A writable folder of this test's temporary tree for ``path``'s obtained file."""
+        folder = Path(getattr(self.datadir, "tmp_path", self.datadir)) / "obtained" / path.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def check_result(self, result: Any, folder: str | Path, *, dataset: str | None = None,
                      backbone: str | None = None, verdict: dict | None = None) -> None:
@@ -99,7 +142,17 @@ class GoldenRegression:
 
         ``tolerances``: ``{number: {"abs": a, "rel": r, "why": "..."}}`` (``abs`` and/or ``rel``; a
         ``why`` is required, since the file must say how it is to be read); an unlisted number must
-        match exactly."""
+        match exactly.  A number is a finite float or ``None`` (recorded as ``null``, which must stay
+        ``null``): a NaN or an infinity is a ``ValueError`` naming it, before anything is written,
+        since a NaN recorded in a golden never holds again."""
+        __tracebackhide__ = True
+        for method, entries in numbers.items():
+            for entry, values in entries.items():
+                for name, value in values.items():
+                    if not _finite(value):
+                        raise ValueError(
+                            f"{path}: {method}/{entry}/{name} is {value}, not a finite number: a golden holds "
+                            "finite numbers or None (null); fix the number or pass None where it is undefined")
         tol = {}
         for name, t in tolerances.items():
             if not t.get("why") or ("abs" not in t and "rel" not in t):

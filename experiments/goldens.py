@@ -254,12 +254,26 @@ def scenario_drift(drift: dict, scenario: str) -> dict:
 def record(run_folder: Path, dest: Path) -> list[Path]:
     """Write a results-only golden of a run into ``dest`` (``ad-repro golden record``): one
     ``<scenario>.json`` per verified results file, with tolerances derived from its test sets'
-    granularity (and ``dest``'s ``drift.json`` where one was measured), each with its rule and why."""
+    granularity (and ``dest``'s ``drift.json`` where one was measured), each with its rule and why.
+    A ``dest`` that is ``run_folder`` (or inside it) or another run's folder (it holds a run's
+    ``provenance.json``, ``results/``, ``run_config.json`` or ``checksums.json``, whose
+    ``config.json`` would be overwritten) is a ``ValueError``, before anything is read or written."""
+    import os
+
     from ad_core.data.io import write_json
-    from experiments.artifacts import load_results
+    from experiments.artifacts import CHECKSUMS, GUARD, load_results
     from experiments.config import MACHINE_SETTINGS
+    from experiments.provenance import PROVENANCE_FILE
     from experiments.readers import CONFIG_FORMAT, plain_name, read_config
 
+    run, where = Path(run_folder).resolve(), Path(dest).resolve()
+    if where == run or run in where.parents:
+        what = "is the run folder itself" if where == run else f"is inside the run folder {run_folder}"
+        raise ValueError(f"{dest}: {what}: record into a separate golden folder (e.g. golden/<dataset>-<backbone>)")
+    marks = [name for name in (PROVENANCE_FILE, "results", GUARD, CHECKSUMS) if os.path.lexists(Path(dest) / name)]
+    if marks:
+        raise ValueError(f"{dest}: is a run folder (it holds {', '.join(marks)}), whose config.json this would "
+                         "overwrite: record into a separate golden folder (e.g. golden/<dataset>-<backbone>)")
     results = load_results(Path(run_folder), strict=True)  # a handed-over folder: damage is an error
     if not results:
         raise ValueError(f"{run_folder}/results holds no verified scenario results: run the study there first")

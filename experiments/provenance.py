@@ -17,6 +17,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from ad_core.data.bit_depth import RULE as BIT_DEPTH_RULE
 from experiments.fingerprint import PACKAGE_ROOT, library_version
 
 PROVENANCE_FILE = "provenance.json"
@@ -98,6 +99,11 @@ def collect(run: object, threads: int | None, executor: str, workers: int) -> di
         "data_files": len(files),
         # per category: the bit depth its 16-bit-container images are read at (None: 8-bit images only)
         "image_bit_depth": {c: p.clean.bit_depth for c, p in run.prepared.items()},
+        # how that depth is decided, and the images read otherwise, with why (ad_core.data.bit_depth)
+        **({"image_bit_depth_rule": BIT_DEPTH_RULE,
+            "image_bit_depth_exceptions": {c: p.clean.bit_depth_exceptions for c, p in run.prepared.items()
+                                           if p.clean.bit_depth_exceptions}}
+           if any(p.clean.bit_depth for p in run.prepared.values()) else {}),
         "command": sys.argv,
     }
 

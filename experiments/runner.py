@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ad_core.data.dataset import ImageSet
+from ad_core.data.io import confine_writes
 from ad_core.data.layout import Sample
 from ad_core.features import FeatureExtractor
 from ad_core.features.backbones import describe_weights
@@ -119,6 +120,7 @@ class StudyRun:
         self.out, self.root, self.dataset, self.backbone = prep.out, prep.root, prep.dataset, prep.backbone
         self.categories, self.prepared, self.has_masks = prep.categories, prep.prepared, prep.has_masks
         self.device, self.knn_backend, self.layout = prep.device, prep.knn_backend, prep.layout
+        confine_writes(self.out, config.feature_cache)  # in a Dask worker too: no write through a link below them
         weights = weights_key(config.weights)
         self.store = FeatureStore(
             Path(config.feature_cache) if config.feature_cache else self.out / "cache" / "features",

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ad_core.data.io import atomic_write_bytes, image_size
+from experiments.artifacts import prune
 from experiments.scenarios import SCENARIOS
 
 log = logging.getLogger("ad-repro")
@@ -48,10 +49,12 @@ def write_submission(run) -> list[Path]:
     """Score every unlabelled set of the run's categories with each map-making method's clean model and write
     the maps (``StudyRun``: experiments.runner); the written files, [] where no category has such a set."""
     if not any(p.clean.unlabelled for p in run.prepared.values()):
+        prune(run.out / FOLDER, set(), "submission map(s)")
         return []
     if run.config.resize:
         log.warning("submission: not written: with --resize the maps cover a centre crop, not the whole image the "
                     "server scores")
+        prune(run.out / FOLDER, set(), "submission map(s)")
         return []
     clean = SCENARIOS["clean"]
     written = []
@@ -67,6 +70,7 @@ def write_submission(run) -> list[Path]:
                     path = folder / f"{Path(sample.relpath).stem}.tiff"
                     write_map_tiff(path, to_image_size(m, image_size(sample.path)))
                     written.append(path)
+    prune(run.out / FOLDER, set(written), "submission map(s)")
     if written:
         log.info("submission: %d anomaly maps of the private test sets in %s (the server's format; no metric is "
                  "claimed for them)", len(written), run.out / FOLDER)

@@ -4,7 +4,10 @@ messages) on the project's golden format, run in an inner pytest (pytester) as a
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -129,3 +132,113 @@ def test_the_regeneration_flags_are_pytest_regressions_own(pytester):
     assert "--force-regen" not in without and "--regen-all" not in without
     conftest = (ROOT / "conftest.py").read_text()
     assert "addoption" not in conftest
+
+
+# -- issue 31: a read-only golden folder, NaN, the advice for an unreadable golden ---------------
+def read_only(folder: Path) -> None:
+    """``folder`` and its files made read-only (a CI checkout, a package's data)."""
+    for p in [*folder.iterdir(), folder]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+
+
+def run_unprivileged(suite: pytest.Pytester, monkeypatch, values: str, *flags: str) -> pytest.RunResult:
+    """``run`` where permission bits hold: as root, the inner pytest runs without CAP_DAC_OVERRIDE
+    (setpriv), so a read-only folder is read-only to it as to a CI user."""
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv: a read-only folder cannot be made read-only here")
+        monkeypatch.setattr(suite, "_getpytestargs",
+                            lambda: ("setpriv", "--bounding-set=-dac_override", sys.executable, "-mpytest"))
+    return run(suite, monkeypatch, values, *flags)
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_read_only_golden_folder_that_holds_passes_and_writes_nothing(own_suite, monkeypatch):
+    folder = own_suite.path / "golden" / "mine"
+    run(own_suite, monkeypatch, numbers())
+    before = tree(folder)
+    read_only(folder)
+    try:
+        held = run_unprivileged(own_suite, monkeypatch, numbers(auroc=0.905))
+        held.assert_outcomes(passed=1)
+        forced = run_unprivileged(own_suite, monkeypatch, numbers(auroc=0.905), "--force-regen")
+        forced.assert_outcomes(passed=1)  # --force-regen rewrites a differing golden only
+        assert tree(folder) == before
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_moved_number_in_a_read_only_folder_fails_naming_the_obtained_file_in_a_temp_folder(own_suite, monkeypatch):
+    folder = own_suite.path / "golden" / "mine"
+    run(own_suite, monkeypatch, numbers())
+    before = tree(folder)
+    read_only(folder)
+    try:
+        moved = run_unprivileged(own_suite, monkeypatch, numbers(auroc=0.95))
+    finally:
+        folder.chmod(0o755)
+    moved.assert_outcomes(failed=1)
+    text = moved.stdout.str()
+    assert "PermissionError" not in text and "m/widget/image_auroc: expected 0.9, got 0.95" in text
+    found = re.search(r"\(obtained: (\S+clean\.obtained\.json), in pytest's temporary folder: (\S+) is not writable\)",
+                      text)
+    assert found, text
+    obtained = Path(found.group(1))
+    assert found.group(2) == "golden/mine"  # the folder as the test names it
+    assert str(obtained).startswith(str(own_suite.path / "runpytest-"))  # the inner run's --basetemp
+    assert json.loads(obtained.read_text())["methods"]["m"]["widget"]["image_auroc"] == 0.95
+    assert tree(folder) == before
+
+
+def test_a_moved_number_in_a_writable_folder_still_leaves_the_obtained_file_beside_it(own_suite, monkeypatch):
+    golden = own_suite.path / "golden" / "mine" / "clean.json"
+    run(own_suite, monkeypatch, numbers())
+    moved = run(own_suite, monkeypatch, numbers(auroc=0.95))
+    moved.assert_outcomes(failed=1)
+    assert "(obtained: golden/mine/clean.obtained.json):" in moved.stdout.str()
+    assert golden.with_name("clean.obtained.json").is_file()
+    run(own_suite, monkeypatch, numbers()).assert_outcomes(passed=1)
+    assert not golden.with_name("clean.obtained.json").exists(), "a later run that holds removes the stale file"
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_a_nan_or_infinite_number_is_refused_naming_it_before_anything_is_written(own_suite, monkeypatch, value):
+    values = numbers().replace('"pro": 0.7', f'"pro": {value}')
+    refused = run(own_suite, monkeypatch, values)
+    refused.assert_outcomes(failed=1)
+    inf = {"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}[value]
+    refused.stdout.fnmatch_lines([f"E * ValueError: golden/mine/clean.json: m/widget/pro is {inf}, not a finite "
+                                  "number: a golden holds finite numbers or None (null); fix the number or pass "
+                                  "None where it is undefined"])
+    assert not (own_suite.path / "golden").exists()
+    run(own_suite, monkeypatch, numbers(), "--regen-all").assert_outcomes(passed=1)
+    refused = run(own_suite, monkeypatch, values, "--regen-all")  # nor does a regeneration record it
+    refused.assert_outcomes(failed=1)
+    assert json.loads((own_suite.path / "golden" / "mine" / "clean.json").read_text())[
+        "methods"]["m"]["widget"]["pro"] == 0.7
+
+
+def test_an_unreadable_golden_is_regenerated_by_the_flag_its_advice_names(own_suite, monkeypatch):
+    """GOLDEN_FIX names the flag that rewrites a golden that fails its schema: --force-regen does not
+    (pytest-regressions rewrites only after a comparison fails), --regen-all does."""
+    from experiments.readers.golden import GOLDEN_FIX
+
+    golden = own_suite.path / "golden" / "mine" / "clean.json"
+    run(own_suite, monkeypatch, numbers())
+    record = json.loads(golden.read_text())
+    record["methods"]["m"]["widget"]["image_auroc"] = "0.9"
+    golden.write_text(json.dumps(record))
+    damaged = golden.read_bytes()
+    forced = run(own_suite, monkeypatch, numbers(), "--force-regen")
+    forced.assert_outcomes(failed=1)
+    forced.stdout.fnmatch_lines(["*clean.json: field methods.m.widget.image_auroc must be a number or null*"])
+    assert golden.read_bytes() == damaged, "--force-regen does not rewrite a golden it cannot read"
+    assert "--force-regen" not in GOLDEN_FIX
+    flag = re.search(r"pytest (--[\w-]+)", GOLDEN_FIX).group(1)
+    assert flag in forced.stdout.str(), "the failure gives the advice"
+    run(own_suite, monkeypatch, numbers(), flag).assert_outcomes(passed=1)
+    assert json.loads(golden.read_text())["methods"]["m"]["widget"]["image_auroc"] == 0.9
+    run(own_suite, monkeypatch, numbers()).assert_outcomes(passed=1)

@@ -23,32 +23,35 @@ RNG = np.random.default_rng(0)
 SIZE = (40, 48)  # H, W
 
 
-def image(path: Path, gray: bool = False) -> None:
+def image(path: Path, gray: bool = False, size: tuple[int, int] = SIZE) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    shape = SIZE if gray else (*SIZE, 3)
+    shape = size if gray else (*size, 3)
     Image.fromarray(RNG.integers(0, 255, shape, dtype=np.uint8)).save(path)
 
 
-def mask(path: Path, value: int = 255, region: tuple[slice, slice] = (slice(5, 15), slice(8, 20))) -> np.ndarray:
+def mask(path: Path, value: int = 255, region: tuple[slice, slice] = (slice(5, 15), slice(8, 20)),
+         size: tuple[int, int] = SIZE) -> np.ndarray:
     path.parent.mkdir(parents=True, exist_ok=True)
-    m = np.zeros(SIZE, np.uint8)
+    m = np.zeros(size, np.uint8)
     m[region] = value
     Image.fromarray(m).save(path)
     return m > 0
 
 
 # -- miniature benchmarks ------------------------------------------------------------------------
-def write_visa(root: Path, split_file: bool = True, objects: tuple[str, ...] = ("candle", "pcb1")) -> Path:
-    """<root>/<object>/Data/Images/{Normal,Anomaly}/*.JPG, masks of class ids, split_csv/1cls.csv (CRLF)."""
+def write_visa(root: Path, split_file: bool = True, objects: tuple[str, ...] = ("candle", "pcb1"),
+               size: tuple[int, int] = SIZE) -> Path:
+    """<root>/<object>/Data/Images/{Normal,Anomaly}/*.JPG, masks of class ids, split_csv/1cls.csv (CRLF);
+    ``size``: each image's and mask's (H, W)."""
     rows = ["object,split,label,image,mask"]
     for obj in objects:
         for i in range(12):
             name = f"{i:04d}.JPG"
-            image(root / obj / "Data" / "Images" / "Normal" / name)
+            image(root / obj / "Data" / "Images" / "Normal" / name, size=size)
             rows.append(f"{obj},{'train' if i < 10 else 'test'},normal,{obj}/Data/Images/Normal/{name},")
         for i in range(5):
-            image(root / obj / "Data" / "Images" / "Anomaly" / f"{i:03d}.JPG")
-            mask(root / obj / "Data" / "Masks" / "Anomaly" / f"{i:03d}.png", value=1 + i % 3)  # class ids, not 255
+            image(root / obj / "Data" / "Images" / "Anomaly" / f"{i:03d}.JPG", size=size)
+            mask(root / obj / "Data" / "Masks" / "Anomaly" / f"{i:03d}.png", value=1 + i % 3, size=size)  # class ids
             rows.append(f"{obj},test,anomaly,{obj}/Data/Images/Anomaly/{i:03d}.JPG,{obj}/Data/Masks/Anomaly/{i:03d}.png")
     if split_file:
         (root / "split_csv").mkdir(parents=True, exist_ok=True)

@@ -3,11 +3,11 @@
 Decisions (docs/protocol.md §1):
 - grayscale (L, I;16, 1-bit) images are kept single-channel here and repeated to 3 channels
   by the preprocessing; palette and CMYK images are converted to RGB;
-- images in a 16-bit container are read by their category's **bit depth** ``b`` (8, 10, 12, 14 or
-  16: the smallest that holds the largest value of every such image of the category, found once by
-  ``bit_depth``): ``round(v * 255 / (2^b - 1))`` (half up, in integers), so 8-bit values cast to
-  uint16 read as they are, 12-bit camera data spans 0..255, and 8-bit data scaled to any depth
-  reads back exactly; a value above ``2^b - 1`` (the file changed since) is an error naming the file;
+- images in a 16-bit container are read at a **bit depth** ``b`` (8, 10, 12, 14 or 16: the category's,
+  decided from its training images by ``ad_core.data.bit_depth``, which no single image can turn):
+  ``round(min(v, 2^b - 1) * 255 / (2^b - 1))`` (half up, in integers), so 8-bit values cast to uint16
+  read as they are, 12-bit camera data spans 0..255, and 8-bit data scaled to any depth reads back
+  exactly;
 - EXIF orientation is applied (as a viewer shows the image) to images and masks alike;
 - RGBA/LA images whose alpha is fully opaque drop the alpha channel; any transparent pixel
   is refused, since what lies "behind" a transparent pixel is undefined for inspection;
@@ -23,7 +23,8 @@ import errno
 import hashlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ from typing import IO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ad_core.errors import DatasetError
+from ad_core.errors import DatasetError, LinkError, SettingError
 
 
 def _readable_suffixes() -> tuple[str, ...]:
@@ -48,10 +49,23 @@ BIT_DEPTHS = (8, 10, 12, 14, 16)
 ORIENTATION = 0x0112  # the EXIF tag; 5..8 swap width and height
 
 
+MAX_PIXELS_LIMIT = 2**40  # a bound far above any camera's image (1.1e12 pixels), below PIL's integer sizes
+
+
 def max_image_pixels() -> int:
-    """PIL's decompression-bomb limit, or ``$AD_REPRO_MAX_IMAGE_PIXELS`` where the user raised it."""
-    value = os.environ.get(MAX_PIXELS_ENV, "")
-    return int(value) if value.isdigit() else int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+    """PIL's decompression-bomb limit, or ``$AD_REPRO_MAX_IMAGE_PIXELS`` where the user raised it.
+
+    The variable is a setting like a command-line option: a whole number of pixels written in ASCII digits
+    (1 .. 2^40; spaces around it allowed, as argparse allows them); anything else is a ``SettingError``
+    naming the variable -- never ignored, never taken for a damaged image."""
+    value = os.environ.get(MAX_PIXELS_ENV)
+    if value is None or value == "":
+        return int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PIXELS_LIMIT:
+        raise SettingError(f"{MAX_PIXELS_ENV}={value!r}: must be a whole number of pixels from 1 to "
+                           f"{MAX_PIXELS_LIMIT:,} in digits (e.g. 200000000); fix or unset it")
+    return int(text)
 
 
 @contextmanager
@@ -81,7 +95,7 @@ def _open(path: Path) -> Image.Image:
             img.load()
             if img.getexif().get(ORIENTATION, 1) != 1:
                 img = ImageOps.exif_transpose(img)
-    except DatasetError:
+    except (DatasetError, SettingError):
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(
@@ -113,39 +127,27 @@ def is_wide(path: str | Path) -> bool:
     try:
         with _pixel_limit(path), Image.open(path) as img:
             return img.mode in WIDE_MODES
-    except DatasetError:
+    except (DatasetError, SettingError):
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return False  # not an image: the reader names it when it is read
 
 
-def bit_depth(paths: list[Path]) -> int | None:
-    """The bit depth of a category's 16-bit-container images (the smallest of ``BIT_DEPTHS`` holding the
-    largest value of all of them), or None when it has none.  Decodes only those images."""
-    wide = [Path(p) for p in paths if is_wide(p)]
-    if not wide:
-        return None
-    top = 0
-    for p in wide:
-        arr = _wide_values(_open(p), p)
-        top = max(top, int(arr.max()) if arr.size else 0)
-    return depth_of(top)
+def decode_wide(path: Path) -> np.ndarray:
+    """The integer values of a 16-bit-container image (``ad_core.data.bit_depth`` measures them)."""
+    return _wide_values(_open(path), path)
 
 
 def _to_uint8(img: Image.Image, path: Path, bits: int | None = None) -> np.ndarray:
-    """HxW or HxWx3 uint8 array from a PIL image, following the decisions above (``bits``: the
-    category's bit depth for a 16-bit container; None: this image's own, as ``bit_depth`` finds it)."""
+    """HxW or HxWx3 uint8 array from a PIL image, following the decisions above (``bits``: the depth a
+    16-bit container is read at, ``ad_core.data.bit_depth``, values above it saturating; None: the
+    smallest depth holding all of this image's values)."""
     mode = img.mode
     if mode in WIDE_MODES:
         arr = _wide_values(img, path).astype(np.uint32)
-        top = int(arr.max()) if arr.size else 0
-        bits = depth_of(top) if bits is None else bits
-        if top > 2**bits - 1:
-            raise DatasetError(
-                f"Image {path} holds the value {top}, above its category's {bits}-bit depth (found from all "
-                "its 16-bit images when the run started): the file changed during the run; run again")
+        bits = depth_of(int(arr.max()) if arr.size else 0) if bits is None else bits
         top_value = 2**bits - 1
-        return ((arr * 255 + top_value // 2) // top_value).astype(np.uint8)
+        return ((np.minimum(arr, top_value) * 255 + top_value // 2) // top_value).astype(np.uint8)
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA" if mode != "LA" else "LA")
         alpha = np.asarray(rgba)[..., -1]
@@ -182,7 +184,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
             width, height = img.size
             if img.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):
                 width, height = height, width
-    except DatasetError:
+    except (DatasetError, SettingError):
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(
@@ -286,46 +288,120 @@ def changed_files(root: str | Path, recorded: object) -> list[str]:
     return sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
 
 
-def process_umask() -> int:
-    """This process's umask (read without changing it where Linux tells it, else set and restored)."""
+_WRITE_ROOTS: set[str] = set()  # folders the user named for writing: below them no link is followed
+
+
+def confine_writes(*roots: str | Path | None) -> None:
+    """From now on (in this process) every write below one of ``roots`` follows no symbolic link in any
+    component below that root (``atomic_open``).  The roots are the folders the user named (``--out``,
+    ``--feature-cache``, a golden folder): links above them are the user's own choice."""
+    _WRITE_ROOTS.update(os.path.abspath(r) for r in roots if r is not None)
+
+
+def find_link(root: str | Path) -> Path | None:
+    """The first symbolic link below ``root`` (sorted walk, links not followed), or None."""
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            if os.path.islink(os.path.join(folder, name)):
+                return Path(folder, name)
+    return None
+
+
+def _confining_root(path: str) -> str:
+    """The outermost confined root holding ``path``, else ``path``'s own folder (a caller-named file)."""
+    holding = [r for r in _WRITE_ROOTS if os.path.dirname(path).startswith(r.rstrip(os.sep) + os.sep)
+               or os.path.dirname(path) == r]
+    return min(holding, key=len) if holding else os.path.dirname(path)
+
+
+def link_refusal(link: str | Path, root: str | Path) -> LinkError:
+    """The one-line refusal of a symbolic link found below a folder the suite writes in."""
+    return LinkError(f"{link}: is a symbolic link inside {root}, where the suite writes; nothing is written "
+                     "through a link: replace it by a real folder or file (or choose another --out)")
+
+
+def _open_folder(root: str, parts: list[str]) -> int:
+    """A descriptor of ``root/parts...``, each part opened without following a link (made when missing)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+        os.makedirs(root, exist_ok=True)  # the root itself, and the path to it, are the user's to name
+    except FileExistsError:
+        pass  # a file or a dangling link there: the open below says so
+    fd = os.open(root, flags)
+    try:
+        for i, part in enumerate(parts):
+            try:
+                os.mkdir(part, dir_fd=fd)
+            except FileExistsError:
+                pass
+            try:
+                child = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR) and \
+                        stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise link_refusal(os.path.join(root, *parts[:i + 1]), root) from None
+                raise type(exc)(exc.errno, exc.strerror, os.path.join(root, *parts[:i + 1])) from None
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` (rename).
 
-    The one atomic-write helper of the project: a reader (or a restarted run) sees the old
-    file or the complete new one, never a half-written file; on an error the temporary
-    file is removed and ``path`` is untouched.  ``mode``: "wb" or "w" (UTF-8 text).
+    The one writer of the project: a reader (or a restarted run) sees the old file or the complete new
+    one, never a half-written file; on an error the temporary file is removed and ``path`` is untouched.
+    Nothing is written through a symbolic link: below a folder named with ``confine_writes`` (a run's
+    ``--out``) a folder that is a link is a ``LinkError`` naming it, before any write (the folders are
+    opened one by one with ``O_NOFOLLOW`` and the file is created and renamed relative to its folder's
+    descriptor, so a link planted meanwhile is not followed either); a link where ``path`` itself stands
+    is replaced by the file, as a rename does, never written through.
+    ``mode``: "wb" or "w" (UTF-8 text).
     """
-    path = Path(path)
+    path = Path(os.path.abspath(path))
+    root = _confining_root(str(path))
+    parts = list(path.parent.relative_to(root).parts)
     try:
-        if path.is_dir():  # found before writing: os.replace would fail only after the whole write
-            raise IsADirectoryError(errno.EISDIR, "is a folder where this file belongs", str(path))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        folder = _open_folder(root, parts)
     except OSError as exc:
-        raise _named(exc, path) from None
+        raise _named(exc, Path(exc.filename or path)) from None
+    tmp = ""
     try:
-        os.fchmod(fd, 0o666 & ~process_umask())  # mkstemp's 0600 would hide results from a team's readers
+        try:
+            st = os.stat(path.name, dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):  # found before writing: the rename would fail after it
+            raise IsADirectoryError(errno.EISDIR, "is a folder where this file belongs", str(path))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        for _ in range(100):
+            name = f".{path.name}.{secrets.token_hex(4)}.tmp"
+            try:  # 0o666 less the umask, as any created file (mkstemp's 0600 would hide results from a team)
+                fd = os.open(name, flags, 0o666, dir_fd=folder)
+            except FileExistsError:
+                continue
+            tmp = name
+            break
+        else:
+            raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as fh:
             yield fh
-        os.replace(tmp, path)
+        os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+        tmp = ""
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise _named(exc, path) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        if tmp:
+            try:
+                os.unlink(tmp, dir_fd=folder)
+            except OSError:
+                pass
+        os.close(folder)
 
 
 def _named(exc: OSError, path: Path) -> OSError:

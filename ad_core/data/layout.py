@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ad_core.data.io import IMAGE_SUFFIXES, bit_depth, is_wide
+from ad_core.data import bit_depth
+from ad_core.data.io import IMAGE_SUFFIXES, is_wide
 from ad_core.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,8 @@ class CategoryFiles:
     # Optional ``<category>/uncertain/<group>/*``: images of unsure label (e.g. ELPV's
     # p=1/3, 2/3 cells), never trained on nor in the study's metrics; label 1, defect = group.
     uncertain: list[Sample] = field(default_factory=list)
-    bit_depth: int | None = None  # of its 16-bit-container images (None: it has none)
+    bit_depth: int | None = None  # of its 16-bit-container images (None: it has none): ad_core.data.bit_depth
+    bit_depth_exceptions: dict[str, str] = field(default_factory=dict)  # {image or set: read otherwise, why}
     # An official validation set of normal images (``validation/good/``: MVTec AD 2, MVTec LOCO): it
     # calibrates tau, and train/good all trains (ad_core.data.splits)
     val_good: list[Sample] = field(default_factory=list)
@@ -129,14 +132,43 @@ def list_categories(root: str | Path) -> list[str]:
     return sorted(utf8_name(p) for p in root.iterdir() if (p / "train" / NORMAL).is_dir())
 
 
-def _find_mask(gt_dir: Path, image: Path) -> Path | None:
-    """``<stem>_mask.<ext>`` (MVTec AD), or a folder ``<stem>/`` of masks (MVTec LOCO: one per defect region)."""
-    for suffix in (".png", *IMAGE_SUFFIXES):
-        candidate = gt_dir / f"{image.stem}_mask{suffix}"
-        if candidate.is_file():
-            return candidate
-    folder = gt_dir / image.stem
-    return folder if folder.is_dir() else None
+def _masks_by_stem(gt_dir: Path) -> dict[str, list[Path]]:
+    """{image stem: its masks in ``gt_dir``}: files ``<stem>_mask.<ext>`` of any image suffix in any case
+    (``000_mask.PNG`` too) and folders ``<stem>/`` (MVTec LOCO), listed once per folder."""
+    found: dict[str, list[Path]] = {}
+    for p in sorted(gt_dir.iterdir()) if gt_dir.is_dir() else ():
+        if p.is_dir():
+            found.setdefault(p.name, []).append(p)
+        elif p.stem.endswith("_mask") and p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+            found.setdefault(p.stem.removesuffix("_mask"), []).append(p)
+    return found
+
+
+def _find_mask(gt_dir: Path, image: Path, masks: dict[str, list[Path]] | None = None) -> Path | None:
+    """``<stem>_mask.<ext>`` (MVTec AD; the suffix in any case), or a folder ``<stem>/`` of masks (MVTec LOCO:
+    one per defect region); two of them for one image (``000_mask.png`` and ``000/``) are an error naming both.
+    ``masks``: ``_masks_by_stem(gt_dir)``, when the caller lists the folder once for all its images."""
+    found = (_masks_by_stem(gt_dir) if masks is None else masks).get(image.stem, [])
+    if len(found) > 1:
+        names = [p.name + ("/" if p.is_dir() else "") for p in found]
+        raise DatasetError(f"{gt_dir}: {', '.join(names[:-1])} and {names[-1]} are {len(names)} masks of one image "
+                           f"({image}): which one is its defect would be a guess; keep one of them")
+    return found[0] if found else None
+
+
+def _no_mask(gt_root: Path, gt_dir: Path, image: Path) -> DatasetError:
+    """The error of an anomalous image without a mask: what ``gt_dir`` holds for its stem, and the fix."""
+    near = re.compile(rf"{re.escape(image.stem)}(?![0-9a-z])", re.IGNORECASE)  # 000: 000.png, 000_MASK.png; not 0001
+    seen = sorted(p.name + ("/" if p.is_dir() else "") for p in (gt_dir.iterdir() if gt_dir.is_dir() else ())
+                  if near.match(p.name))
+    where = gt_dir if gt_dir.is_dir() else f"{gt_dir} (no such folder)"
+    fix = "Add the mask"
+    if not any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in gt_root.rglob("*")):
+        fix += ", or remove the whole ground_truth/ folder (it holds no mask) to use the category for image-level " \
+               "metrics only"
+    return DatasetError(f"Anomalous image {image} has no mask: expected {gt_dir / (image.stem + '_mask.png')} (or a "
+                        f"folder {image.stem}/ of masks); found {', '.join(seen[:5]) or 'nothing'} for {image.stem} "
+                        f"in {where}. {fix}.")
 
 
 def discover_category(root: str | Path, category: str, image_level: bool = False) -> CategoryFiles:
@@ -187,17 +219,13 @@ def discover_category(root: str | Path, category: str, image_level: bool = False
     )
     anomalous: list[Sample] = []
     for defect in defects:
+        masks = _masks_by_stem(gt_root / defect) if has_masks else {}
         for img in _images_in(cat_dir / "test" / defect, unread):
             mask = None
             if has_masks:
-                mask = _find_mask(gt_root / defect, img)
+                mask = _find_mask(gt_root / defect, img, masks)
                 if mask is None:
-                    raise DatasetError(
-                        f"Anomalous image {img} has no mask: expected "
-                        f"{gt_root / defect / (img.stem + '_mask.png')}. Add the mask, or "
-                        "remove the whole ground_truth/ folder to use the category for "
-                        "image-level metrics only."
-                    )
+                    raise _no_mask(gt_root, gt_root / defect, img)
             anomalous.append(Sample(f"test/{defect}/{img.name}", img, 1, defect, mask))
     uncertain: list[Sample] = []
     if (cat_dir / "uncertain").is_dir():
@@ -213,20 +241,36 @@ def discover_category(root: str | Path, category: str, image_level: bool = False
 
 
 def with_bit_depth(files: CategoryFiles) -> CategoryFiles:
-    """``files`` with its bit depth (``io.bit_depth`` over its 16-bit-container images, masks apart) set on
-    the category and on each such image's sample; unchanged when it has none."""
-    samples = files.all_samples() + [s for group in files.unlabelled.values() for s in group]
+    """``files`` with the depth its 16-bit-container images are read at (``ad_core.data.bit_depth``: from the
+    training images, masks apart, no single image deciding) set on the category and on each such sample,
+    every image read otherwise named in one line; unchanged when it has none."""
+    unlabelled = [s for group in files.unlabelled.values() for s in group]
+    samples = files.all_samples() + unlabelled
     wide = {s.path for s in samples if is_wide(s.path)}
     if not wide:
         return files
-    bits = bit_depth(sorted(wide))
+    measured = {p: bit_depth.measure_file(p) for p in sorted(wide)}
+    names = {s.path: s.relpath for s in samples}
+    sets = {"validation": [s.path for s in files.val_good],
+            "test": [s.path for s in files.test_good + files.test_anomalous],
+            "uncertain": [s.path for s in files.uncertain],
+            **{k: [s.path for s in v] for k, v in files.unlabelled.items()}}
+    train = [s.path for s in files.train_good if s.path in wide]
+    decided = bit_depth.decide(measured, train or sets["validation"] + sets["test"], names,
+                               {k: v for k, v in sets.items() if v} if train else None)
+    bits = decided.depth
     log.warning("%s: %d image(s) in 16-bit containers hold values up to %d bits: read as %d-bit (v x 255 / %d); "
                 "recorded in provenance.json", files.path, len(wide), bits, bits, 2**bits - 1)
+    if decided.exceptions:
+        shown = "; ".join(f"{k}: {v}" for k, v in list(decided.exceptions.items())[:3])
+        log.warning("%s: %d image(s) or set(s) contradict the training images' %d-bit depth (%s%s); recorded in "
+                    "provenance.json", files.path, len(decided.exceptions), bits, shown,
+                    " ..." if len(decided.exceptions) > 3 else "")
 
     def mark(items: list[Sample]) -> list[Sample]:
-        return [replace(s, bits=bits) if s.path in wide else s for s in items]
+        return [replace(s, bits=decided.read_at[s.path]) if s.path in wide else s for s in items]
 
     return replace(files, train_good=mark(files.train_good), test_good=mark(files.test_good),
                    test_anomalous=mark(files.test_anomalous), uncertain=mark(files.uncertain),
                    val_good=mark(files.val_good), unlabelled={k: mark(v) for k, v in files.unlabelled.items()},
-                   bit_depth=bits)
+                   bit_depth=bits, bit_depth_exceptions=decided.exceptions)

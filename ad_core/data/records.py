@@ -98,8 +98,23 @@ def _depth(value: object, limit: int = MAX_DEPTH) -> int:
     return deepest
 
 
+class _DuplicateKey(ValueError):
+    """A key given twice in one JSON object."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; a key given twice is refused (``json`` would keep the last in silence)."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKey(key)
+        obj[key] = value
+    return obj
+
+
 def parse_json(path: str | Path, data: bytes, fix: str | None = None) -> Any:
-    """JSON from ``data`` (UTF-8), integers bounded; FileFormatError naming ``path`` (and ``fix``) otherwise."""
+    """JSON from ``data`` (UTF-8), integers bounded, every object's keys unique; FileFormatError naming
+    ``path`` (and ``fix``) otherwise."""
     path = Path(path)
     try:
         text = data.decode("utf-8")
@@ -107,7 +122,11 @@ def parse_json(path: str | Path, data: bytes, fix: str | None = None) -> Any:
         raise _refuse(path, f"is not UTF-8 text ({exc.reason} at byte {exc.start})",
                       "it is damaged or not a file this suite wrote; replace it") from None
     try:
-        value = json.loads(text, parse_int=_bounded_int)
+        value = json.loads(text, parse_int=_bounded_int, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise _refuse(path, f"gives the key {one_line(json.dumps(exc.args[0]))[:80]} twice in one object (which "
+                            "value counts would be decided in silence)", "remove one of them, or record the file "
+                      "again") from None
     except json.JSONDecodeError as exc:
         what = "is empty" if not text.strip() else \
             f"is not complete JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"

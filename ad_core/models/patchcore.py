@@ -17,7 +17,6 @@ Image score = max patch score; map = patch scores bilinearly upsampled to 224x22
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 
 from ad_core import SEED
 from ad_core.data.io import atomic_open, write_json
+from ad_core.data.records import read_record
 from ad_core.models.common import FeatureBatches, as_batches, coreset_size, upsample_maps
 from ad_core.models.coreset import greedy_coreset, jl_matrix, start_index
 from ad_core.models.knn import NestedNeighbours
@@ -312,7 +312,7 @@ class PatchCore:
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", knn_backend: str = "auto") -> PatchCore:
         path = Path(path)
-        params = json.loads(path.with_suffix(".json").read_text())
+        params = read_record(path.with_suffix(".json"), path.parent)  # bounded: a --out may be handed over
         n = params.pop("n_train_patches")
         params["layers"] = tuple(params["layers"])
         params.setdefault("embedding", "study")  # saved before the option existed

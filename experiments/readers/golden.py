@@ -53,7 +53,9 @@ class GoldenFile(Strict):
     recorded_with_verdict: RecordedVerdict | None = None
 
 
-GOLDEN_FIX = "record the golden again (ad-repro golden record RUN DEST, or pytest --force-regen)"
+# --regen-all, not --force-regen: pytest-regressions rewrites on --force-regen only after a comparison
+# failed, and a golden that cannot be read is never compared (tests/test_golden_regression.py)
+GOLDEN_FIX = "record the golden again (ad-repro golden record RUN DEST, or pytest --regen-all)"
 
 
 def _finite_nonnegative(path: Path, where: str, v: float | None) -> None:

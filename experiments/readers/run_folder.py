@@ -181,6 +181,8 @@ class ProvenanceFile(Strict):
     layout: str | None = None
     data_files: Count | None = None
     image_bit_depth: dict[str, Annotated[int, Field(ge=1, le=16)] | None] = {}
+    image_bit_depth_rule: str | None = None  # written since issue 31 (absent from older records)
+    image_bit_depth_exceptions: dict[str, dict[str, str]] = {}
     command: list[str] = []
 
 
