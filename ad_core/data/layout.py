@@ -258,13 +258,13 @@ def with_bit_depth(files: CategoryFiles) -> CategoryFiles:
     train = [s.path for s in files.train_good if s.path in wide]
     decided = bit_depth.decide(measured, train or sets["validation"] + sets["test"], names,
                                {k: v for k, v in sets.items() if v} if train else None)
-    bits = decided.depth
-    log.warning("%s: %d image(s) in 16-bit containers hold values up to %d bits: read as %d-bit (v x 255 / %d); "
-                "recorded in provenance.json", files.path, len(wide), bits, bits, 2**bits - 1)
+    bits, source = decided.depth, "training images" if train else "test and validation images"
+    log.warning("%s: %d image(s) in 16-bit containers, read at the depth of its %s: %d-bit (v x 255 / %d); "
+                "recorded in provenance.json", files.path, len(wide), source, bits, 2**bits - 1)
     if decided.exceptions:
         shown = "; ".join(f"{k}: {v}" for k, v in list(decided.exceptions.items())[:3])
-        log.warning("%s: %d image(s) or set(s) contradict the training images' %d-bit depth (%s%s); recorded in "
-                    "provenance.json", files.path, len(decided.exceptions), bits, shown,
+        log.warning("%s: %d image(s) or set(s) contradict the %s' %d-bit depth (%s%s); recorded in "
+                    "provenance.json", files.path, len(decided.exceptions), source, bits, shown,
                     " ..." if len(decided.exceptions) > 3 else "")
 
     def mark(items: list[Sample]) -> list[Sample]:
