@@ -310,7 +310,8 @@ def find_link(root: str | Path) -> Path | None:
 
 def _confining_root(path: str) -> str:
     """The outermost confined root holding ``path``, else ``path``'s own folder (a caller-named file)."""
-    holding = [r for r in _WRITE_ROOTS if os.path.dirname(path).startswith(r.rstrip(os.sep) + os.sep)
+    # tuple(): a snapshot taken at once -- a Dask worker's other thread may add a root meanwhile
+    holding = [r for r in tuple(_WRITE_ROOTS) if os.path.dirname(path).startswith(r.rstrip(os.sep) + os.sep)
                or os.path.dirname(path) == r]
     return min(holding, key=len) if holding else os.path.dirname(path)
 
