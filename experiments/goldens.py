@@ -262,9 +262,9 @@ def record(run_folder: Path, dest: Path) -> list[Path]:
 
     from ad_core.data.io import write_json
     from experiments.artifacts import CHECKSUMS, GUARD, load_results
-    from experiments.config import MACHINE_SETTINGS
+    from experiments.config import read_config, recorded_config
     from experiments.provenance import PROVENANCE_FILE
-    from experiments.readers import CONFIG_FORMAT, plain_name, read_config
+    from experiments.readers import plain_name
 
     run, where = Path(run_folder).resolve(), Path(dest).resolve()
     if where == run or run in where.parents:
@@ -286,11 +286,7 @@ def record(run_folder: Path, dest: Path) -> list[Path]:
              for r in results}
     config = Path(run_folder) / "config.json"
     if config.exists():  # the run's study settings: `ad-repro run --config DEST --data ... --out ...` repeats it
-        recorded = read_config(config)
-        # where it ran and what it read and wrote stay behind (a --data folder is kept as a mark that the
-        # rerun must be given one: its path is never followed)
-        kept = {k: v for k, v in recorded.items() if k not in MACHINE_SETTINGS or k == "data"}
-        files[dest / "config.json"] = {"format": CONFIG_FORMAT, **kept}
+        files[dest / "config.json"] = recorded_config(read_config(config))
     for path, content in files.items():  # every file read and checked first: a refusal writes nothing
         write_json(path, content)
     return list(files)

@@ -23,7 +23,7 @@ class Preset:
     name: str
     description: str
     backbone: str  # used with --data (built-in datasets use the offline backbone unless --backbone is given)
-    settings: Mapping[str, Any] = field(default_factory=dict)  # RunConfig field -> value
+    settings: Mapping[str, Any] = field(default_factory=dict)  # declared name ("seed", "patchcore.k") -> value
     padim_dims: Mapping[str, int] = field(default_factory=dict)  # backbone -> PaDiM dims (else 100)
     references: tuple[str, ...] = ()  # ids of the published tables a verdict compares with
     indicative: str | None = None  # set: no published numbers for this protocol; why the verdict is indicative
@@ -48,8 +48,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "then centre crop 224, the authors' 1024-d patch aggregation, coreset 10% (1% with --coreset-ratio 0.01), "
            "the paper's reweighting of the max patch, sigma=4 map blur, full MVTec AD test set",
            "wide_resnet50_2",
-           {**_PAPER_GEOMETRY, **_FULL_TEST, "methods": ["patchcore"], "coreset_ratio": 0.10,
-            "patchcore_reweighting": "paper", "patchcore_blur": 4.0, "patchcore_embedding": "original"},
+           {**_PAPER_GEOMETRY, **_FULL_TEST, "methods": ["patchcore"], "patchcore.coreset_ratio": 0.10,
+            "patchcore.reweighting": "paper", "patchcore.blur_sigma": 4.0, "patchcore.embedding": "original"},
            references=("patchcore-paper/coreset10", "patchcore-paper/coreset1", "patchcore-paper/coreset25")),
     Preset("padim-paper", "PaDiM as Defard et al. (ICPR 2020 workshops) published it: WideResNet-50 layer1-3 with 550 "
            "random dims (ResNet-18: 100), resize 256 then centre crop 224, eps 0.01, sigma=4 map blur, full test set",
@@ -66,8 +66,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("anomalib-patchcore", "anomalib's Patchcore at its defaults: WideResNet-50 layer2+3, coreset 10%, k=9, the "
            "paper's reweighting as anomalib computes it, Resize(256, 256) without a crop, sigma=4 blur, full test set",
            "wide_resnet50_2",
-           {"image_size": 256, **_FULL_TEST, "methods": ["patchcore"], "coreset_ratio": 0.10,
-            "patchcore_reweighting": "paper", "patchcore_blur": 4.0},
+           {"image_size": 256, **_FULL_TEST, "methods": ["patchcore"], "patchcore.coreset_ratio": 0.10,
+            "patchcore.reweighting": "paper", "patchcore.blur_sigma": 4.0},
            references=("anomalib/patchcore-wide_resnet50_2", "anomalib/patchcore-resnet18")),
 )}
 
@@ -78,8 +78,9 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-def preset_settings(name: str, **explicit: Any) -> dict[str, Any]:
-    """RunConfig keyword arguments: the preset's settings, then every explicit (not None) option over them."""
+def preset_settings(name: str, explicit: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Declared settings (``"seed"``, ``"patchcore.k"``): the preset's, then every explicit (not None) one over
+    them (``RunConfig().with_settings(...)`` makes the configuration)."""
     preset = get_preset(name)
-    given = {k: v for k, v in explicit.items() if v is not None}
+    given = {k: v for k, v in (explicit or {}).items() if v is not None}
     return {**preset.settings, **given, "preset": name}

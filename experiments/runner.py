@@ -9,7 +9,6 @@ and their capabilities in ``experiments.methods``.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,8 +81,7 @@ def prepare_run(config: RunConfig) -> PreparedRun:
     out = Path(config.out)
     root, dataset = resolve_data_root(config.data, out, config.dataset, config.seed)
     backbone = config.resolved_backbone()
-    if config.padim_features is None:
-        config = dataclasses.replace(config, padim_features=get_preset(config.preset).padim_features(backbone))
+    config = with_preset_dims(config, backbone)
     layout = resolve_layout(config.data, root, dataset, config.layout)
     categories = config.categories or default_categories(root, dataset, config.data is None, layout)
     shifted = any(d == "shift" for sc in select(config.scenarios)
@@ -158,7 +156,7 @@ class StudyRun:
     # -- models -----------------------------------------------------------------------
     def model_name(self, method: str, scope: str, domain: str, ratio: float | None) -> str:
         name = f"{method}_{scope}_{domain}"
-        if ratio is not None and ratio != self.config.coreset_ratio:
+        if ratio is not None and ratio != self.config.get(f"{method}.coreset_ratio"):
             name += f"_coreset_{round(ratio * 100):02d}"
         return name
 
@@ -166,7 +164,7 @@ class StudyRun:
         """The model a scenario uses for one class: per class or unified, fit on its fit domain.  The
         ratio is a number for a method with a coreset (the run's when the scenario sweeps none), else None."""
         if get_method(method).nested_coreset:
-            ratio = self.config.coreset_ratio if ratio is None else ratio
+            ratio = self.config.get(f"{method}.coreset_ratio") if ratio is None else ratio
         else:
             ratio = None
         return method, "unified" if sc.unified else category, sc.fit_domain, ratio
@@ -207,7 +205,7 @@ class StudyRun:
     def model(self, method: str, scope: str, domain: str, ratio: float | None = None) -> FittedModel:
         """The fitted model (memoised, saved under models/, reloaded on a rerun) and its fit record."""
         spec = get_method(method)
-        key = (method, scope, domain, (self.config.coreset_ratio if ratio is None else ratio)
+        key = (method, scope, domain, (self.config.get(f"{method}.coreset_ratio") if ratio is None else ratio)
                if spec.nested_coreset else None)
         if key in self._models:
             return self._models[key]
@@ -364,6 +362,13 @@ class StudyRun:
                                self.store.config["weights"], self.knn_backend)
 
 
+def with_preset_dims(config: RunConfig, backbone: str) -> RunConfig:
+    """``config`` with PaDiM's dimensions filled from the preset where the configuration left them None."""
+    if config.get("padim.n_features") is not None:
+        return config
+    return config.with_settings({"padim.n_features": get_preset(config.preset).padim_features(backbone)})
+
+
 def weights_key(weights: str | None) -> str:
     """The weights as the caches and the guard know them: a file by its SHA-256, else the name ('default')."""
     if weights and Path(weights).is_file():
@@ -406,8 +411,7 @@ def planned_fingerprint(config: RunConfig) -> dict[str, object]:
 
     root, dataset = data_root_of(config.data, Path(config.out), config.dataset)
     backbone = config.resolved_backbone()
-    if config.padim_features is None:
-        config = dataclasses.replace(config, padim_features=get_preset(config.preset).padim_features(backbone))
+    config = with_preset_dims(config, backbone)
     device = str(resolve_device(config.device))
     d = describe_config(config, dataset, root, list(config.categories or []), backbone, weights_key(config.weights),
                         resolve_backend(device, config.knn_backend))

@@ -13,9 +13,8 @@ from ad_core.data.io import write_json
 from ad_core.features.extractor import resolve_device
 from experiments import plots, provenance
 from experiments.artifacts import check_guard, write_guard, write_scenario, write_summary
-from experiments.config import RunConfig, check_seeds, validate
+from experiments.config import CONFIG_FORMAT, RunConfig, check_seeds, validate
 from experiments.executors import make_executor, thread_count
-from experiments.readers import CONFIG_FORMAT
 from experiments.report import write_report, write_seeds_report
 from experiments.results import ScenarioResult
 from experiments.runner import StudyRun, planned_fingerprint, prepare_run

@@ -11,8 +11,9 @@ import pytest
 
 from conftest import write_category
 from experiments.cli import main
-from experiments.config import ConfigError, RunConfig, check_seeds, validate
+from experiments.config import ConfigError, RunConfig, all_settings, check_seeds, validate
 from experiments.methods import METHODS
+from experiments.settings import Declared
 
 pytestmark = pytest.mark.fast
 
@@ -26,13 +27,24 @@ def data(tmp_path: Path) -> Path:
     return root
 
 
+def _out_of_bounds(d: Declared) -> list[str]:
+    """Values of a declared numeric option outside its declared bounds (every one a refusal)."""
+    if d.kind is float:
+        return ["nan", *([str(d.decl.low)] if d.decl.low_open else []), *([str(d.decl.high * 2 + 1)]
+                                                                           if d.decl.high is not None else [])]
+    if d.kind is int and d.decl.low is not None:
+        return [str(int(d.decl.low) - 1)]
+    return []
+
+
 def _bad_options(tmp_path: Path) -> list[tuple[list[str], str]]:
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
     junk_weights = tmp_path / "weights.pth"
     junk_weights.write_bytes(b"not a state dict")
     return [
-        *[(["--coreset-ratio", v], "--coreset-ratio") for v in ("0", "-0.1", "1.5", "nan", "inf")],
+        *[(["--coreset-ratio", v], "coreset-ratio") for v in ("0", "-0.1", "1.5", "nan", "inf")],  # the old flag
+        *[([d.flag, bad], d.flag) for d in all_settings() if d.decl.option for bad in _out_of_bounds(d)],
         (["--seed", "-1"], "--seed"),
         (["--seed", str(2**32)], "--seed"),
         (["--batch-size", "0"], "--batch-size"),
@@ -84,16 +96,18 @@ def test_weights_are_checked_before_any_data_is_written_and_name_the_offline_bac
 
 def test_validate_checks_the_api_fields_the_cli_does_not_expose(tmp_path):
     base = RunConfig(out=tmp_path / "out", backbone="efficientnet_lite0", weights="random")
-    bad = {"k": 0, "projection_dim": 0, "padim_features": 0, "patchcore_reweighting": "max",
-           "patchcore_embedding": "wide", "patchcore_blur": -1.0, "image_size": 0, "resize": 100,
+    bad = {"patchcore.k": 0, "patchcore.projection_dim": 0, "padim.n_features": 0, "patchcore.reweighting": "max",
+           "patchcore.embedding": "wide", "patchcore.blur_sigma": -1.0, "image_size": 0, "resize": 100,
            "split": "half", "feature_memory_gb": math.nan, "workers": 0, "threads": 0, "executor": "ray",
            "methods": ["patchcore", "nope"], "scenarios": ["clean", "dirty"], "dataset": "mnist", "preset": "x",
            "batch_size": True}
     for name, value in bad.items():
-        with pytest.raises(ConfigError, match="--" + name.replace("_", "-")):
-            validate(RunConfig(**{**base.__dict__, name: value}), load_weights=False)
-    with pytest.raises(ConfigError, match="--k"):  # k=1 zeroes every study-reweighted score
-        validate(RunConfig(**{**base.__dict__, "k": 1}), load_weights=False)
+        with pytest.raises(ConfigError, match="--" + name.replace("_", "-").replace(".", "-")):
+            validate(base.with_settings({name: value}), load_weights=False)
+    with pytest.raises(ConfigError, match="--patchcore-k"):  # k=1 zeroes every study-reweighted score
+        validate(base.with_settings({"patchcore.k": 1}), load_weights=False)
+    with pytest.raises(ConfigError, match="--patchcore-kk: patchcore has no such hyperparameter"):
+        validate(base.with_settings({"patchcore.kk": 1}), load_weights=False)
     assert validate(base) is base  # the defaults (with offline weights) are valid
 
 
@@ -104,34 +118,104 @@ def test_check_seeds_refuses_a_repeated_seed():
 
 
 def test_the_configs_method_defaults_are_the_model_constructors_own():
-    """One truth for the study's numbers: RunConfig's fields equal each model's constructor defaults."""
+    """One truth for the study's numbers: each declared hyperparameter and each run setting handed to a
+    constructor defaults to the constructor's own default."""
     defaults = RunConfig()
     checked = 0
     for spec in METHODS.values():
         signature = inspect.signature(spec.model_class())
-        for arg, field_name in spec.config_params.items():
-            if field_name == "progress":  # a display setting, not a hyperparameter
-                continue
-            assert getattr(defaults, field_name) == signature.parameters[arg].default, (spec.name, arg)
+        for arg, value in spec.defaults().items():
+            assert value == signature.parameters[arg].default, (spec.name, arg)
             checked += 1
-    assert checked >= 10
+        for name in spec.run_settings:
+            if name == "progress":  # a display setting, not a hyperparameter
+                continue
+            assert getattr(defaults, name) == signature.parameters[name].default, (spec.name, name)
+            checked += 1
+    assert checked >= 12
 
 
 def test_the_config_round_trips_through_json(tmp_path):
-    config = RunConfig(out=tmp_path, categories=["a"], coreset_ratio=0.1, knn_backend="faiss")
+    config = RunConfig(out=tmp_path, categories=["a"], knn_backend="faiss").with_settings(
+        {"patchcore.coreset_ratio": 0.1})
+    assert config.get("patchcore.coreset_ratio") == 0.1 and config.get("patchcore.k") == 9
     assert RunConfig.from_json(config.to_json()) == config
     with pytest.raises(ConfigError, match="unknown setting"):
         RunConfig.from_json({**config.to_json(), "coreset": 0.1})
 
 
 def test_the_config_file_schema_holds_every_setting_and_the_file_may_set_only_the_study_s():
-    """experiments/readers.ConfigFile types every RunConfig field (a new setting is read from a file only
-    once it is typed there), and MACHINE_SETTINGS are among them (never followed from a file)."""
+    """The configuration file's schema is made from the declarations: every RunConfig field and every
+    method's hyperparameters; the machine settings are among them (never followed from a file)."""
     from dataclasses import fields
 
-    from experiments.config import MACHINE_SETTINGS, RunConfig
-    from experiments.readers import ConfigFile
+    from experiments.config import RunConfig, config_file_schema, machine_settings
 
+    schema = config_file_schema()
     settings = {f.name for f in fields(RunConfig)}
-    assert set(ConfigFile.model_fields) - {"format"} == settings
-    assert set(MACHINE_SETTINGS) < settings and {"data", "out", "scheduler", "executor"} <= set(MACHINE_SETTINGS)
+    assert set(schema.model_fields) - {"format"} == settings
+    hyper = schema.model_fields["hyperparameters"].annotation
+    assert set(hyper.model_fields) == set(METHODS)
+    assert set(machine_settings()) < settings and {"data", "out", "scheduler", "executor"} <= set(machine_settings())
+
+
+# d3e0155's <out>/config.json (format 1: the hyperparameters as flat fields), as that version wrote it
+FORMAT_1 = {"format": 1, "out": "/recorded/out", "data": None, "dataset": "embedded", "layout": "auto",
+            "categories": None, "scenarios": None, "methods": ["patchcore", "padim", "dn2"], "preset": "study",
+            "backbone": None, "weights": None, "device": "auto", "knn_backend": "auto", "seed": 42, "batch_size": 16,
+            "coreset_ratio": 0.1, "k": 7, "projection_dim": 64, "padim_features": 50,
+            "patchcore_reweighting": "paper", "patchcore_blur": 4.0, "patchcore_embedding": "original",
+            "image_size": 224, "resize": None, "split": "study", "threshold": "auto", "threshold_fpr": 0.01,
+            "progress": False, "bootstrap": True, "feature_cache": None, "executor": "local", "scheduler": None,
+            "workers": 2, "threads": None, "feature_memory_gb": 4.0}
+
+
+def test_a_format_1_configuration_still_reads_its_hyperparameters_moved_to_their_method(tmp_path):
+    import json
+
+    from experiments.cli import load_config_file
+    from experiments.config import read_config
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(FORMAT_1))
+    read = read_config(path)
+    assert read["hyperparameters"] == {
+        "patchcore": {"coreset_ratio": 0.1, "k": 7, "projection_dim": 64, "reweighting": "paper", "blur_sigma": 4.0,
+                      "embedding": "original"}, "padim": {"n_features": 50}}
+    study, machine = load_config_file(path)
+    config = RunConfig.from_json(study)
+    assert config.get("patchcore.k") == 7 and config.get("padim.n_features") == 50 and config.get("dn2.k") == 2
+    assert set(machine) == {"out", "data", "device", "executor", "scheduler", "workers", "threads",
+                            "feature_cache", "feature_memory_gb", "progress"}
+    path.write_text(json.dumps({**FORMAT_1, "hyperparameters": {}}))  # format 1 never had them
+    with pytest.raises(Exception, match="hyperparameters"):
+        read_config(path)
+
+
+def test_a_configuration_round_trips_through_its_file_with_every_hyperparameter(tmp_path):
+    import json
+
+    from experiments.config import CONFIG_FORMAT, read_config
+
+    config = RunConfig(out=tmp_path).with_settings({"patchcore.k": 5, "padim.n_features": None, "dn2.k": 3})
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"format": CONFIG_FORMAT, **config.to_json()}))
+    assert RunConfig.from_json(read_config(path)) == config
+    path.write_text(json.dumps({"format": CONFIG_FORMAT, "hyperparameters": {"patchcore": {"kk": 5}}}))
+    with pytest.raises(Exception, match="kk"):
+        read_config(path)
+
+
+def test_every_declared_setting_is_an_option_of_run_and_a_key_of_the_config_file():
+    from experiments.cli import build_parser
+    from experiments.config import config_file_schema
+
+    run = next(a for a in build_parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith("run"))
+    flags = {f for action in run._actions for f in action.option_strings}
+    schema = config_file_schema()
+    hyper = schema.model_fields["hyperparameters"].annotation
+    for d in all_settings():
+        assert not d.decl.option or d.flag in flags or d.decl.switch_off in flags, d.name
+        method, _, arg = d.name.rpartition(".")
+        assert arg in (hyper.model_fields[method].annotation.model_fields if method
+                       else schema.model_fields), d.name

@@ -21,7 +21,7 @@ from ad_core.data.embedded import EmbeddedSpec, make_embedded_dataset
 from conftest import run_numbers as numbers
 from conftest import seal_results
 from experiments.cli import main
-from experiments.config import MACHINE_SETTINGS, RunConfig
+from experiments.config import RunConfig, machine_settings
 from experiments.study import run_study
 
 pytestmark = pytest.mark.faults
@@ -287,7 +287,7 @@ def test_run_config_re_runs_a_recorded_run_exactly(reference, tmp_path, capsys):
     assert main(["run", "--config", str(out / "run_config.json"), "--data", str(data), "--out", str(new)]) == 0
     assert numbers(new) == want
     recorded, again = (json.loads((p / "config.json").read_text()) for p in (out, new))
-    study = [k for k in recorded if k not in MACHINE_SETTINGS]  # where it ran came from this command line
+    study = [k for k in recorded if k not in machine_settings()]  # where it ran came from this command line
     assert {k: recorded[k] for k in study} == {k: again[k] for k in study} and again["out"] == str(new)
 
 

@@ -151,9 +151,9 @@ def listing(root: Path) -> set[str]:
 
 # -- configurations -------------------------------------------------------------------------------
 def base_config(data: Path) -> dict:
-    from experiments.config import RunConfig
+    from experiments.config import CONFIG_FORMAT, RunConfig
 
-    return {"format": 1, **RunConfig(out=Path("/recorded/out"), data=str(data)).to_json(),
+    return {"format": CONFIG_FORMAT, **RunConfig(out=Path("/recorded/out"), data=str(data)).to_json(),
             "executor": "dask", "scheduler": "tcp://203.0.113.9:8786", "feature_cache": "/recorded/cache"}
 
 

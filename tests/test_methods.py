@@ -26,7 +26,8 @@ def feature_batches(n: int, seed: int) -> list[dict[str, torch.Tensor]]:
 
 
 def small_config() -> RunConfig:
-    return RunConfig(padim_features=10, image_size=SIZE, coreset_ratio=0.1, progress=False)
+    return RunConfig(image_size=SIZE, progress=False).with_settings({"padim.n_features": 10,
+                                                                     "patchcore.coreset_ratio": 0.1})
 
 
 def test_unknown_method_is_an_error_listing_the_registered_ones(tmp_path):
@@ -47,9 +48,9 @@ def test_registered_method_fits_scores_and_round_trips(name, tmp_path):
     spec = get_method(name)
     config = small_config()
     model = spec.build(config, "cpu")
-    for arg, field in spec.config_params.items():  # run settings reach the constructor
-        if arg in model.get_params():
-            assert model.get_params()[arg] == getattr(config, field), arg
+    for arg, value in {**config.hyperparameters[name], **{n: getattr(config, n) for n in spec.run_settings}}.items():
+        if arg in model.get_params():  # the run's settings reach the constructor
+            assert model.get_params()[arg] == value, arg
     assert model.fit(feature_batches(6, 0)) is model
     assert set(model.fit_summary()) and all(isinstance(v, int) and v > 0 for v in model.fit_summary().values())
     test = feature_batches(5, 1)
@@ -72,7 +73,8 @@ def test_defaults_are_the_protocol_numbers():
     from ad_core.models import PaDiM, PatchCore
 
     c = RunConfig()
-    assert (SEED, c.seed, c.image_size, c.coreset_ratio, c.k, c.projection_dim, c.padim_features) == (
+    assert (SEED, c.seed, c.image_size, c.get("patchcore.coreset_ratio"), c.get("patchcore.k"),
+            c.get("patchcore.projection_dim"), c.get("padim.n_features")) == (
         42, 42, 224, 0.05, 9, 128, 100)
     assert PatchCore().get_params() == {"coreset_ratio": 0.05, "projection_dim": 128, "k": 9,
                                         "layers": ["layer2", "layer3"], "reweighting": "study", "blur_sigma": None,

@@ -23,7 +23,7 @@ REAL = {"chelsea": skdata.chelsea(), "coffee": skdata.coffee(), "camera": skdata
 
 
 def ours(name: str, image: np.ndarray) -> torch.Tensor:
-    return RunConfig(**preset_settings(name)).preprocessor()(image)[0]
+    return RunConfig().with_settings(preset_settings(name)).preprocessor()(image)[0]
 
 
 def paper_code_pipeline(image: np.ndarray) -> torch.Tensor:
@@ -77,7 +77,7 @@ def test_anomalib_presets_preprocess_as_anomalib(preset, model, photo):
 
 
 def test_masks_follow_the_image_geometry():
-    pre = RunConfig(**preset_settings("patchcore-paper")).preprocessor()
+    pre = RunConfig().with_settings(preset_settings("patchcore-paper")).preprocessor()
     mask = np.zeros((400, 600), bool)
     mask[:, 300:] = True  # the right half: 400x600 -> 256x384, the centre crop cuts 80 px each side
     _, m = pre(np.zeros((400, 600, 3), np.uint8), mask)
@@ -87,21 +87,22 @@ def test_masks_follow_the_image_geometry():
 
 
 def test_preset_settings_fill_what_the_user_did_not_set():
-    cfg = RunConfig(**preset_settings("patchcore-paper", coreset_ratio=0.01, seed=None))
-    assert (cfg.preset, cfg.coreset_ratio, cfg.resize, cfg.image_size, cfg.split) == (
+    cfg = RunConfig().with_settings(preset_settings("patchcore-paper", {"patchcore.coreset_ratio": 0.01, "seed": None}))
+    assert (cfg.preset, cfg.get("patchcore.coreset_ratio"), cfg.resize, cfg.image_size, cfg.split) == (
         "patchcore-paper", 0.01, 256, 224, "full_test")
-    assert (cfg.patchcore_reweighting, cfg.patchcore_blur, cfg.patchcore_embedding) == ("paper", 4.0, "original")
+    assert (cfg.get("patchcore.reweighting"), cfg.get("patchcore.blur_sigma"), cfg.get("patchcore.embedding")) == (
+        "paper", 4.0, "original")
     assert cfg.methods == ["patchcore"] and cfg.scenarios == ["clean"] and cfg.seed == 42
-    assert RunConfig(**preset_settings("study")) == RunConfig(preset="study")
+    assert RunConfig().with_settings(preset_settings("study")) == RunConfig(preset="study")
     with pytest.raises(ValueError, match="Unknown preset 'nope'; choose from study, patchcore-paper"):
         get_preset("nope")
 
 
 def test_backbone_follows_the_preset_with_data_and_stays_offline_on_built_in_data():
     for name, preset in PRESETS.items():
-        cfg = RunConfig(**preset_settings(name))
+        cfg = RunConfig().with_settings(preset_settings(name))
         assert cfg.resolved_backbone() == "efficientnet_lite0"
-        assert RunConfig(**preset_settings(name, data="/x")).resolved_backbone() == preset.backbone
+        assert RunConfig().with_settings(preset_settings(name, {"data": "/x"})).resolved_backbone() == preset.backbone
     assert get_preset("padim-paper").padim_features("wide_resnet50_2") == 550
     assert get_preset("padim-paper").padim_features("resnet18") == 100
     assert get_preset("study").padim_features("resnet50") == 100

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.mvtec
 
 # run name -> (preset, explicit options, the published table it must reproduce)
 RUNS = {
-    "patchcore-paper-10": ("patchcore-paper", {"coreset_ratio": 0.10}, "patchcore-paper/coreset10"),
-    "patchcore-paper-1": ("patchcore-paper", {"coreset_ratio": 0.01}, "patchcore-paper/coreset1"),
+    "patchcore-paper-10": ("patchcore-paper", {"patchcore.coreset_ratio": 0.10}, "patchcore-paper/coreset10"),
+    "patchcore-paper-1": ("patchcore-paper", {"patchcore.coreset_ratio": 0.01}, "patchcore-paper/coreset1"),
     "padim-paper": ("padim-paper", {}, "padim-paper/wr50_rd550"),
 }
 CASES = [pytest.param(run, cat, metric, id=f"{run}-{cat}-{metric}")
@@ -44,9 +44,9 @@ def preset_verdicts(mvtec_root, tmp_path_factory):
             preset, options, _ = RUNS[run]
             base = Path(os.environ.get("AD_REPRO_MVTEC_OUT") or tmp_path_factory.mktemp("mvtec-presets"))
             categories = [c for c in MVTEC_AD_CATEGORIES if (mvtec_root / c).is_dir()]
-            config = RunConfig(**preset_settings(preset, out=base / run, data=str(mvtec_root), categories=categories,
-                                                 weights=os.environ.get("AD_REPRO_WRN50_WEIGHTS"), progress=False,
-                                                 **options))
+            config = RunConfig().with_settings(preset_settings(preset, {
+                "out": base / run, "data": str(mvtec_root), "categories": categories,
+                "weights": os.environ.get("AD_REPRO_WRN50_WEIGHTS"), "progress": False, **options}))
             run_study(config)
             done[run] = json.loads((config.out / "verdict.json").read_text())
         return done[run]

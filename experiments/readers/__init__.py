@@ -21,7 +21,6 @@ well kept.  Any failure is a ``FileFormatError``: one line naming the file, the 
 to do; the CLI prints it and exits 2.
 """
 
-from experiments.readers.config import CONFIG_FORMAT, ConfigFile, read_config
 from experiments.readers.core import (
     MAX_BYTES,
     FileFormatError,
@@ -46,7 +45,7 @@ from experiments.readers.run_folder import (
 )
 from experiments.readers.splits import read_splits
 
-__all__ = ["CONFIG_FORMAT", "GOLDEN_FORMAT", "MAX_BYTES", "PROVENANCE_FORMAT", "RESULTS_FORMAT", "ConfigFile",
-           "FileFormatError", "GoldenFile", "Strict", "check_format", "convert", "describe_error", "one_line",
-           "open_regular", "parse_json", "plain_name", "read", "read_checksums", "read_config", "read_drift",
-           "read_golden", "read_guard", "read_provenance", "read_results", "read_splits"]
+__all__ = ["GOLDEN_FORMAT", "MAX_BYTES", "PROVENANCE_FORMAT", "RESULTS_FORMAT", "FileFormatError", "GoldenFile",
+           "Strict", "check_format", "convert", "describe_error", "one_line", "open_regular", "parse_json",
+           "plain_name", "read", "read_checksums", "read_drift", "read_golden", "read_guard", "read_provenance",
+           "read_results", "read_splits"]
