@@ -25,6 +25,7 @@ PREPARE_SETTINGS = ("data", "layout", "categories", "out", "seed")  # what ``pre
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from experiments.config import RunConfig, check_environment, check_out, get_setting
+    from experiments.datasets import DOMAINS
     from experiments.prepare import default_categories, prepare_categories, resolve_data_root, resolve_layout
 
     given = {name: get_setting(name).given(args) for name in PREPARE_SETTINGS}
@@ -43,17 +44,21 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     layout = resolve_layout(args.data, root, dataset, args.layout)
     categories = args.categories or default_categories(root, dataset, args.data is None, layout)
     print(f"dataset {dataset} at {root}; outputs in {out}")
-    header = f"{'category':<12}{'train':>7}{'val_n':>7}{'val_a':>7}{'test_n':>8}{'test_a':>8}  shifted copy"
+    domains = tuple(d.name for d in DOMAINS.values() if d.derived)
+    header = (f"{'category':<12}{'train':>7}{'val_n':>7}{'val_a':>7}{'test_n':>8}{'test_a':>8}  "
+              + "  ".join(f"{d} copy" for d in domains))
     rows = []
-    for category, prepared in prepare_categories(root, list(categories), out, args.seed, layout=layout.name).items():
+    for category, prepared in prepare_categories(root, list(categories), out, args.seed, domains=domains,
+                                                 layout=layout.name).items():
         c = prepared.splits.counts()
         rows.append(
             f"{category:<12}{c['train']:>7}{c['val_normal']:>7}{c['val_anomalous']:>7}"
-            f"{c['test_normal']:>8}{c['test_anomalous']:>8}  {prepared.shifted.path}"
+            f"{c['test_normal']:>8}{c['test_anomalous']:>8}  "
+            + "  ".join(str(prepared.files(d).path) for d in domains)
         )
     print(header)
     print("\n".join(rows))
-    print(f"splits in {out / 'splits'}; shift parameters in <shifted copy>/shift_params.json")
+    print(f"splits in {out / 'splits'}; each copy's parameters in <copy>/shift_params.json")
     return 0
 
 

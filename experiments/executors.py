@@ -40,8 +40,8 @@ from typing import Any
 
 from ad_core import timing
 from experiments.config import RunConfig
-from experiments.runner import ModelKey, PreparedRun, ScoreKey, StudyRun
-from experiments.scenarios import Scenario
+from experiments.plan import ModelKey, ScoreKey
+from experiments.runner import PreparedRun, StudyRun
 
 log = logging.getLogger("ad-repro")
 _RUNS: dict[str, StudyRun] = {}  # per worker process: the StudyRun of the latest configuration
@@ -135,7 +135,7 @@ def _score(prep: PreparedRun, threads: int | None, key: ScoreKey, *_deps: object
 class LocalExecutor:
     """Every unit in this process, on demand (the runner's own memoisation)."""
 
-    def precompute(self, run: StudyRun, scenarios: list[Scenario]) -> dict[str, Any]:
+    def precompute(self, run: StudyRun) -> dict[str, Any]:
         return {}
 
     def close(self) -> None:
@@ -178,32 +178,25 @@ class DaskExecutor:
                                   "the address, or drop --executor dask to run here") from None
         self.resources = {"GPU": 1} if gpu else None
 
-    def precompute(self, run: StudyRun, scenarios: list[Scenario]) -> dict[str, Any]:
-        """Submit every unit the scenarios need, wait for all; return what the workers computed."""
-        prep = run.prep
-        models, scores = run.plan(scenarios)
-        needed: dict[tuple[str, str], set[str]] = defaultdict(set)  # (category, domain) -> splits
-        for _, scope, domain, _ in models:
-            for cat in (run.categories if scope == "unified" else [scope]):
-                needed[(cat, domain)].add("train")
-        for _, cat, domain, split in scores:
-            needed[(cat, domain)].add(split)
+    def precompute(self, run: StudyRun) -> dict[str, Any]:
+        """Submit every unit of the run's plan, wait for all; return what the workers computed."""
+        prep, work = run.prep, run.prep.work
         opts = {"resources": self.resources, "pure": False}
         token = run_token(prep)
-        feats = {k: self.client.submit(_features, prep, self.threads, *k, sorted(v),
-                                       key=f"{token}-features-{k[0]}-{k[1]}", **opts) for k, v in needed.items()}
+        feats = {k: self.client.submit(_features, prep, self.threads, *k, splits,
+                                       key=f"{token}-features-{k[0]}-{k[1]}", **opts)
+                 for k, splits in work.feature_passes(run.categories).items()}
         fits = {}
-        for key in sorted(models, key=lambda k: -(k[3] or 0.0)):  # a prefix after its larger coreset
-            _, scope, domain, _ = key
-            deps = [feats[(c, domain)] for c in (run.categories if scope == "unified" else [scope])]
-            larger = run.fitted_with(key)
+        for key in sorted(work.models, key=lambda k: -(k.ratio or 0.0)):  # a prefix after its larger coreset
+            deps = [feats[(c, key.domain)] for c in key.trains_on(run.categories)]
+            larger = work.fitted_with(key)
             if larger is not None:
                 deps.append(fits[larger])  # it saves this model as its prefix
             fits[key] = self.client.submit(_fit, prep, self.threads, key, *deps,
                                            key=f"{token}-fit-{run.model_name(*key)}", **opts)
         tasks = [self.client.submit(_score, prep, self.threads, key, fits[key[0]], feats[(key[1], key[2])],
                                     key=f"{token}-score-{run.model_name(*key[0])}-{key[1]}-{key[2]}-{key[3]}", **opts)
-                 for key in scores]
+                 for key in work.scores]
         done = self.client.gather([*feats.values(), *fits.values(), *tasks])
         phases: dict[str, float] = defaultdict(float)
         for stats in done:

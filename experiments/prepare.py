@@ -7,16 +7,13 @@ from pathlib import Path
 
 from ad_core import SEED
 from ad_core.data import layouts
-from ad_core.data.embedded import CATEGORIES as EMBEDDED_CATEGORIES
-from ad_core.data.embedded import make_embedded_dataset
 from ad_core.data.layout import CategoryFiles, Sample, discover_category
 from ad_core.data.splits import Splits, make_splits, save_splits
 from ad_core.errors import DatasetError
-from ad_core.shift import write_shifted_category
 from ad_core.shift.generate import PARAMS_LOG
 from ad_core.timing import phase
 from experiments.cache import file_digest
-from experiments.config import BUILT_IN
+from experiments.datasets import BUILT_IN, CLEAN, DOMAINS
 from experiments.fingerprint import fingerprint, log, note_if_stale
 from experiments.readers import FileFormatError, plain_name, read_splits
 
@@ -24,8 +21,16 @@ from experiments.readers import FileFormatError, plain_name, read_splits
 @dataclass(frozen=True)
 class PreparedCategory:
     clean: CategoryFiles
-    shifted: CategoryFiles | None  # None: no scenario of the run uses the shifted domain
+    derived: dict[str, CategoryFiles]  # each derived domain's copy (experiments.datasets.DOMAINS) the run uses
     splits: Splits
+
+    def files(self, domain: str) -> CategoryFiles:
+        """The category's files in ``domain``."""
+        if domain == CLEAN:
+            return self.clean
+        if domain not in self.derived:
+            raise RuntimeError(f"no {domain} copy of {self.clean.name}: the run's scenarios did not ask for one")
+        return self.derived[domain]
 
 
 
@@ -36,7 +41,7 @@ def data_root_of(data: str | Path | None, out: Path, dataset: str = "embedded") 
         root = Path(data).expanduser().resolve()
         return root, root.name
     if dataset not in BUILT_IN:
-        raise DatasetError(f"Unknown built-in dataset {dataset!r}; choose from {BUILT_IN} or pass --data.")
+        raise DatasetError(f"Unknown built-in dataset {dataset!r}; choose from {tuple(BUILT_IN)} or pass --data.")
     return Path(out) / "data" / dataset, dataset
 
 
@@ -45,23 +50,16 @@ def resolve_data_root(data: str | Path | None, out: Path, dataset: str = "embedd
                       seed: int = SEED) -> tuple[Path, str]:
     """(root, dataset name): the user's folder, or a built-in dataset written under ``out``.
 
-    Built-in: ``embedded`` (made from scikit-image's photographs) or ``elpv`` (the PyPI
-    ``elpv-dataset`` solar cells, optional extra).
+    Built-in: ``experiments.datasets.BUILT_IN`` (``embedded``: made from scikit-image's photographs;
+    ``elpv``: the PyPI ``elpv-dataset`` solar cells, an optional extra).
     """
+    root, dataset = data_root_of(data, out, dataset)
     if data is not None:
-        return data_root_of(data, out, dataset)
+        return root, dataset
+    built_in = BUILT_IN[dataset]
     stamp = fingerprint("data")
-    if dataset == "elpv":
-        from ad_core.data.elpv import MARKER, make_elpv_dataset
-
-        note_if_stale(out / "data" / "elpv" / MARKER, "stamp", stamp, "ELPV copy")
-        return make_elpv_dataset(out / "data" / "elpv", seed, stamp=stamp), "elpv"
-    if dataset != "embedded":
-        raise DatasetError(f"Unknown built-in dataset {dataset!r}; choose from {BUILT_IN} or pass --data.")
-    from ad_core.data.embedded import MARKER
-
-    note_if_stale(out / "data" / "embedded" / MARKER, "stamp", stamp, "embedded dataset")
-    return make_embedded_dataset(out / "data" / "embedded", stamp=stamp), "embedded"
+    note_if_stale(root / built_in.marker(), "stamp", stamp, f"{dataset} dataset copy")
+    return built_in.write(root, seed, stamp), dataset
 
 
 @dataclass(frozen=True)
@@ -104,27 +102,26 @@ def plan_category(root: Path, category: str, out: Path, seed: int, protocol: str
 
 
 def write_category(root: Path, plan: PlannedCategory, out: Path, seed: int, progress: bool = True,
-                   shifted: bool = True) -> PreparedCategory:
-    """Write a planned category's splits (where due) and its shifted copy (unless ``shifted`` is False:
-    no scenario of the run needs it)."""
+                   domains: tuple[str, ...] = ("shift",)) -> PreparedCategory:
+    """Write a planned category's splits (where due) and its copy in each derived domain of ``domains``
+    (those the run's scenarios use), under ``<out>/data/<root name>-<domain>``."""
     if plan.write_splits:
         save_splits(plan.splits, plan.split_path)
-    if not shifted:
-        return PreparedCategory(plan.clean, None, plan.splits)
-    category = plan.clean.name
-    shift_root = out / "data" / f"{root.name}-shift"
-    stamp = fingerprint("shift")
-    note_if_stale(shift_root / category / PARAMS_LOG, "stamp", stamp, f"shifted copy of {category}")
-    with phase("shift generation"):
-        write_shifted_category(plan.clean, shift_root, seed=seed, progress=progress, stamp=stamp)
-    # the copy is in MVTec AD's layout whatever the source's (relative names are in its form); without
-    # masks by design or by lack, the clean discovery already said so: the copy says nothing again
-    return PreparedCategory(plan.clean, discover_category(shift_root, category, not plan.clean.has_masks),
-                            plan.splits)
+    category, derived = plan.clean.name, {}
+    for name in domains:
+        copy_root = out / "data" / f"{root.name}-{name}"
+        stamp = fingerprint(name)
+        note_if_stale(copy_root / category / PARAMS_LOG, "stamp", stamp, f"{name} copy of {category}")
+        with phase(f"{name} generation"):
+            DOMAINS[name].write(plan.clean, copy_root, seed, progress, stamp)
+        # the copy is in MVTec AD's layout whatever the source's (relative names are in its form); without
+        # masks by design or by lack, the clean discovery already said so: the copy says nothing again
+        derived[name] = discover_category(copy_root, category, not plan.clean.has_masks)
+    return PreparedCategory(plan.clean, derived, plan.splits)
 
 
 def prepare_categories(root: Path, categories: list[str], out: Path, seed: int, progress: bool = True,
-                       protocol: str = "study", shifted: bool = True, layout: str = "mvtec",
+                       protocol: str = "study", domains: tuple[str, ...] = ("shift",), layout: str = "mvtec",
                        threshold: str = "auto") -> dict[str, PreparedCategory]:
     """Every category planned first (reading only: a broken category, or ``--threshold f1`` where a
     validation split holds no anomaly, refuses before anything is written), then written
@@ -137,13 +134,14 @@ def prepare_categories(root: Path, categories: list[str], out: Path, seed: int, 
         if lacking:
             raise DatasetError(f"--threshold f1 cannot be used: the validation split of {', '.join(lacking)} holds no "
                                "anomalous image; use --threshold auto or normal-fpr")
-    return {p.clean.name: write_category(root, p, out, seed, progress, shifted) for p in plans}
+    return {p.clean.name: write_category(root, p, out, seed, progress, domains) for p in plans}
 
 
 def prepare_category(root: Path, category: str, out: Path, seed: int, progress: bool = True,
-                     protocol: str = "study", shifted: bool = True, layout: str = "mvtec") -> PreparedCategory:
+                     protocol: str = "study", domains: tuple[str, ...] = ("shift",), layout: str = "mvtec"
+                     ) -> PreparedCategory:
     """One category: ``prepare_categories`` of one."""
-    return prepare_categories(root, [category], out, seed, progress, protocol, shifted, layout)[category]
+    return prepare_categories(root, [category], out, seed, progress, protocol, domains, layout)[category]
 
 
 def _listing_change(old: Splits, new: Splits) -> str:
@@ -222,7 +220,7 @@ def resolve_layout(data: str | Path | None, root: Path, dataset: str, forced: st
     """The reader of the run's data: the built-in datasets' own (embedded: MVTec AD's; ELPV: image-level),
     else ``--layout`` or the one ``layouts.detect`` finds, said in one line."""
     if data is None:
-        return layouts.LAYOUTS["image_level" if dataset == "elpv" else "mvtec"]
+        return layouts.LAYOUTS[BUILT_IN[dataset].layout]
     layout = layouts.detect(root, forced)
     log.info("data %s: layout %s, %s%s", root, layout.name, layout.title, " (--layout)" if forced != "auto" else "")
     return layout
@@ -234,14 +232,8 @@ def default_categories(root: Path, dataset: str, built_in: bool, layout: layouts
     ``built_in`` (no --data given) matters: a user's folder that happens to be named
     "embedded" or "elpv" is listed from disk like any other.
     """
-    if not built_in:
-        dataset = ""
-    if dataset == "embedded":
-        return list(EMBEDDED_CATEGORIES)
-    if dataset == "elpv":
-        from ad_core.data.elpv import CATEGORIES as ELPV_CATEGORIES
-
-        return list(ELPV_CATEGORIES)
+    if built_in and dataset in BUILT_IN:
+        return BUILT_IN[dataset].categories()
     cats = layouts.categories(root, layout or layouts.detect(root))
     if not cats:
         raise DatasetError(f"No category folders found under {root}.")

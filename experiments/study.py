@@ -10,15 +10,14 @@ from pathlib import Path
 
 from ad_core import timing
 from ad_core.data.io import write_json
-from ad_core.features.extractor import resolve_device
 from experiments import plots, provenance
 from experiments.artifacts import check_guard, write_guard, write_scenario, write_summary
 from experiments.config import CONFIG_FORMAT, RunConfig, check_seeds, validate
 from experiments.executors import make_executor, thread_count
+from experiments.plan import resolve
 from experiments.report import write_report, write_seeds_report
 from experiments.results import ScenarioResult
-from experiments.runner import StudyRun, planned_fingerprint, prepare_run
-from experiments.scenarios import Scenario, select
+from experiments.runner import StudyRun, prepare_run
 from experiments.statistics import aggregate, evaluate_claims
 from experiments.submission import write_submission
 from experiments.verdict import SCENARIO as VERDICT_SCENARIO
@@ -36,42 +35,26 @@ def run_study(config: RunConfig) -> tuple[list[ScenarioResult], dict[str, float]
         return _run_study(config)
 
 
-def undefined(scenario: Scenario, run: StudyRun) -> str | None:
-    """Why ``scenario`` has no meaning on this run's data, or None."""
-    if scenario.unified and len(run.categories) < 2:
-        return (f"one model over all classes needs two or more; this run has one ({run.categories[0]}), for which "
-                "it is the per-class model of 'clean'")
-    return None
-
-
 def _run_study(config: RunConfig) -> tuple[list[ScenarioResult], dict[str, float]]:
     t_start = time.perf_counter()
     timing.reset()
-    guarded = planned_fingerprint(config)
-    fresh = check_guard(Path(config.out), guarded)  # another configuration in --out: refused before any write
-    executor = make_executor(config, str(resolve_device(config.device)))  # a scheduler that is not there: too
+    resolved = resolve(config)  # the run worked out once: everything below reads it
+    guarded = resolved.guarded()
+    fresh = check_guard(resolved.out, guarded)  # another configuration in --out: refused before any write
+    executor = make_executor(config, resolved.device)  # a scheduler that is not there: refused here too
     try:
-        run = StudyRun(prepare_run(config))
+        run = StudyRun(prepare_run(resolved))
         if fresh:
             write_guard(run.out, guarded)
-        scenarios = []
-        for sc in select(config.scenarios):
-            why = undefined(sc, run)
-            if why:
-                log.warning("scenario %s skipped: %s (and the claims that use it)", sc.name, why)
-            else:
-                scenarios.append(sc)
         # `ad-repro run --config <out>` re-runs it (its study settings: experiments.cli.load_config_file)
         write_json(run.out / provenance.CONFIG_FILE, {"format": CONFIG_FORMAT, **config.to_json()})
         timings: dict[str, float] = {"prepare": time.perf_counter() - t_start}
         # dask: every feature extraction, fit and score split as cluster tasks; then the loop below reads caches
-        distributed = executor.precompute(run, [sc for sc in scenarios if run.scenario_methods(sc)])
+        distributed = executor.precompute(run)
     finally:
         executor.close()
     done: dict[str, ScenarioResult] = {}
-    for sc in scenarios:
-        if not run.scenario_methods(sc):
-            continue
+    for sc in run.prep.scenarios:
         t0 = time.perf_counter()
         result = run.run_scenario(sc)
         ctx = plots.FigureContext(lambda cat, relpath, d=sc.eval_domain: run.image_file(cat, d, relpath),
