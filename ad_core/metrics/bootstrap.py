@@ -4,6 +4,8 @@
 images are resampled **stratified**: normal and anomalous images are separate samples, so
 every resample keeps the set's class balance (and every metric stays defined).  The
 statistics below are vectorised over resamples:
+The metrics and which statistic each uses are the registry's (``ad_core.metrics.registry``, each
+record's ``bootstrap``); this module holds the statistics:
 - image AUROC exactly (ranks with ties averaged: the Mann-Whitney form of ``roc_auc_score``),
 - AUPRC as scikit-learn's ``average_precision_score`` (ties form one step),
 - F1 and accuracy at the fixed calibrated tau, and F1-max (the best F1 over every distinct
@@ -23,6 +25,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import stats
+
+from ad_core.metrics.registry import FROM_MAPS, Metric, of_levels
 
 N_RESAMPLES = 1000
 CONFIDENCE = 0.95
@@ -85,8 +89,8 @@ def accuracy_at(tau: float) -> Statistic:
 
 
 def image_statistics(tau: float) -> dict[str, Statistic]:
-    return {"image_auroc": auroc, "image_auprc": average_precision, "image_f1": f1_at(tau),
-            "image_accuracy": accuracy_at(tau), "image_f1_max": f1_max}
+    """The bootstrap statistic of every registered image metric that has one, at ``tau``, in table order."""
+    return {m.name: m.bootstrap(tau) for m in of_levels("image") if m.bootstrap is not None}
 
 
 def interval(samples: Sequence[np.ndarray], statistic: Callable[..., np.ndarray], seed: int,
@@ -219,17 +223,15 @@ class PixelHistograms:
 
 def pixel_intervals(maps: np.ndarray, masks: np.ndarray, labels: np.ndarray, seed: int,
                     n_resamples: int = N_RESAMPLES) -> dict[str, tuple[float, float]]:
-    """95% intervals of pixel AUROC, PRO, AP and F1-max, resampling images (normal and anomalous
-    separately); each metric its own ``interval`` with the same seed, so the same resamples."""
+    """95% intervals of every registered pixel and region metric with a bootstrap statistic (pixel AUROC,
+    PRO, AP, F1-max ...), resampling images (normal and anomalous separately); each metric its own
+    ``interval`` with the same seed, so the same resamples."""
     hist = PixelHistograms(maps, masks)
     y = np.asarray(labels).astype(bool)
     normal_idx, anomalous_idx = np.flatnonzero(~y), np.flatnonzero(y)
-    return {
-        "pixel_auroc": interval((normal_idx, anomalous_idx), lambda a, b: hist.pixel_auroc(hist.weights(a, b)),
-                                seed, n_resamples),
-        "pro": interval((normal_idx, anomalous_idx), lambda a, b: hist.pro(hist.weights(a, b)), seed, n_resamples),
-        "pixel_ap": interval((normal_idx, anomalous_idx), lambda a, b: hist.pixel_ap(hist.weights(a, b)),
-                             seed, n_resamples),
-        "pixel_f1_max": interval((normal_idx, anomalous_idx), lambda a, b: hist.pixel_f1_max(hist.weights(a, b)),
-                                 seed, n_resamples),
-    }
+
+    def statistic(m: Metric) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        return lambda a, b: m.bootstrap(hist, hist.weights(a, b))  # type: ignore[misc]
+
+    return {m.name: interval((normal_idx, anomalous_idx), statistic(m), seed, n_resamples)
+            for m in of_levels(*FROM_MAPS) if m.bootstrap is not None}
