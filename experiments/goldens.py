@@ -66,7 +66,7 @@ def entries(result: ScenarioResult) -> dict[str, dict[str, dict]]:
 def tolerance_name(number: str) -> str:
     """The tolerance entry that judges a number (cross-class cells share their metric's)."""
     cells = next((m.name for m in METRICS.values() if m.cells and number.startswith(m.cells)), None)
-    return cells or number.split("@", 1)[0]  # a metric of one defect type: image_auroc@logical_anomalies
+    return cells or number.split("@", 1)[0]  # a metric of one defect type: <metric>@logical_anomalies
 
 
 def set_sizes(result: ScenarioResult) -> SetSizes:

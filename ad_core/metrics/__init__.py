@@ -2,8 +2,8 @@
 registry of metric records (``METRICS``: one record per metric, ``catalog`` declares the study's)."""
 
 from ad_core.metrics import catalog
-from ad_core.metrics.image import ImageMetrics, image_f1_max, image_metrics
-from ad_core.metrics.pixel import pixel_auroc, pixel_metrics, pixel_scores, pro_curve, pro_score
+from ad_core.metrics.image import ImageMetrics, image_metrics
+from ad_core.metrics.pixel import pixel_metrics, pixel_scores, pro_curve, pro_score
 from ad_core.metrics.registry import (
     METRICS,
     EvaluationSet,
@@ -20,5 +20,5 @@ from ad_core.metrics.registry import (
 from ad_core.metrics.summary import macro_mean
 
 __all__ = ["METRICS", "EvaluationSet", "ImageMetrics", "Metric", "catalog", "evaluate_metrics", "evaluated",
-           "image_f1_max", "image_metrics", "macro_mean", "metric", "metric_names", "of_levels", "pixel_auroc",
+           "image_metrics", "macro_mean", "metric", "metric_names", "of_levels",
            "pixel_metrics", "pixel_scores", "pro_curve", "pro_score", "recorded_names", "register", "unregister"]

@@ -9,7 +9,7 @@ record's ``bootstrap``); this module holds the statistics:
 - image AUROC exactly (ranks with ties averaged: the Mann-Whitney form of ``roc_auc_score``),
 - AUPRC as scikit-learn's ``average_precision_score`` (ties form one step),
 - F1 and accuracy at the fixed calibrated tau, and F1-max (the best F1 over every distinct
-  threshold, as ``image.image_f1_max``);
+  threshold, as the exact image F1-max);
 - pixel AUROC, PRO, AP and F1-max resample whole images: each image's pixels are binned once into shared
   score bins (``PIXEL_BINS`` quantile edges of all the maps' values), so a resample is a sum of
   per-image histograms.  The interval is that of the binned metric; the point estimate
@@ -185,7 +185,8 @@ class PixelHistograms:
         np.add.at(w, (np.arange(idx.shape[0])[:, None], idx), 1.0)
         return w
 
-    def pixel_auroc(self, w: np.ndarray) -> np.ndarray:
+    def auroc(self, w: np.ndarray) -> np.ndarray:
+        """(R,) pixel AUROC of each resample (ties within a bin count one half)."""
         neg, pos = w @ self.normal, w @ self.defect  # (R, bins)
         below = np.cumsum(neg, axis=1) - neg
         return (pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
@@ -197,24 +198,25 @@ class PixelHistograms:
         predicted = tp + np.cumsum((w @ self.normal)[:, ::-1], axis=1)
         return tp, predicted, tp[:, -1:]
 
-    def pixel_ap(self, w: np.ndarray) -> np.ndarray:
+    def average_precision(self, w: np.ndarray) -> np.ndarray:
         """(R,) pixel AP of each resample: sum over bin edges of (recall gain) x precision."""
         tp, predicted, n_pos = self._counts_above(w)
         precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)  # 0/0: an empty top bin
         return (np.diff(tp, axis=1, prepend=0) * precision).sum(1) / n_pos[:, 0]
 
-    def pixel_f1_max(self, w: np.ndarray) -> np.ndarray:
+    def f1_max(self, w: np.ndarray) -> np.ndarray:
         """(R,) pixel F1-max of each resample over the bin edges as thresholds."""
         tp, predicted, n_pos = self._counts_above(w)
         return (2 * tp / (predicted + n_pos)).max(1)
 
-    def pro(self, w: np.ndarray, limit: float = FPR_LIMIT) -> np.ndarray:
+    def overlap_area(self, w: np.ndarray, limit: float = FPR_LIMIT) -> np.ndarray:
+        """(R,) PRO of each resample: the per-region-overlap curve's area up to FPR ``limit``, divided by it."""
         fpr = (w @ self.fp) / (w @ self.normal).sum(1, keepdims=True)  # (R, bins), falling with the bin
         rw = w[:, self.owner]  # each region counts as often as its image is drawn
-        pro = (rw @ self.overlap) / rw.sum(1, keepdims=True)
+        mean_overlap = (rw @ self.overlap) / rw.sum(1, keepdims=True)
         out = np.empty(len(w))
         for r in range(len(w)):
-            x, y = np.r_[0.0, fpr[r, ::-1]], np.r_[0.0, pro[r, ::-1]]  # rising FPR, from (0, 0)
+            x, y = np.r_[0.0, fpr[r, ::-1]], np.r_[0.0, mean_overlap[r, ::-1]]  # rising FPR, from (0, 0)
             keep = x <= limit
             xs, ys = np.r_[x[keep], limit], np.r_[y[keep], np.interp(limit, x, y)]
             out[r] = np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2) / limit

@@ -68,12 +68,12 @@ PIXEL_AUROC = register(Metric(
     "pixel_auroc", "pixel", "AUROC over every pixel of every test image (normal images included)",
     floor(5e-4, "5e-4", "over every test pixel (~10^5-10^6): granularity negligible, drift decides"),
     compute=lambda e: e.once(shared_pixel_scores)["pixel_auroc"],
-    bootstrap=lambda hist, w: hist.pixel_auroc(w), needs=MAP_NEEDS, origin="study", per_defect=True))
+    bootstrap=lambda hist, w: hist.auroc(w), needs=MAP_NEEDS, origin="study", per_defect=True))
 PRO = register(Metric(
     "pro", "region", "normalised area under the per-region-overlap curve up to FPR 0.3 (MVTec AD's protocol)",
     floor(5e-4, "5e-4", "mean overlap over every defect region: drift decides"),
     compute=lambda e: e.once(shared_pixel_scores)["pro"],
-    bootstrap=lambda hist, w: hist.pro(w), needs=MAP_NEEDS, origin="study", per_defect=True))
+    bootstrap=lambda hist, w: hist.overlap_area(w), needs=MAP_NEEDS, origin="study", per_defect=True))
 IMAGE_F1_MAX = register(Metric(
     "image_f1_max", "image", "the best image F1 over every threshold of the test scores (threshold-free)",
     per_image(2.5, "the best F1 over every threshold: two images of the smallest test set on the other side "
@@ -84,12 +84,12 @@ PIXEL_AP = register(Metric(
     "pixel_ap", "pixel", "average precision over every test pixel",
     floor(5e-4, "5e-4", "average precision over every test pixel: granularity negligible, drift decides"),
     compute=lambda e: e.once(shared_pixel_scores)["pixel_ap"],
-    bootstrap=lambda hist, w: hist.pixel_ap(w), needs=MAP_NEEDS, per_defect=True))
+    bootstrap=lambda hist, w: hist.average_precision(w), needs=MAP_NEEDS, per_defect=True))
 PIXEL_F1_MAX = register(Metric(
     "pixel_f1_max", "pixel", "the best pixel F1 over every threshold of the test pixels",
     floor(5e-4, "5e-4", "the best F1 over every test pixel's threshold: granularity negligible, drift decides"),
     compute=lambda e: e.once(shared_pixel_scores)["pixel_f1_max"],
-    bootstrap=lambda hist, w: hist.pixel_f1_max(w), needs=MAP_NEEDS))
+    bootstrap=lambda hist, w: hist.f1_max(w), needs=MAP_NEEDS))
 MEMORY_BANK_SIZE = register(Metric(
     "memory_bank_size", "model", "PatchCore's memory-bank size (recorded in the coreset ablation)",
     Tolerance(lambda s: (0, "exact"), "floor(rho x training patches): an integer rule", drift=False),
