@@ -10,10 +10,11 @@ from pathlib import Path
 
 from ad_core.data.io import atomic_open, bytes_sha256, write_json
 from ad_core.errors import DatasetError
+from ad_core.metrics import recorded_names
 from experiments.readers import FileFormatError, open_regular, read_checksums, read_guard, read_results
-from experiments.results import RECORDED, ScenarioResult
+from experiments.results import ScenarioResult
 
-SUMMARY_COLUMNS = ("scenario", "method", "category", *RECORDED)
+ENTRY_COLUMNS = ("scenario", "method", "category")  # summary.csv's first columns, then every recorded number
 GUARD = "run_config.json"
 FIGURES = "visualizations"
 CHECKSUMS = "checksums.json"  # SHA-256 of every results/<scenario>.json, recorded as it is written
@@ -126,8 +127,8 @@ def write_scenario(out: Path, result: ScenarioResult) -> dict[str, object]:
 
 
 def summary_rows(results: list[ScenarioResult]) -> list[list[object]]:
-    """summary.csv's rows: (scenario, method key, class or mean, RECORDED numbers) of every scenario."""
-    return [[r.scenario, key, entry, *[_fmt(numbers[k]) for k in SUMMARY_COLUMNS[3:]]]
+    """summary.csv's rows: (scenario, method key, class or mean, recorded numbers) of every scenario."""
+    return [[r.scenario, key, entry, *[_fmt(numbers[k]) for k in recorded_names()]]
             for r in results for key, entry, numbers in r.entries()]
 
 
@@ -168,5 +169,5 @@ def load_results(out: Path, strict: bool = False) -> list[ScenarioResult]:
 def write_summary(out: Path) -> list[ScenarioResult]:
     """results/summary.csv over every results/<scenario>.json present (runs accumulate)."""
     results = load_results(out)
-    _write_csv(out / "results" / "summary.csv", SUMMARY_COLUMNS, summary_rows(results))
+    _write_csv(out / "results" / "summary.csv", (*ENTRY_COLUMNS, *recorded_names()), summary_rows(results))
     return results

@@ -4,41 +4,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from ad_core.errors import UndefinedMetricError
-from ad_core.metrics import image_f1_max, image_metrics, pixel_scores
-from ad_core.metrics.image import image_auroc
+from ad_core.metrics import EvaluationSet, evaluate_metrics, evaluated, of_levels
+from ad_core.metrics.catalog import IMAGE_AUROC
+from ad_core.metrics.registry import FROM_MAPS
 from ad_core.timing import phase
 from experiments.results import ClassResult, ScoreSet
 
-NO_MASKS = "the dataset has no ground-truth masks (image-level only)"
-NO_MAPS = "the method scores whole images and makes no anomaly maps (image-level only)"
-
 
 def evaluate(test: ScoreSet, threshold: float) -> ClassResult:
-    """Image metrics at ``threshold`` and threshold-free, plus pixel AUROC, PRO, AP and F1-max (None +
-    reason when undefined)."""
+    """Every registered metric of the test set (image metrics at ``threshold`` and threshold-free, pixel and
+    region metrics from the maps), None + the first absent one's reason per kind where undefined."""
+    from sklearn.metrics import confusion_matrix
+
     with phase("image metrics"):
-        try:
-            im = image_metrics(test.scores, test.labels, threshold)
-        except UndefinedMetricError as exc:  # one label only (a line's own data without defects)
-            return _one_label(test, threshold, str(exc))
-        f1_max = image_f1_max(test.scores, test.labels)
-    out = ClassResult(image_auroc=im.auroc, image_auprc=im.auprc, image_f1=im.f1, image_accuracy=im.accuracy,
-                      threshold=im.threshold, pixel_auroc=None, pro=None, confusion=im.confusion,
-                      image_f1_max=f1_max)
-    if test.masks is None:
-        out.pixel_metrics_absent = NO_MASKS
-    elif test.maps is None:
-        out.pixel_metrics_absent = NO_MAPS
-    else:
-        try:
-            with phase("pixel metrics: pixel AUROC, PRO"):
-                pixel = pixel_scores(test.maps, test.masks)
-            out.pixel_auroc, out.pro, out.pixel_ap, out.pixel_f1_max = (
-                pixel["pixel_auroc"], pixel["pro"], pixel["pixel_ap"], pixel["pixel_f1_max"])
-        except UndefinedMetricError as exc:
-            out.pixel_metrics_absent = str(exc)
-    return out
+        evaluation = EvaluationSet.of(test.scores, test.labels, threshold, test.maps, test.masks)
+        pred = evaluation.scores >= evaluation.threshold
+        confusion = confusion_matrix(evaluation.labels, pred, labels=[False, True]).astype(int).tolist()
+        values, image_absent = evaluate_metrics(evaluation, of_levels("image"))
+    with phase("pixel metrics: pixel AUROC, PRO"):
+        pixel_values, pixel_absent = evaluate_metrics(evaluation, of_levels(*FROM_MAPS))
+    values.update(pixel_values)
+    return ClassResult(evaluation.threshold, confusion, {m.name: values[m.name] for m in evaluated()},
+                       pixel_metrics_absent=pixel_absent, image_metrics_absent=image_absent)
 
 
 def evaluate_by_defect(test: ScoreSet, threshold: float) -> dict[str, dict[str, float | None]]:
@@ -56,21 +43,8 @@ def evaluate_by_defect(test: ScoreSet, threshold: float) -> dict[str, dict[str, 
 
         subset = ScoreSet([p for p, k in zip(test.relpaths, keep) if k], part(test.labels), part(test.scores),
                           part(test.maps), part(test.masks))
-        out[d] = {k: v for k, v in evaluate(subset, threshold).recorded().items() if k != "threshold"}
+        out[d] = evaluate(subset, threshold).metrics
     return out
-
-
-def _one_label(test: ScoreSet, threshold: float, why: str) -> ClassResult:
-    """A test set of one label: the accuracy at tau (1 - FPR on normals) and the confusion; every ranking
-    metric undefined, said; pixel metrics need anomalous pixels, so they are undefined too."""
-    from sklearn.metrics import confusion_matrix
-
-    y = np.asarray(test.labels).astype(bool)
-    pred = np.asarray(test.scores) >= threshold
-    confusion = confusion_matrix(y, pred, labels=[False, True]).astype(int).tolist()  # as image_metrics makes it
-    return ClassResult(image_auroc=None, image_auprc=None, image_f1=None, image_accuracy=float(np.mean(pred == y)),
-                       threshold=float(threshold), pixel_auroc=None, pro=None, confusion=confusion,
-                       image_metrics_absent=why, pixel_metrics_absent=why)
 
 
 def evaluate_uncertain(uncertain: ScoreSet, test: ScoreSet, threshold: float) -> dict[str, object]:
@@ -88,7 +62,8 @@ def evaluate_uncertain(uncertain: ScoreSet, test: ScoreSet, threshold: float) ->
     for group in sorted(set(groups)):
         s = uncertain.scores[groups == group]
         labels = np.r_[np.zeros(len(normal)), np.ones(len(s))]
-        out[group] = {"n": int(len(s)), "auroc_vs_test_normals": image_auroc(np.r_[normal, s], labels),
+        versus_normals = EvaluationSet.of(np.r_[normal, s], labels, threshold)
+        out[group] = {"n": int(len(s)), "auroc_vs_test_normals": IMAGE_AUROC.compute(versus_normals),
                       "median_score": float(np.median(s)), "flagged_fraction": float(np.mean(s >= threshold))}
     return out
 

@@ -14,6 +14,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ad_core.metrics import METRICS
+from ad_core.metrics.catalog import CROSS_CLASS_CONFUSION, MEMORY_BANK_SIZE, UNCERTAIN_AUROC
+from ad_core.metrics.registry import Metric, SetSizes
 from experiments.results import MEAN, POOLED, ClassResult, MethodResult, ScenarioResult
 
 DRIFT_FILE = "drift.json"  # per golden folder: largest differences measured between two runs
@@ -24,13 +27,13 @@ SHORTCUT = "shortcut"  # the entry of the unified model's cross-class analysis
 
 
 def class_numbers(pc: ClassResult) -> dict[str, float | int | None]:
-    """The checked numbers of one (method, class): RECORDED, the uncertain groups' AUROC against
+    """The checked numbers of one (method, class): the recorded ones, the uncertain groups' AUROC against
     the test normals (``uncertain_<group>_auroc``) and the memory-bank size where recorded."""
     flat: dict[str, float | int | None] = pc.recorded()
     for group, g in sorted(pc.uncertain_groups().items()):
-        flat[f"uncertain_{group}_auroc"] = g.auroc_vs_test_normals
+        flat[UNCERTAIN_AUROC.for_group(group)] = g.auroc_vs_test_normals
     if pc.memory_bank_size is not None:
-        flat["memory_bank_size"] = pc.memory_bank_size
+        flat[MEMORY_BANK_SIZE.name] = pc.memory_bank_size
     for defect, numbers in (pc.by_defect or {}).items():  # judged by the metric's own tolerance (tolerance_name)
         flat.update({f"{name}@{defect}": v for name, v in numbers.items()})
     return flat
@@ -38,8 +41,9 @@ def class_numbers(pc: ClassResult) -> dict[str, float | int | None]:
 
 def shortcut_numbers(m: MethodResult) -> dict[str, float | None]:
     """The unified model's cross-class cells (``cross_class_<i>_<j>``) and feature separation."""
+    cells = CROSS_CLASS_CONFUSION.cells
     out: dict[str, float | None] = {
-        f"cross_class_{i}_{j}": v for i, row in m.cross_class_confusion.items() for j, v in row.items()}
+        f"{cells}{i}_{j}": v for i, row in m.cross_class_confusion.items() for j, v in row.items()}
     out.update(m.feature_separation)
     return out
 
@@ -60,13 +64,12 @@ def entries(result: ScenarioResult) -> dict[str, dict[str, dict]]:
 
 
 def tolerance_name(number: str) -> str:
-    """The tolerance entry that judges a number (cross-class cells share one)."""
-    if number.startswith("cross_class_"):
-        return "cross_class_confusion"
-    return number.split("@", 1)[0]  # a metric of one defect type: image_auroc@logical_anomalies
+    """The tolerance entry that judges a number (cross-class cells share their metric's)."""
+    cells = next((m.name for m in METRICS.values() if m.cells and number.startswith(m.cells)), None)
+    return cells or number.split("@", 1)[0]  # a metric of one defect type: <metric>@logical_anomalies
 
 
-def _set_sizes(result: ScenarioResult) -> dict[str, int]:
+def set_sizes(result: ScenarioResult) -> SetSizes:
     """The smallest sets of the scenario (over classes): they give the coarsest granularity."""
     normal, anomalous, groups = [], [], {}
     for m in result.methods:
@@ -76,68 +79,41 @@ def _set_sizes(result: ScenarioResult) -> dict[str, int]:
             anomalous.append(n_anomalous)
             for g, group in pc.uncertain_groups().items():
                 groups[g] = min(groups.get(g, group.n), group.n)
-    sizes = {"n_normal": min(normal), "n_anomalous": min(anomalous),
-             "n_test": min(a + b for a, b in zip(normal, anomalous))}
-    sizes.update({f"n_{g}": n for g, n in groups.items()})
-    return sizes
+    return SetSizes(min(normal), min(anomalous), min(a + b for a, b in zip(normal, anomalous)), groups)
+
+
+def judged_numbers(metric: Metric, sizes: SetSizes) -> list[tuple[str, SetSizes, dict[str, str]]]:
+    """(tolerance name, the sizes its rule sees, the why's fields) of each entry a metric gives: one, or
+    one per group of images of unsure label."""
+    if metric.level != "uncertain":
+        return [(metric.name, sizes, {})]
+    return [(metric.for_group(g), SetSizes(sizes.n_normal, sizes.n_anomalous, sizes.n_test, sizes.groups, g),
+             {"group": g}) for g in sizes.groups]
 
 
 def derive_tolerances(result: ScenarioResult, drift: dict) -> dict[str, dict]:
-    """Each checked number's tolerance: max(granularity rule, DRIFT_FACTOR x measured drift).
+    """Each checked number's tolerance: max(its metric's granularity rule, DRIFT_FACTOR x measured drift).
 
     ``drift``: a drift.json record (``max_abs`` per number, ``max_rel`` for the threshold,
-    ``how``: what was compared).  Granularity: one swapped (normal, anomalous) pair moves
-    AUROC by 1/(n_normal n_anomalous); one image crossing tau moves F1/accuracy by up to
-    1/n_test; one normal image of a class crossing another class's tau moves a cross-class
-    cell by 1/n_normal.  The smallest class of the scenario sets n (coarsest steps).
+    ``how``: what was compared).  Each registered metric's ``tolerance`` gives the granular allowance
+    from the scenario's set sizes (its smallest class: the coarsest steps), its rule and why.
     """
-    s = _set_sizes(result)
+    sizes = set_sizes(result)
     how = drift.get("how", "not measured")
     drift = scenario_drift(drift, result.scenario)  # shift-trained models drift more than clean ones
-    measured = drift.get("max_abs", {})
-
-    def entry(name: str, granular: float, rule: str, why: str, unit: str = "abs") -> dict:
-        d = measured.get(name, 0.0) if unit == "abs" else drift.get("max_rel", {}).get(name, 0.0)
-        allowed = max(granular, DRIFT_FACTOR * d)
-        return {unit: allowed, "rule": f"max({rule} = {granular:.3g}, {DRIFT_FACTOR} x drift {d:.3g})",
-                "why": f"{why}; drift: {how}"}
-
-    pairs = s["n_normal"] * s["n_anomalous"]
-    tol = {
-        "image_auroc": entry("image_auroc", 3 / pairs, f"3 / ({s['n_normal']} x {s['n_anomalous']})",
-                             "three swapped (normal, anomalous) pairs of the smallest test set"),
-        "image_auprc": entry("image_auprc", 6 / pairs, f"6 / ({s['n_normal']} x {s['n_anomalous']})",
-                             "a swap moves AP more near the top of the ranking: twice the AUROC allowance"),
-        "image_f1": entry("image_f1", 2.5 / s["n_test"], f"2.5 / {s['n_test']}",
-                          "two images of the smallest test set crossing tau (half a step more: float rounding)"),
-        "image_accuracy": entry("image_accuracy", 2.5 / s["n_test"], f"2.5 / {s['n_test']}",
-                                "two images of the smallest test set crossing tau (half a step more: float rounding)"),
-        "threshold": entry("threshold", 2e-3, "2 grid steps ~ 2e-3 relative",
-                           "tau is a point of the 1000-step grid over the validation range (one step ~0.1% of "
-                           "it); a tie in F1 broken the other way moves it a step or two", unit="rel"),
-        "pixel_auroc": entry("pixel_auroc", 5e-4, "floor 5e-4",
-                             "over every test pixel (~10^5-10^6): granularity negligible, drift decides"),
-        "image_f1_max": entry("image_f1_max", 2.5 / s["n_test"], f"2.5 / {s['n_test']}",
-                              "the best F1 over every threshold: two images of the smallest test set on the other "
-                              "side of it (half a step more: float rounding)"),
-        "pixel_ap": entry("pixel_ap", 5e-4, "floor 5e-4",
-                          "average precision over every test pixel: granularity negligible, drift decides"),
-        "pixel_f1_max": entry("pixel_f1_max", 5e-4, "floor 5e-4",
-                              "the best F1 over every test pixel's threshold: granularity negligible, drift decides"),
-        "pro": entry("pro", 5e-4, "floor 5e-4", "mean overlap over every defect region: drift decides"),
-        "memory_bank_size": {"abs": 0, "rule": "exact", "why": "floor(rho x training patches): an integer rule"},
-        "cross_class_confusion": entry("cross_class_confusion", 1 / s["n_normal"], f"1 / {s['n_normal']}",
-                                       "one normal test image crossing another class's tau"),
-        "silhouette": entry("silhouette", 1e-3, "floor 1e-3", "a float statistic of the pooled features"),
-        "centroid_accuracy": entry("centroid_accuracy", 0.01, "1 / 100",
-                                   "leave-one-out over the pooled training images (>= 100): about one image"),
-    }
-    for key, n in s.items():
-        if key.startswith("n_") and key not in ("n_normal", "n_anomalous", "n_test"):
-            group = key[2:]
-            tol[f"uncertain_{group}_auroc"] = entry(
-                f"uncertain_{group}_auroc", 3 / (s["n_normal"] * n), f"3 / ({s['n_normal']} x {n})",
-                f"three swapped (test normal, {group}) pairs")
+    tol: dict[str, dict] = {}
+    for metric in METRICS.values():
+        rule = metric.tolerance
+        for name, seen, fields in judged_numbers(metric, sizes):
+            granular, text = rule.allowance(seen)
+            why = rule.why.format(**fields) if fields else rule.why
+            if not rule.drift:
+                tol[name] = {rule.unit: granular, "rule": text, "why": why}
+                continue
+            d = drift.get("max_abs" if rule.unit == "abs" else "max_rel", {}).get(name, 0.0)
+            tol[name] = {rule.unit: max(granular, DRIFT_FACTOR * d),
+                         "rule": f"max({text} = {granular:.3g}, {DRIFT_FACTOR} x drift {d:.3g})",
+                         "why": f"{why}; drift: {how}"}
     return tol
 
 

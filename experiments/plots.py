@@ -18,6 +18,7 @@ from sklearn.metrics import roc_curve  # noqa: E402
 
 from ad_core.data.io import atomic_open, read_image  # noqa: E402
 from ad_core.data.preprocess import Preprocessor  # noqa: E402
+from ad_core.metrics.catalog import IMAGE_AUROC  # noqa: E402
 from experiments.results import ScenarioResult, ScoreSet  # noqa: E402
 
 
@@ -40,10 +41,10 @@ def roc_curves(result: ScenarioResult, folder: Path, ctx: FigureContext) -> list
     fig, axes = plt.subplots(1, len(result.methods), figsize=(4.2 * len(result.methods), 4), squeeze=False)
     for ax, m in zip(axes[0], result.methods):
         for cat, s in m.per_image.items():
-            if m.per_class[cat].image_auroc is None:  # one label only: no ROC curve (said in the report)
+            if m.per_class[cat].metrics[IMAGE_AUROC.name] is None:  # one label only: no ROC curve (said in the report)
                 continue
             fpr, tpr, _ = roc_curve(s.labels, s.scores)
-            ax.plot(fpr, tpr, label=f"{cat} ({m.per_class[cat].image_auroc:.3f})")
+            ax.plot(fpr, tpr, label=f"{cat} ({m.per_class[cat].metrics[IMAGE_AUROC.name]:.3f})")
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
         ax.set(title=m.key, xlabel="FPR", ylabel="TPR")
         ax.legend(fontsize=8)
@@ -124,7 +125,7 @@ def coreset_tradeoff(result: ScenarioResult, folder: Path, ctx: FigureContext) -
         if m.coreset_ratio is None:
             continue
         pcs = m.per_class.values()
-        rows.append((m.coreset_ratio, m.mean()["image_auroc"], np.mean([p.memory_bank_size for p in pcs]),
+        rows.append((m.coreset_ratio, m.mean()[IMAGE_AUROC.name], np.mean([p.memory_bank_size for p in pcs]),
                      np.mean([p.fit_seconds for p in pcs])))
     if not rows:
         return []

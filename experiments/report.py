@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ad_core.data.io import atomic_open
-from ad_core.metrics import METRIC_NAMES
+from ad_core.metrics import METRICS, metric_names
 from experiments.methods import METHODS
 from experiments.results import ScenarioResult
 from experiments.statistics import claim_line
@@ -23,9 +23,10 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
 
 def summary_table(results: list[ScenarioResult]) -> list[str]:
     """Macro means of every (scenario, method)."""
-    rows = [[r.scenario, m.key, *[mean[k] for k in METRIC_NAMES]] for r in results for m in r.methods
+    names = metric_names()
+    rows = [[r.scenario, m.key, *[mean[k] for k in names]] for r in results for m in r.methods
             for mean in [m.mean()]]
-    return _table(["scenario", "method", *METRIC_NAMES], rows)
+    return _table(["scenario", "method", *names], rows)
 
 
 def _interval(ci: dict | None, key: str) -> str:
@@ -51,24 +52,26 @@ def scenario_section(r: ScenarioResult, timings: dict[str, float]) -> list[str]:
     for m in r.methods:
         first = next(iter(m.per_class.values()))
         extra = [k for k in ("memory_bank_size", "fit_seconds") if getattr(first, k) is not None]
-        columns = [*METRIC_NAMES, "threshold", *extra]
-        rows = [[cat, *[getattr(pc, k) for k in columns]] for cat, pc in m.per_class.items()]
+        names = metric_names()
+        columns = [*names, "threshold", *extra]
+        rows = [[cat, *[pc.metrics.get(k) for k in names], pc.threshold, *[getattr(pc, k) for k in extra]]
+                for cat, pc in m.per_class.items()]
         lines += [f"### {m.key}", "", *_table(["class", *columns], rows), ""]
         if first.ci95:
-            shown = [k for k in METRIC_NAMES if k in first.ci95]
+            shown = [k for k in names if k in first.ci95]
             ci_rows = [[cat, *[_interval(pc.ci95, k) for k in shown]] for cat, pc in m.per_class.items()]
             lines += ["95% bootstrap intervals (1,000 stratified resamples of the test images):", "",
                       *_table(["class", *shown], ci_rows), ""]
         if m.pooled is not None:
             lines += ["Pooled over classes (one global τ): " + ", ".join(
-                f"{k} {_cell(getattr(m.pooled, k))}" for k in METRIC_NAMES), ""]
+                f"{k} {_cell(m.pooled.metrics.get(k))}" for k in names), ""]
         if m.shortcut is not None:
             sep = m.feature_separation
             lines += [f"Feature separation of the classes: silhouette {_cell(sep['silhouette'])}, "
                       f"nearest-centroid accuracy {_cell(sep['centroid_accuracy'])}.", ""]
         by_defect = [(c, d, n) for c, pc in m.per_class.items() for d, n in (pc.by_defect or {}).items()]
         if by_defect:
-            shown = ["image_auroc", "image_f1_max", "pixel_auroc", "pro", "pixel_ap"]
+            shown = [k.name for k in METRICS.values() if k.per_defect]
             lines += ["Per defect type (the test normals against each type alone; PRO on the union of each image's "
                       "region masks, not MVTec LOCO's sPRO):", "",
                       *_table(["class", "defect type", *shown], [[c, d, *[n.get(k) for k in shown]]
@@ -139,8 +142,8 @@ def write_seeds_report(out: Path, summary: dict) -> Path:
     for scenario, methods in summary["metrics"].items():
         for key, entries in methods.items():
             mean = entries.get("mean", {})
-            rows.append([scenario, key, *[_spread(mean.get(k)) for k in METRIC_NAMES]])
-    lines += _table(["scenario", "method", *METRIC_NAMES], rows) + [""]
+            rows.append([scenario, key, *[_spread(mean.get(k)) for k in metric_names()]])
+    lines += _table(["scenario", "method", *metric_names()], rows) + [""]
     path = out / "report.md"
     with atomic_open(path, "w") as fh:
         fh.write("\n".join(lines))

@@ -17,15 +17,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ad_core.metrics import FIELD_METRICS, IMAGE_METRICS, PIXEL_METRICS, macro_mean
+from ad_core.metrics import METRICS, evaluated, macro_mean, of_levels, recorded_names
+from ad_core.metrics.registry import EVALUATED
 
-# The numbers stored per (method, class): the metrics plus the calibrated tau, in table order
-# (the field's threshold-free metrics last: summary.csv's earlier columns keep their places).
-RECORDED = (*IMAGE_METRICS, "threshold", *PIXEL_METRICS, *FIELD_METRICS)
 MEAN = "mean"  # the entry of the macro mean over classes, after the classes' (summary.csv, goldens)
 POOLED = "pooled"  # the entry of one global tau over every class's test images (goldens)
 
-Numbers = dict[str, float | None]  # RECORDED name -> value (None: not measured)
+Numbers = dict[str, float | None]  # recorded name (``recorded_names()``) -> value (None: not measured)
 
 
 @dataclass
@@ -51,19 +49,15 @@ class ScoreSet:
 
 @dataclass
 class ClassResult:
-    """Metrics of one method on one class's test split at its tau (pixel metrics None + reason when absent)."""
+    """Metrics of one method on one class's test split at its tau (pixel metrics None + reason when absent).
 
-    image_auroc: float | None  # None (with image_metrics_absent) where the test set has one label only
-    image_auprc: float | None
-    image_f1: float | None
-    image_accuracy: float
+    ``metrics``: every evaluated metric of the registry (``ad_core.metrics.METRICS``) by name, None where
+    absent (image ranking metrics where the test set has one label only, with ``image_metrics_absent``).
+    """
+
     threshold: float
-    pixel_auroc: float | None
-    pro: float | None
     confusion: list[list[int]]  # [[TN, FP], [FN, TP]]
-    image_f1_max: float | None = None  # threshold-free: the best F1 over every threshold of the test scores
-    pixel_ap: float | None = None  # average precision over every test pixel
-    pixel_f1_max: float | None = None  # the best pixel F1 over every threshold
+    metrics: dict[str, float | None] = field(default_factory=dict)
     pixel_metrics_absent: str | None = None
     image_metrics_absent: str | None = None  # why AUROC, AUPRC, F1 (and F1-max) are undefined
     threshold_rule: str | None = None  # the thresholds.RULES entry that set tau, and why: "f1 (...)"
@@ -74,7 +68,13 @@ class ClassResult:
     ci95: dict[str, list[float]] | None = None  # bootstrap [low, high] per metric (experiments.statistics)
 
     def recorded(self) -> Numbers:
-        return {k: getattr(self, k) for k in RECORDED}
+        """The evaluated metrics and tau, in registry order (``recorded_names()``)."""
+        return {m.name: self.threshold if m.level == "calibration" else self.metrics.get(m.name)
+                for m in of_levels(*EVALUATED, "calibration")}
+
+    def number(self, name: str) -> float | None:
+        """One recorded number (a metric, or tau) by name; KeyError for one not recorded."""
+        return self.recorded()[name]
 
     @property
     def test_sizes(self) -> tuple[int, int]:
@@ -89,12 +89,21 @@ class ClassResult:
                 for g, e in (self.uncertain or {}).items() if isinstance(e, dict)}
 
     def to_json(self) -> dict[str, object]:
-        optional = {f.name for f in fields(self)} - set(RECORDED) - {"confusion"}
-        return {k: v for k, v in asdict(self).items() if not (k in optional and v is None)}
+        """The study's numbers, ``confusion``, the later ones (each written, null where absent), then the
+        optional fields that are set."""
+        numbers = self.recorded()
+        data = asdict(self)
+        optional = {k: v for k, v in data.items() if k not in (*OWN_FIELDS, "confusion") and v is not None}
+        return {**{k: v for k, v in numbers.items() if METRICS[k].origin == "study"}, "confusion": data["confusion"],
+                **{k: v for k, v in numbers.items() if METRICS[k].origin != "study"}, **optional}
 
     @classmethod
     def from_json(cls, d: dict) -> ClassResult:
-        return cls(**{f.name: d.get(f.name) for f in fields(cls)})
+        metrics = {m.name: d.get(m.name) for m in evaluated()}
+        return cls(**{f.name: d.get(f.name) for f in fields(cls) if f.name != "metrics"}, metrics=metrics)
+
+
+OWN_FIELDS = ("threshold", "metrics")  # ClassResult's fields written as recorded numbers, not under their own key
 
 
 class UncertainGroup(NamedTuple):
@@ -142,12 +151,12 @@ class MethodResult:
         return macro_mean({c: r.recorded() for c, r in self.per_class.items()})
 
     def mean(self) -> Numbers:
-        """The macro mean over classes of every RECORDED number (None: absent for some class)."""
+        """The macro mean over classes of every recorded number (None: absent for some class)."""
         mean = self._mean_json()
-        return {k: mean.get(k) for k in RECORDED}
+        return {k: mean.get(k) for k in recorded_names()}
 
     def entries(self) -> list[tuple[str, Numbers]]:
-        """(class, its RECORDED numbers) for each class, then (``MEAN``, the macro mean's)."""
+        """(class, its recorded numbers) for each class, then (``MEAN``, the macro mean's)."""
         return [*((c, r.recorded()) for c, r in self.per_class.items()), (MEAN, self.mean())]
 
     @property
@@ -200,7 +209,7 @@ class ScenarioResult:
         return list(self.methods[0].per_class) if self.methods else []
 
     def entries(self) -> Iterator[tuple[str, str, Numbers]]:
-        """(method key, class or ``MEAN``, RECORDED numbers) of every method: summary.csv's rows."""
+        """(method key, class or ``MEAN``, recorded numbers) of every method: summary.csv's rows."""
         for m in self.methods:
             for entry, numbers in m.entries():
                 yield m.key, entry, numbers

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ad_core.metrics import IMAGE_METRICS, METRIC_NAMES
+from ad_core.metrics import metric, metric_names
 from ad_core.metrics.bootstrap import N_RESAMPLES, image_intervals, image_statistics, paired_difference, pixel_intervals
+from ad_core.metrics.catalog import IMAGE_AUROC, IMAGE_F1
 from ad_core.timing import phase
 from experiments.results import ScenarioResult, ScoreSet
 
@@ -48,16 +49,17 @@ class Claim:
 
 
 def _claims() -> list[Claim]:
-    out = [Claim("PatchCore > PaDiM on clean image AUROC", "image_auroc", ("clean", "patchcore"), ("clean", "padim"))]
+    out = [Claim("PatchCore > PaDiM on clean image AUROC", IMAGE_AUROC.name, ("clean", "patchcore"),
+                 ("clean", "padim"))]
     for m, name in (("patchcore", "PatchCore"), ("padim", "PaDiM")):
         out += [
-            Claim(f"{name}: the shift lowers image AUROC (clean > shifted, no adaptation)", "image_auroc",
+            Claim(f"{name}: the shift lowers image AUROC (clean > shifted, no adaptation)", IMAGE_AUROC.name,
                   ("clean", m), ("shift_no_adaptation", m)),
-            Claim(f"{name}: re-calibrating tau on Val-shift raises F1 over the clean tau", "image_f1",
+            Claim(f"{name}: re-calibrating tau on Val-shift raises F1 over the clean tau", IMAGE_F1.name,
                   ("shift_threshold_only", m), ("shift_no_adaptation", m)),
-            Claim(f"{name}: retraining on Train-shift raises image AUROC over no adaptation", "image_auroc",
+            Claim(f"{name}: retraining on Train-shift raises image AUROC over no adaptation", IMAGE_AUROC.name,
                   ("shift_full_adaptation", m), ("shift_no_adaptation", m)),
-            Claim(f"{name}: per-class models beat the unified model on image AUROC", "image_auroc",
+            Claim(f"{name}: per-class models beat the unified model on image AUROC", IMAGE_AUROC.name,
                   ("clean", m), ("unified", m)),
         ]
     return out
@@ -79,7 +81,7 @@ def evaluate_claims(results: dict[str, ScenarioResult], seed: int) -> list[dict]
         for scenario, key in (claim.a, claim.b):
             r = results.get(scenario)
             sides.append(r.find(key) if r else None)
-        if None in sides or claim.metric not in IMAGE_METRICS:
+        if None in sides or metric(claim.metric).level != "image" or metric(claim.metric).bootstrap is None:
             continue
         ma, mb = sides
         one_label = sorted(c for m in sides for c, pc in m.per_class.items() if pc.image_metrics_absent)
@@ -108,14 +110,14 @@ def aggregate(per_seed: dict[int, list[ScenarioResult]], claims: dict[int, list[
     for results in per_seed.values():
         for r in results:
             for key, entry, values in r.entries():
-                for metric in METRIC_NAMES:
-                    v = values[metric]
+                for name in metric_names():
+                    v = values[name]
                     if v is not None:
-                        numbers.setdefault((r.scenario, key, entry, metric), []).append(v)
+                        numbers.setdefault((r.scenario, key, entry, name), []).append(v)
     table: dict = {}
-    for (scenario, key, entry, metric), vs in sorted(numbers.items()):
+    for (scenario, key, entry, name), vs in sorted(numbers.items()):
         a = np.array(vs)
-        table.setdefault(scenario, {}).setdefault(key, {}).setdefault(entry, {})[metric] = {
+        table.setdefault(scenario, {}).setdefault(key, {}).setdefault(entry, {})[name] = {
             "mean": float(a.mean()), "sd": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
             "min": float(a.min()), "max": float(a.max()), "n_seeds": len(a)}
     by_claim: dict[str, dict] = {}

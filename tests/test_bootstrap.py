@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-from ad_core.metrics import pixel_auroc, pro_score
+from ad_core.metrics import pro_score
 from ad_core.metrics.bootstrap import (
     PixelHistograms,
     accuracy_at,
@@ -24,7 +24,7 @@ from ad_core.metrics.bootstrap import (
     split_by_label,
 )
 from ad_core.metrics.image import image_f1_max
-from ad_core.metrics.pixel import pixel_scores
+from ad_core.metrics.pixel import pixel_auroc, pixel_scores
 from ad_core.thresholds import f1_at as f1_reference
 
 pytestmark = pytest.mark.fast
@@ -87,16 +87,16 @@ def test_binned_pixel_metrics_approximate_the_exact_ones():
     maps = rng.random((6, 40, 40)).astype(np.float32) + 0.8 * masks
     hist = PixelHistograms(maps, masks)
     w = np.ones((1, 6))
-    assert hist.pixel_auroc(w)[0] == pytest.approx(pixel_auroc(maps, masks), abs=2e-3)
-    assert hist.pro(w)[0] == pytest.approx(pro_score(maps, masks), abs=1e-2)
+    assert hist.auroc(w)[0] == pytest.approx(pixel_auroc(maps, masks), abs=2e-3)
+    assert hist.overlap_area(w)[0] == pytest.approx(pro_score(maps, masks), abs=1e-2)
     ci = pixel_intervals(maps, masks, np.array([0, 0, 0, 1, 1, 1]), seed=0, n_resamples=200)
     assert ci["pixel_auroc"][0] <= pixel_auroc(maps, masks) + 2e-3 and ci["pro"][0] <= ci["pro"][1]
     assert list(ci) == ["pixel_auroc", "pro", "pixel_ap", "pixel_f1_max"]
     exact = pixel_scores(maps, masks)
     for name in ("pixel_ap", "pixel_f1_max"):
         assert 0 <= ci[name][0] <= ci[name][1] <= 1
-    assert hist.pixel_ap(w)[0] == pytest.approx(exact["pixel_ap"], abs=1e-2)
-    assert hist.pixel_f1_max(w)[0] == pytest.approx(exact["pixel_f1_max"], abs=1e-2)
+    assert hist.average_precision(w)[0] == pytest.approx(exact["pixel_ap"], abs=1e-2)
+    assert hist.f1_max(w)[0] == pytest.approx(exact["pixel_f1_max"], abs=1e-2)
 
 
 @settings(max_examples=100, deadline=None)
@@ -140,7 +140,7 @@ def test_binned_pixel_ap_and_f1_max_equal_the_exact_metrics_of_the_binned_maps_o
     normal, anomalous = np.array([0, 1]), np.array([2, 3, 4])
     draws = [(normal, anomalous)] + [(rng.choice(normal, 2), rng.choice(anomalous, 3)) for _ in range(6)]
     w = np.concatenate([hist.weights(a, b) for a, b in draws])
-    ap, f1 = hist.pixel_ap(w), hist.pixel_f1_max(w)
+    ap, f1 = hist.average_precision(w), hist.f1_max(w)
     for r, (a, b) in enumerate(draws):  # row 0 is the identity resample
         idx = np.r_[a, b]
         exact = pixel_scores(binned[idx], masks[idx])

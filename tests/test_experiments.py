@@ -9,7 +9,7 @@ import pytest
 
 from ad_core.data.embedded import EmbeddedSpec, make_embedded_dataset
 from ad_core.errors import DatasetError
-from ad_core.metrics import IMAGE_METRICS, PIXEL_METRICS
+from ad_core.metrics import of_levels
 from ad_core.models import PaDiM
 from conftest import metrics_only, seal_results
 from experiments.cli import main
@@ -80,8 +80,9 @@ def test_every_artifact_is_written(first_run):
         for method, m in res["methods"].items():
             assert set(m["per_class"]) == {"brick", "coffee"}
             for pc in m["per_class"].values():
-                pixel = PIXEL_METRICS if method != "dn2" else ()  # DN2 makes no maps: absent, with why
-                for key in (*IMAGE_METRICS, "threshold", *pixel):
+                pixel = ("pixel_auroc", "pro") if method != "dn2" else ()  # DN2 makes no maps: absent, with why
+                study_image = [m.name for m in of_levels("image") if m.origin == "study"]
+                for key in (*study_image, "threshold", *pixel):
                     assert isinstance(pc[key], float) and np.isfinite(pc[key]), (name, method, key)
                 if not pixel:
                     assert pc["pixel_auroc"] is pc["pro"] is None and "no anomaly maps" in pc["pixel_metrics_absent"]

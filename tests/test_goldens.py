@@ -13,9 +13,9 @@ pytestmark = pytest.mark.fast
 def result(auroc: float = 0.9, f1: float = 0.8, pro: float | None = 0.7, scenario: str = "clean",
            uncertain: dict | None = None) -> ScenarioResult:
     def pc(confusion: list[list[int]]) -> ClassResult:
-        return ClassResult(image_auroc=auroc, image_auprc=0.9, image_f1=f1, image_accuracy=0.8, threshold=10.0,
-                           pixel_auroc=None if pro is None else 0.95, pro=pro, confusion=confusion,
-                           memory_bank_size=123, uncertain=uncertain)
+        return ClassResult(10.0, confusion, {"image_auroc": auroc, "image_auprc": 0.9, "image_f1": f1,
+                                             "image_accuracy": 0.8, "pixel_auroc": None if pro is None else 0.95,
+                                             "pro": pro}, memory_bank_size=123, uncertain=uncertain)
 
     shortcut = {"cross_class_confusion": {"a": {"a": 0.1, "b": 0.0}, "b": {"a": 0.5, "b": 0.1}},
                 "feature_separation": {"silhouette": 0.4, "centroid_accuracy": 1.0}}

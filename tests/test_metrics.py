@@ -11,9 +11,9 @@ from scipy.ndimage import label as nd_label
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 from ad_core.errors import UndefinedMetricError
-from ad_core.metrics import image_metrics, macro_mean, pixel_auroc, pixel_metrics, pro_curve, pro_score
+from ad_core.metrics import image_metrics, macro_mean, pixel_metrics, pro_curve, pro_score
 from ad_core.metrics.image import image_auroc, image_f1_max
-from ad_core.metrics.pixel import pixel_scores
+from ad_core.metrics.pixel import pixel_auroc, pixel_scores
 from ad_core.thresholds import f1_at
 
 pytestmark = pytest.mark.fast

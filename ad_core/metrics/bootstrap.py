@@ -4,10 +4,12 @@
 images are resampled **stratified**: normal and anomalous images are separate samples, so
 every resample keeps the set's class balance (and every metric stays defined).  The
 statistics below are vectorised over resamples:
+The metrics and which statistic each uses are the registry's (``ad_core.metrics.registry``, each
+record's ``bootstrap``); this module holds the statistics:
 - image AUROC exactly (ranks with ties averaged: the Mann-Whitney form of ``roc_auc_score``),
 - AUPRC as scikit-learn's ``average_precision_score`` (ties form one step),
 - F1 and accuracy at the fixed calibrated tau, and F1-max (the best F1 over every distinct
-  threshold, as ``image.image_f1_max``);
+  threshold, as the exact image F1-max);
 - pixel AUROC, PRO, AP and F1-max resample whole images: each image's pixels are binned once into shared
   score bins (``PIXEL_BINS`` quantile edges of all the maps' values), so a resample is a sum of
   per-image histograms.  The interval is that of the binned metric; the point estimate
@@ -23,6 +25,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import stats
+
+from ad_core.metrics.registry import FROM_MAPS, Metric, of_levels
 
 N_RESAMPLES = 1000
 CONFIDENCE = 0.95
@@ -85,8 +89,8 @@ def accuracy_at(tau: float) -> Statistic:
 
 
 def image_statistics(tau: float) -> dict[str, Statistic]:
-    return {"image_auroc": auroc, "image_auprc": average_precision, "image_f1": f1_at(tau),
-            "image_accuracy": accuracy_at(tau), "image_f1_max": f1_max}
+    """The bootstrap statistic of every registered image metric that has one, at ``tau``, in table order."""
+    return {m.name: m.bootstrap(tau) for m in of_levels("image") if m.bootstrap is not None}
 
 
 def interval(samples: Sequence[np.ndarray], statistic: Callable[..., np.ndarray], seed: int,
@@ -181,7 +185,8 @@ class PixelHistograms:
         np.add.at(w, (np.arange(idx.shape[0])[:, None], idx), 1.0)
         return w
 
-    def pixel_auroc(self, w: np.ndarray) -> np.ndarray:
+    def auroc(self, w: np.ndarray) -> np.ndarray:
+        """(R,) pixel AUROC of each resample (ties within a bin count one half)."""
         neg, pos = w @ self.normal, w @ self.defect  # (R, bins)
         below = np.cumsum(neg, axis=1) - neg
         return (pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
@@ -193,24 +198,25 @@ class PixelHistograms:
         predicted = tp + np.cumsum((w @ self.normal)[:, ::-1], axis=1)
         return tp, predicted, tp[:, -1:]
 
-    def pixel_ap(self, w: np.ndarray) -> np.ndarray:
+    def average_precision(self, w: np.ndarray) -> np.ndarray:
         """(R,) pixel AP of each resample: sum over bin edges of (recall gain) x precision."""
         tp, predicted, n_pos = self._counts_above(w)
         precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)  # 0/0: an empty top bin
         return (np.diff(tp, axis=1, prepend=0) * precision).sum(1) / n_pos[:, 0]
 
-    def pixel_f1_max(self, w: np.ndarray) -> np.ndarray:
+    def f1_max(self, w: np.ndarray) -> np.ndarray:
         """(R,) pixel F1-max of each resample over the bin edges as thresholds."""
         tp, predicted, n_pos = self._counts_above(w)
         return (2 * tp / (predicted + n_pos)).max(1)
 
-    def pro(self, w: np.ndarray, limit: float = FPR_LIMIT) -> np.ndarray:
+    def overlap_area(self, w: np.ndarray, limit: float = FPR_LIMIT) -> np.ndarray:
+        """(R,) PRO of each resample: the per-region-overlap curve's area up to FPR ``limit``, divided by it."""
         fpr = (w @ self.fp) / (w @ self.normal).sum(1, keepdims=True)  # (R, bins), falling with the bin
         rw = w[:, self.owner]  # each region counts as often as its image is drawn
-        pro = (rw @ self.overlap) / rw.sum(1, keepdims=True)
+        mean_overlap = (rw @ self.overlap) / rw.sum(1, keepdims=True)
         out = np.empty(len(w))
         for r in range(len(w)):
-            x, y = np.r_[0.0, fpr[r, ::-1]], np.r_[0.0, pro[r, ::-1]]  # rising FPR, from (0, 0)
+            x, y = np.r_[0.0, fpr[r, ::-1]], np.r_[0.0, mean_overlap[r, ::-1]]  # rising FPR, from (0, 0)
             keep = x <= limit
             xs, ys = np.r_[x[keep], limit], np.r_[y[keep], np.interp(limit, x, y)]
             out[r] = np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2) / limit
@@ -219,17 +225,15 @@ class PixelHistograms:
 
 def pixel_intervals(maps: np.ndarray, masks: np.ndarray, labels: np.ndarray, seed: int,
                     n_resamples: int = N_RESAMPLES) -> dict[str, tuple[float, float]]:
-    """95% intervals of pixel AUROC, PRO, AP and F1-max, resampling images (normal and anomalous
-    separately); each metric its own ``interval`` with the same seed, so the same resamples."""
+    """95% intervals of every registered pixel and region metric with a bootstrap statistic (pixel AUROC,
+    PRO, AP, F1-max ...), resampling images (normal and anomalous separately); each metric its own
+    ``interval`` with the same seed, so the same resamples."""
     hist = PixelHistograms(maps, masks)
     y = np.asarray(labels).astype(bool)
     normal_idx, anomalous_idx = np.flatnonzero(~y), np.flatnonzero(y)
-    return {
-        "pixel_auroc": interval((normal_idx, anomalous_idx), lambda a, b: hist.pixel_auroc(hist.weights(a, b)),
-                                seed, n_resamples),
-        "pro": interval((normal_idx, anomalous_idx), lambda a, b: hist.pro(hist.weights(a, b)), seed, n_resamples),
-        "pixel_ap": interval((normal_idx, anomalous_idx), lambda a, b: hist.pixel_ap(hist.weights(a, b)),
-                             seed, n_resamples),
-        "pixel_f1_max": interval((normal_idx, anomalous_idx), lambda a, b: hist.pixel_f1_max(hist.weights(a, b)),
-                                 seed, n_resamples),
-    }
+
+    def statistic(m: Metric) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        return lambda a, b: m.bootstrap(hist, hist.weights(a, b))  # type: ignore[misc]
+
+    return {m.name: interval((normal_idx, anomalous_idx), statistic(m), seed, n_resamples)
+            for m in of_levels(*FROM_MAPS) if m.bootstrap is not None}

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve, roc_auc_score
 
 from ad_core.errors import UndefinedMetricError
+from ad_core.metrics.registry import one_label_reason
 from ad_core.thresholds import check_labels, check_scores, f1_at
 
 
@@ -28,11 +29,9 @@ def _checked(scores: np.ndarray, labels: np.ndarray, metric: str) -> tuple[np.nd
     """(scores float64 (n,), labels bool (n,)); :class:`UndefinedMetricError` unless both classes occur."""
     s = check_scores(scores)
     y = check_labels(labels, s.size)
-    if y.all() or not y.any():
-        raise UndefinedMetricError(
-            f"{metric} needs both normal and anomalous images; this set has only "
-            f"{'anomalous' if y.all() else 'normal'} ones."
-        )
+    why = one_label_reason(y, metric)
+    if why:
+        raise UndefinedMetricError(why)
     return s, y
 
 

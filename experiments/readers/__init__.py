@@ -15,7 +15,7 @@ once, through one path:
 
 Why pydantic (strict models with ``extra="forbid"``) and not msgspec or hand-written checks:
 it names the failing field by its whole path through nested mappings
-(``methods.padim.coffee.pro``; msgspec says ``methods[...]`` for mapping keys), strict mode
+(``methods.padim.coffee.threshold``; msgspec says ``methods[...]`` for mapping keys), strict mode
 refuses every coercion (``"false"``, ``1.0`` for an integer, ``true`` for a number), and it is
 well kept.  Any failure is a ``FileFormatError``: one line naming the file, the field and what
 to do; the CLI prints it and exits 2.

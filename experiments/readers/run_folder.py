@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ConfigDict, Field, RootModel
+from pydantic import BeforeValidator, ConfigDict, Field, RootModel, create_model
 
+from ad_core.metrics import of_levels
+from ad_core.metrics.registry import EVALUATED
 from experiments.readers.core import (
     Count,
     Number,
@@ -47,26 +50,17 @@ class UncertainGroupFile(Strict):
     flagged_fraction: Number = None
 
 
-class ClassResultFile(Strict):
-    image_auroc: Number
-    image_auprc: Number
-    image_f1: Number
-    image_accuracy: Number
-    threshold: Number
-    pixel_auroc: Number
-    pro: Number
-    confusion: Confusion
-    image_f1_max: Number = None
-    pixel_ap: Number = None
-    pixel_f1_max: Number = None
-    pixel_metrics_absent: str | None = None
-    image_metrics_absent: str | None = None
-    threshold_rule: str | None = None
-    by_defect: dict[str, dict[str, Number]] | None = None
-    uncertain: dict[str, UncertainGroupFile | Number] | None = None
-    memory_bank_size: Count | None = None
-    fit_seconds: Number = None
-    ci95: dict[str, list[Number]] | None = None
+# A class result's fields besides its recorded numbers (experiments.results.ClassResult.to_json), after them
+CLASS_RESULT_EXTRAS: dict[str, Any] = {
+    "pixel_metrics_absent": (str | None, None),
+    "image_metrics_absent": (str | None, None),
+    "threshold_rule": (str | None, None),
+    "by_defect": (dict[str, dict[str, Number]] | None, None),
+    "uncertain": (dict[str, UncertainGroupFile | Number] | None, None),
+    "memory_bank_size": (Count | None, None),
+    "fit_seconds": (Number, None),
+    "ci95": (dict[str, list[Number]] | None, None),
+}
 
 
 class ShortcutFile(Strict):
@@ -74,24 +68,26 @@ class ShortcutFile(Strict):
     feature_separation: dict[str, Number]
 
 
-class MethodResultFile(Strict):
-    method: str
-    coreset_ratio: Number
-    per_class: dict[str, ClassResultFile]
-    mean: dict[str, Number]
-    pooled: ClassResultFile | None = None
-    shortcut: ShortcutFile | None = None
+@lru_cache(maxsize=8)
+def results_schema(recorded: tuple[tuple[str, bool], ...]) -> type[Strict]:
+    """The schema of ``results/<scenario>.json`` for the registered numbers ``recorded``: (name, required)
+    in registry order, each a number or null; the study's first ones are required, later ones (absent
+    from older files) optional."""
+    study = {name: (Number, ...) for name, required in recorded if required}
+    later = {name: (Number, None) for name, required in recorded if not required}
+    class_file = create_model("ClassResultFile", __base__=Strict, **study, confusion=(Confusion, ...), **later,
+                              **CLASS_RESULT_EXTRAS)
+    method_file = create_model("MethodResultFile", __base__=Strict, method=(str, ...), coreset_ratio=(Number, ...),
+                               per_class=(dict[str, class_file], ...), mean=(dict[str, Number], ...),
+                               pooled=(class_file | None, None), shortcut=(ShortcutFile | None, None))
+    return create_model("ResultsFile", __base__=Strict, __doc__="``results/<scenario>.json``",
+                        scenario=(str, ...), description=(str, ...), config=(dict[str, Any], ...),
+                        methods=(dict[str, method_file], ...), figures=(list[str], []), format=(int, RESULTS_FORMAT))
 
 
-class ResultsFile(Strict):
-    """``results/<scenario>.json`` (experiments.results.ScenarioResult.to_json)."""
-
-    scenario: str
-    description: str
-    config: dict[str, Any]
-    methods: dict[str, MethodResultFile]
-    figures: list[str] = []
-    format: int = RESULTS_FORMAT
+def registered_results_schema() -> type[Strict]:
+    """``results_schema`` of the metrics registered now (a metric registered later is read too)."""
+    return results_schema(tuple((m.name, m.origin == "study") for m in of_levels(*EVALUATED, "calibration")))
 
 
 def _figure_path(path: Path, figure: str) -> None:
@@ -108,7 +104,7 @@ def read_results(path: str | Path, within: str | Path | None = None, data: bytes
     ``ScenarioResult.from_json``), without its ``format`` field."""
     path = Path(path)
     value = parse_json(path, open_regular(path, within) if data is None else data)
-    parsed = convert(path, value, ResultsFile, RUN_FIX)
+    parsed = convert(path, value, registered_results_schema(), RUN_FIX)
     check_format(path, parsed.format, RESULTS_FORMAT, "results file")
     if parsed.scenario != path.stem:
         raise _refuse(path, f"field scenario is {parsed.scenario[:60]!r}, not the file's name {path.stem!r}", RUN_FIX)

@@ -1,0 +1,114 @@
+"""The study's metrics and checked numbers, one ``Metric`` record each, in table order (docs/protocol.md §7).
+
+Image metrics take the test set's image scores; ``image_f1`` and ``image_accuracy`` are at the calibrated
+tau, the others threshold-free.  Pixel and region metrics share one sort of every test pixel
+(``pixel.pixel_scores``).  The study's own numbers come first; the field's threshold-free additions
+(VisA / ADer tables: image F1-max, pixel AP, pixel F1-max) after them, so every earlier column keeps its
+place.  Tolerances: one swapped (normal, anomalous) pair moves AUROC by 1/(n_normal n_anomalous); one
+image crossing tau moves F1 / accuracy by up to 1/n_test; pixel numbers pool 10^5-10^6 pixels, so the
+measured drift decides.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score
+
+from ad_core.metrics import bootstrap
+from ad_core.metrics.image import image_auroc, image_f1_max
+from ad_core.metrics.pixel import pixel_scores
+from ad_core.metrics.registry import (
+    BOTH_LABELS,
+    MAPS,
+    MASKS,
+    EvaluationSet,
+    Metric,
+    Tolerance,
+    floor,
+    per_image,
+    per_pair,
+    register,
+)
+from ad_core.thresholds import f1_at
+
+
+def shared_pixel_scores(evaluation: EvaluationSet) -> dict[str, float]:
+    """Pixel AUROC, PRO, AP and F1-max of the set from one sort of its pixels (computed once per set)."""
+    return pixel_scores(evaluation.maps, evaluation.masks)
+
+
+CROSSING_TAU = "two images of the smallest test set crossing tau (half a step more: float rounding)"
+MAP_NEEDS = (BOTH_LABELS, MASKS, MAPS)
+
+IMAGE_AUROC = register(Metric(
+    "image_auroc", "image", "area under the ROC curve of the image scores (ties count one half)",
+    per_pair(3, "three swapped (normal, anomalous) pairs of the smallest test set"),
+    compute=lambda e: image_auroc(e.scores, e.labels), bootstrap=lambda tau: bootstrap.auroc,
+    needs=(BOTH_LABELS,), origin="study", per_defect=True))
+IMAGE_AUPRC = register(Metric(
+    "image_auprc", "image", "average precision of the image scores (scikit-learn's, ties one step)",
+    per_pair(6, "a swap moves AP more near the top of the ranking: twice the AUROC allowance"),
+    compute=lambda e: float(average_precision_score(e.labels, e.scores)),
+    bootstrap=lambda tau: bootstrap.average_precision, needs=(BOTH_LABELS,), origin="study"))
+IMAGE_F1 = register(Metric(
+    "image_f1", "image", "F1 of the rule score >= tau (tau calibrated on the validation set)",
+    per_image(2.5, CROSSING_TAU), compute=lambda e: f1_at(e.scores, e.labels, e.threshold),
+    bootstrap=bootstrap.f1_at, needs=(BOTH_LABELS,), origin="study"))
+IMAGE_ACCURACY = register(Metric(
+    "image_accuracy", "image", "fraction of test images judged right by score >= tau (defined for one label too)",
+    per_image(2.5, CROSSING_TAU), compute=lambda e: float(np.mean((e.scores >= e.threshold) == e.labels)),
+    bootstrap=bootstrap.accuracy_at, origin="study"))
+THRESHOLD = register(Metric(
+    "threshold", "calibration", "the calibrated tau (an image is anomalous when score >= tau)",
+    Tolerance(lambda s: (2e-3, "2 grid steps ~ 2e-3 relative"),
+              "tau is a point of the 1000-step grid over the validation range (one step ~0.1% of it); a tie in "
+              "F1 broken the other way moves it a step or two", unit="rel"),
+    direction="none", source="ad_core.thresholds.calibrate", origin="study"))
+PIXEL_AUROC = register(Metric(
+    "pixel_auroc", "pixel", "AUROC over every pixel of every test image (normal images included)",
+    floor(5e-4, "5e-4", "over every test pixel (~10^5-10^6): granularity negligible, drift decides"),
+    compute=lambda e: e.once(shared_pixel_scores)["pixel_auroc"],
+    bootstrap=lambda hist, w: hist.auroc(w), needs=MAP_NEEDS, origin="study", per_defect=True))
+PRO = register(Metric(
+    "pro", "region", "normalised area under the per-region-overlap curve up to FPR 0.3 (MVTec AD's protocol)",
+    floor(5e-4, "5e-4", "mean overlap over every defect region: drift decides"),
+    compute=lambda e: e.once(shared_pixel_scores)["pro"],
+    bootstrap=lambda hist, w: hist.overlap_area(w), needs=MAP_NEEDS, origin="study", per_defect=True))
+IMAGE_F1_MAX = register(Metric(
+    "image_f1_max", "image", "the best image F1 over every threshold of the test scores (threshold-free)",
+    per_image(2.5, "the best F1 over every threshold: two images of the smallest test set on the other side "
+              "of it (half a step more: float rounding)"),
+    compute=lambda e: image_f1_max(e.scores, e.labels), bootstrap=lambda tau: bootstrap.f1_max,
+    needs=(BOTH_LABELS,), per_defect=True))
+PIXEL_AP = register(Metric(
+    "pixel_ap", "pixel", "average precision over every test pixel",
+    floor(5e-4, "5e-4", "average precision over every test pixel: granularity negligible, drift decides"),
+    compute=lambda e: e.once(shared_pixel_scores)["pixel_ap"],
+    bootstrap=lambda hist, w: hist.average_precision(w), needs=MAP_NEEDS, per_defect=True))
+PIXEL_F1_MAX = register(Metric(
+    "pixel_f1_max", "pixel", "the best pixel F1 over every threshold of the test pixels",
+    floor(5e-4, "5e-4", "the best F1 over every test pixel's threshold: granularity negligible, drift decides"),
+    compute=lambda e: e.once(shared_pixel_scores)["pixel_f1_max"],
+    bootstrap=lambda hist, w: hist.f1_max(w), needs=MAP_NEEDS))
+MEMORY_BANK_SIZE = register(Metric(
+    "memory_bank_size", "model", "PatchCore's memory-bank size (recorded in the coreset ablation)",
+    Tolerance(lambda s: (0, "exact"), "floor(rho x training patches): an integer rule", drift=False),
+    direction="none", source="ad_core.models.patchcore (ClassResult.memory_bank_size)"))
+CROSS_CLASS_CONFUSION = register(Metric(
+    "cross_class_confusion", "cross-class",
+    "fraction of class i's normal test images flagged at class j's tau (unified model), one cell per (i, j)",
+    Tolerance(lambda s: (1 / s.n_normal, f"1 / {s.n_normal}"), "one normal test image crossing another class's tau"),
+    direction="lower", source="experiments.evaluate.cross_class_confusion", cells="cross_class_"))
+SILHOUETTE = register(Metric(
+    "silhouette", "cross-class", "silhouette score of the classes' pooled features (unified model)",
+    floor(1e-3, "1e-3", "a float statistic of the pooled features"),
+    direction="none", source="experiments.evaluate.feature_separation"))
+CENTROID_ACCURACY = register(Metric(
+    "centroid_accuracy", "cross-class", "leave-one-out nearest-class-centroid accuracy of the pooled features",
+    Tolerance(lambda s: (0.01, "1 / 100"), "leave-one-out over the pooled training images (>= 100): about one image"),
+    direction="none", source="experiments.evaluate.feature_separation"))
+UNCERTAIN_AUROC = register(Metric(
+    "uncertain_{group}_auroc", "uncertain", "AUROC of one group of images of unsure label against the test normals",
+    Tolerance(lambda s: (3 / (s.n_normal * s.n_group), f"3 / ({s.n_normal} x {s.n_group})"),
+              "three swapped (test normal, {group}) pairs"),
+    direction="none", source="experiments.evaluate.evaluate_uncertain"))
