@@ -230,8 +230,8 @@ _SCHEMAS: set[str] = set()  # the schemas' names, which pydantic puts in a union
 
 
 def absent(value: object) -> bool:
-    """Whether an optional field is left out of the file (``Field(exclude_if=absent)``): None or empty."""
-    return value is None or value == {}
+    """Whether an optional field is left out of the file (``Field(exclude_if=absent)``): it is None."""
+    return value is None
 
 
 def _number(v: object) -> object:
