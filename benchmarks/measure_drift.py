@@ -23,6 +23,8 @@ from pathlib import Path
 from ad_core.data.io import write_json
 from experiments.artifacts import load_results
 from experiments.goldens import DRIFT_FILE, max_drift, merge_drift
+from experiments.readers import read_drift
+from experiments.readers.golden import DriftFile
 
 
 def golden_at(folder: Path, rev: str, scenarios: list[str], methods: list[str] | None) -> dict:
@@ -56,14 +58,14 @@ def main() -> None:
         records.append(max_drift([r for r in a if r.scenario in shared], [r for r in b if r.scenario in shared]))
         hows.append(f"{args.how} ({', '.join(shared)})")
     if args.also:
-        other = json.loads(args.also.read_text())
+        other = read_drift(args.also)
         records.append(other)
         hows.append(other["how"])
     if args.golden_ref:
         ref = golden_at(args.golden, args.golden_ref, [r.scenario for r in a], args.ref_methods)
         records.append(max_drift(a, [], b_entries=ref))
         hows.append(f"against the goldens at {args.golden_ref[:10]}: {args.ref_how} ({', '.join(sorted(ref))})")
-    record = {"how": "; ".join(hows).strip(), **merge_drift(*records)}
+    record = DriftFile(how="; ".join(hows).strip(), **merge_drift(*records)).to_json()  # refused as read_drift would
     write_json(args.golden / DRIFT_FILE, record)
     print(json.dumps({k: v for k, v in record.items() if k != "by_scenario"}, indent=2))
 

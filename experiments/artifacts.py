@@ -12,6 +12,7 @@ from ad_core.data.io import atomic_open, bytes_sha256, write_json
 from ad_core.errors import DatasetError
 from ad_core.metrics import recorded_names
 from experiments.readers import FileFormatError, open_regular, read_checksums, read_guard, read_results
+from experiments.readers.run_folder import Checksums, GuardFile
 from experiments.results import ScenarioResult
 
 ENTRY_COLUMNS = ("scenario", "method", "category")  # summary.csv's first columns, then every recorded number
@@ -55,7 +56,7 @@ def check_guard(out: Path, fingerprint: dict[str, object]) -> bool:
 
 def write_guard(out: Path, fingerprint: dict[str, object]) -> None:
     """Pin ``out`` to this configuration (after ``check_guard`` found no record)."""
-    write_json(out / GUARD, fingerprint)
+    write_json(out / GUARD, GuardFile(fingerprint).model_dump())
 
 
 def _write_csv(path: Path, header: tuple[str, ...] | list[str], rows: list[list[object]]) -> None:
@@ -111,7 +112,8 @@ def write_scenario(out: Path, result: ScenarioResult) -> dict[str, object]:
     remove_stale(recorded_figures(out, result.scenario) - {out / f for f in result.figures}, out / FIGURES,
                  "figure(s)")
     write_json(path, public)
-    write_json(out / CHECKSUMS, {**_checksums(out), path.relative_to(out).as_posix(): bytes_sha256(path)})
+    book = Checksums({**_checksums(out), path.relative_to(out).as_posix(): bytes_sha256(path)})
+    write_json(out / CHECKSUMS, book.model_dump())
     write_json(out / "thresholds" / f"{result.scenario}.json", result.thresholds())
     csvs = set()
     for m in result.methods:

@@ -331,7 +331,7 @@ def config_file_schema(version: int = CONFIG_FORMAT) -> type:
     registered method's hyperparameters, each optional (absent: its default), types exact."""
     from pydantic import create_model
 
-    from experiments.readers.core import Strict
+    from ad_core.data.records import Strict
     from experiments.settings import schema_type
 
     by_name = {d.name: d for d in all_settings()}
@@ -350,7 +350,8 @@ def config_file_schema(version: int = CONFIG_FORMAT) -> type:
 def read_config(path: str | Path) -> dict[str, Any]:
     """The settings a configuration file sets (as written; a format 1 file's flat hyperparameters moved into
     ``hyperparameters``), strictly typed; ``format`` checked and dropped."""
-    from experiments.readers.core import check_format, convert, open_regular, parse_json, plain_name
+    from ad_core.data.records import check_format, convert, open_regular, parse_json
+    from experiments.readers import plain_name
 
     path = Path(path)
     value = parse_json(path, open_regular(path, path.parent))

@@ -132,9 +132,7 @@ class GoldenRegression:
         folder = Path(folder)
         cfg = result.config
         record = payload(result, dataset or str(cfg.get("dataset")), backbone or str(cfg.get("backbone")),
-                         derive_tolerances(result, load_drift(folder)))
-        if verdict is not None:
-            record["recorded_with_verdict"] = {k: verdict[k] for k in ("preset", "status", "summary")}
+                         derive_tolerances(result, load_drift(folder)), verdict)
         self.check(record, folder / f"{result.scenario}.json")
 
     def check_numbers(self, numbers: Entries, path: str | Path, tolerances: dict[str, dict]) -> None:

@@ -131,15 +131,18 @@ def load_drift(folder: Path) -> dict:
     return {"max_abs": {}, "max_rel": {}, "how": "not measured"}
 
 
-def payload(result: ScenarioResult, dataset: str, backbone: str, tolerances: dict) -> dict:
-    """A golden file's content: what was run, the tolerances and every checked number."""
-    from experiments.readers import GOLDEN_FORMAT
+def payload(result: ScenarioResult, dataset: str, backbone: str, tolerances: dict,
+            verdict: dict | None = None) -> dict:
+    """A golden file's content, built as the ``GoldenFile`` that reads it: what was run, the tolerances,
+    every checked number, and ``verdict``'s preset, status and summary where a gate gives one."""
+    from experiments.readers import GOLDEN_FORMAT, GoldenFile
 
     cfg = result.config
-    return {"format": GOLDEN_FORMAT, "dataset": dataset, "backbone": backbone,
-            "weights_source": cfg.get("weights_source"), "scenario": result.scenario, "seed": cfg.get("seed"),
-            "tolerances": tolerances,
-            "methods": entries(result)}
+    return GoldenFile(
+        format=GOLDEN_FORMAT, dataset=dataset, backbone=backbone, weights_source=cfg.get("weights_source"),
+        scenario=result.scenario, seed=cfg.get("seed"), tolerances=tolerances, methods=entries(result),
+        recorded_with_verdict=None if verdict is None else {k: verdict[k] for k in ("preset", "status", "summary")},
+    ).to_json()
 
 
 def allowed_difference(tolerances: dict, name: str, expected: float) -> float:

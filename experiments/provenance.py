@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ad_core.data.bit_depth import RULE as BIT_DEPTH_RULE
 from experiments.fingerprint import PACKAGE_ROOT, library_version
+from experiments.readers.run_folder import PROVENANCE_FORMAT, CpuInfo, GitState, GpuInfo, ProvenanceFile
 
 PROVENANCE_FILE = "provenance.json"
 CONFIG_FILE = "config.json"  # the full RunConfig: ``ad-repro run --config <out>`` re-runs it
@@ -27,7 +28,7 @@ LIBRARIES = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "scikit-i
 KERNEL_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "bf16", "asimd")
 
 
-def git_state(root: Path = PACKAGE_ROOT) -> dict[str, object] | None:
+def git_state(root: Path = PACKAGE_ROOT) -> GitState | None:
     """{commit, dirty, diff_sha256} of the checkout the code runs from, or None outside a git checkout."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30,
@@ -40,8 +41,8 @@ def git_state(root: Path = PACKAGE_ROOT) -> dict[str, object] | None:
     except (OSError, subprocess.SubprocessError):
         return None
     dirty = bool(diff or untracked)
-    return {"commit": commit, "dirty": dirty,
-            "diff_sha256": hashlib.sha256((diff + untracked).encode()).hexdigest() if dirty else None}
+    return GitState(commit=commit, dirty=dirty,
+                    diff_sha256=hashlib.sha256((diff + untracked).encode()).hexdigest() if dirty else None)
 
 
 def data_digest(names_and_digests: list[tuple[str, str]]) -> str:
@@ -63,7 +64,8 @@ def cpu_model() -> str:
 
 
 def collect(run: object, threads: int | None, executor: str, workers: int) -> dict[str, object]:
-    """The provenance record of a ``StudyRun`` (``experiments.runner``) after its scenarios ran."""
+    """The provenance record of a ``StudyRun`` (``experiments.runner``) after its scenarios ran, built as
+    the ``ProvenanceFile`` that reads it."""
     import torch
 
     from ad_core.models.products import bf16_native, cpu_flags
@@ -76,36 +78,35 @@ def collect(run: object, threads: int | None, executor: str, workers: int) -> di
     files = [(name, d) for p in run.prepared.values() for name, d in inputs_of(p.clean.all_samples())]
     gpu = None
     if str(run.device).startswith("cuda"):
-        gpu = {"name": torch.cuda.get_device_name(torch.device(run.device)), "cuda": torch.version.cuda}
-    from experiments.readers import PROVENANCE_FORMAT
-
-    return {
-        "format": PROVENANCE_FORMAT,
-        "ad_repro": version,
-        "git": git_state(),
-        "python": sys.version.split()[0],
-        "libraries": {name: library_version(name) for name in LIBRARIES},
-        "cpu": {"model": cpu_model(), "machine": platform.machine(), "cores": len(os.sched_getaffinity(0)),
-                "flags": sorted(f for f in KERNEL_FLAGS if f in cpu_flags()),
-                "bfloat16_products": bf16_native()},
-        "gpu": gpu,
-        "device": run.device,
-        "threads": threads or torch.get_num_threads(),
-        "executor": executor if executor == "local" else f"{executor} ({workers} workers)",
-        "knn_backend": run.knn_backend,
-        "data_root": str(run.root),
-        "layout": run.layout,
-        "data_digest": data_digest(files),
-        "data_files": len(files),
+        gpu = GpuInfo(name=torch.cuda.get_device_name(torch.device(run.device)), cuda=torch.version.cuda)
+    # how the bit depth of 16-bit-container images is decided, and the images read otherwise, with why
+    # (ad_core.data.bit_depth): written where a category has such images
+    deep = any(p.clean.bit_depth for p in run.prepared.values())
+    record = ProvenanceFile(
+        format=PROVENANCE_FORMAT,
+        ad_repro=version,
+        git=git_state(),
+        python=sys.version.split()[0],
+        libraries={name: library_version(name) for name in LIBRARIES},
+        cpu=CpuInfo(model=cpu_model(), machine=platform.machine(), cores=len(os.sched_getaffinity(0)),
+                    flags=sorted(f for f in KERNEL_FLAGS if f in cpu_flags()), bfloat16_products=bf16_native()),
+        gpu=gpu,
+        device=run.device,
+        threads=threads or torch.get_num_threads(),
+        executor=executor if executor == "local" else f"{executor} ({workers} workers)",
+        knn_backend=run.knn_backend,
+        data_root=str(run.root),
+        layout=run.layout,
+        data_digest=data_digest(files),
+        data_files=len(files),
         # per category: the bit depth its 16-bit-container images are read at (None: 8-bit images only)
-        "image_bit_depth": {c: p.clean.bit_depth for c, p in run.prepared.items()},
-        # how that depth is decided, and the images read otherwise, with why (ad_core.data.bit_depth)
-        **({"image_bit_depth_rule": BIT_DEPTH_RULE,
-            "image_bit_depth_exceptions": {c: p.clean.bit_depth_exceptions for c, p in run.prepared.items()
-                                           if p.clean.bit_depth_exceptions}}
-           if any(p.clean.bit_depth for p in run.prepared.values()) else {}),
-        "command": sys.argv,
-    }
+        image_bit_depth={c: p.clean.bit_depth for c, p in run.prepared.items()},
+        image_bit_depth_rule=BIT_DEPTH_RULE if deep else None,
+        image_bit_depth_exceptions={c: p.clean.bit_depth_exceptions for c, p in run.prepared.items()
+                                    if p.clean.bit_depth_exceptions} if deep else None,
+        command=sys.argv,
+    )
+    return record.to_json()
 
 
 def read(folder: Path) -> dict[str, object]:

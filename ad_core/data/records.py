@@ -1,11 +1,16 @@
-"""Reading a JSON file that came from outside the process: regular files only, bounded JSON.
+"""Reading a JSON file that came from outside the process: regular files only, bounded JSON, strict schemas.
 
-The schema-free half of the strict reader (``experiments.readers`` adds the schemas), in the core
-layer so that the core's own records -- the built-in datasets' and shifted copies' markers, the
-caches' records, all inside a ``--out`` that someone may have handed over -- are read the same
-way: a FIFO, a device or a folder is refused without blocking, a link may not leave the folder it
-was handed over in, the size is capped, integers and nesting are bounded, and any failure is a
-``FileFormatError`` of one line naming the file (docs/security.md).
+The strict reader's one machinery (``experiments.readers`` holds the schemas of the experiments'
+files and says why pydantic), in the core layer so that the core's own records -- the built-in
+datasets' and shifted copies' markers, the caches' records, the splits files, all inside a
+``--out`` that someone may have handed over -- are read the same way: a FIFO, a device or a
+folder is refused without blocking, a link may not leave the folder it was handed over in, the
+size is capped, integers and nesting are bounded, a schema (``Strict``) is held strictly, and any
+failure is a ``FileFormatError`` of one line naming the file, the field and the fix
+(docs/security.md).
+
+A file's schema is also the type its writer builds it with (``Strict.to_json``): what is written
+is what is read, field by field and in the order of the schema's fields.
 """
 
 from __future__ import annotations
@@ -17,15 +22,28 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 
 from ad_core.errors import FileFormatError
+
+T = TypeVar("T")
 
 MAX_BYTES = 32 * 1024 * 1024  # the largest handed-over JSON file read (a golden is ~10 kB, a run's splits ~1 MB)
 MAX_INT_DIGITS = 19  # every integer the suite writes fits in 64 bits
 MAX_DEPTH = 64  # nesting of the suite's own files is below 10
 
-def _refuse(path: Path, what: str, fix: str) -> FileFormatError:
+def refuse(path: Path, what: str, fix: str) -> FileFormatError:
+    """The one-line error of a refused file: '<path>: <what>; <fix>'."""
     return FileFormatError(one_line(f"{path}: {what}; {fix}"))
 
 
@@ -46,33 +64,33 @@ def open_regular(path: str | Path, within: str | Path | None = None, max_bytes: 
     if within is not None and path.is_symlink():
         target, root = path.resolve(), Path(within).resolve()
         if not target.is_relative_to(root):
-            raise _refuse(path, f"is a symbolic link to {target}, outside {root}",
+            raise refuse(path, f"is a symbolic link to {target}, outside {root}",
                           "replace the link by the file itself")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except IsADirectoryError:
-        raise _refuse(path, "is a folder, not a file", "point at the file (or remove the folder)") from None
+        raise refuse(path, "is a folder, not a file", "point at the file (or remove the folder)") from None
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             raise
-        raise _refuse(path, f"cannot be opened ({exc.strerror})", "fix its permissions or replace it") from None
+        raise refuse(path, f"cannot be opened ({exc.strerror})", "fix its permissions or replace it") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
                     else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket")
-            raise _refuse(path, f"is {kind}, not a regular file", "replace it by the file itself")
+            raise refuse(path, f"is {kind}, not a regular file", "replace it by the file itself")
         if st.st_size > max_bytes:
-            raise _refuse(path, f"is {st.st_size:,} bytes, over the {max_bytes:,}-byte limit of such files",
+            raise refuse(path, f"is {st.st_size:,} bytes, over the {max_bytes:,}-byte limit of such files",
                           "it is not a file this suite wrote; replace it")
         with os.fdopen(fd, "rb", closefd=False) as fh:
             data = fh.read(max_bytes + 1)
     except OSError as exc:
-        raise _refuse(path, f"cannot be read ({exc.strerror or exc})", "replace it") from None
+        raise refuse(path, f"cannot be read ({exc.strerror or exc})", "replace it") from None
     finally:
         os.close(fd)
     if len(data) > max_bytes:
-        raise _refuse(path, f"holds over {max_bytes:,} bytes", "it is not a file this suite wrote; replace it")
+        raise refuse(path, f"holds over {max_bytes:,} bytes", "it is not a file this suite wrote; replace it")
     return data
 
 
@@ -119,25 +137,120 @@ def parse_json(path: str | Path, data: bytes, fix: str | None = None) -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _refuse(path, f"is not UTF-8 text ({exc.reason} at byte {exc.start})",
+        raise refuse(path, f"is not UTF-8 text ({exc.reason} at byte {exc.start})",
                       "it is damaged or not a file this suite wrote; replace it") from None
     try:
         value = json.loads(text, parse_int=_bounded_int, object_pairs_hook=_unique_keys)
     except _DuplicateKey as exc:
-        raise _refuse(path, f"gives the key {one_line(json.dumps(exc.args[0]))[:80]} twice in one object (which "
+        raise refuse(path, f"gives the key {one_line(json.dumps(exc.args[0]))[:80]} twice in one object (which "
                             "value counts would be decided in silence)", "remove one of them, or record the file "
                       "again") from None
     except json.JSONDecodeError as exc:
         what = "is empty" if not text.strip() else \
             f"is not complete JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        raise _refuse(path, what, fix or "it was truncated or edited; restore it or write it again") from None
+        raise refuse(path, what, fix or "it was truncated or edited; restore it or write it again") from None
     except ValueError as exc:
-        raise _refuse(path, f"holds {exc}", "it is not a file this suite wrote; replace it") from None
+        raise refuse(path, f"holds {exc}", "it is not a file this suite wrote; replace it") from None
     except RecursionError:
-        raise _refuse(path, "is nested too deeply", "it is not a file this suite wrote; replace it") from None
+        raise refuse(path, "is nested too deeply", "it is not a file this suite wrote; replace it") from None
     if _depth(value) > MAX_DEPTH:
-        raise _refuse(path, f"is nested over {MAX_DEPTH} levels", "it is not a file this suite wrote; replace it")
+        raise refuse(path, f"is nested over {MAX_DEPTH} levels", "it is not a file this suite wrote; replace it")
     return value
+
+
+
+# -- strict schemas: a parsed value held to a file's type -----------------------------------------
+def _shown(part: object) -> str:
+    """A field name or key as a message shows it: as it is when printable, else JSON-quoted (one line)."""
+    text = str(part)
+    return text if text and text.isprintable() and text.strip() == text else json.dumps(text)
+
+
+def _union_tag(part: object) -> bool:
+    """Whether a pydantic error location part names a member of a union (``UncertainGroupFile``,
+    ``int``, ``function-before[...]``) rather than a field or a key."""
+    return isinstance(part, str) and (part in _SCHEMAS or "[" in part or part in ("int", "float", "str", "bool"))
+
+
+def describe_error(exc: ValidationError) -> str:
+    """The first problem of a pydantic error as 'field a.b.c: what (got ...)', and how many more."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = [_shown(p) for p in first["loc"] if not _union_tag(p)]
+    where = f"field {'.'.join(loc)}" if loc else "the top level"
+    what = {"extra_forbidden": "is not a known field", "missing": "is missing"}.get(first["type"])
+    if what is None:
+        msg = first["msg"].removeprefix("Value error, ")
+        got = json.dumps(first.get("input"), default=str)
+        what = f"{msg[0].lower()}{msg[1:]} (got {got[:60]}{'...' if len(got) > 60 else ''})"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return f"{where} {what}{more}"
+
+
+def convert(path: str | Path, value: object, schema: type[T], fix: str) -> T:
+    """``value`` as ``schema`` (a strict pydantic model); FileFormatError naming the file and the field."""
+    try:
+        return schema.model_validate(value, strict=True)  # type: ignore[attr-defined]
+    except ValidationError as exc:
+        raise refuse(Path(path), describe_error(exc), fix) from None
+
+
+def read(path: str | Path, schema: type[T], fix: str, within: str | Path | None = None,
+         max_bytes: int = MAX_BYTES) -> T:
+    """Open, parse and convert one handed-over file (``open_regular``, ``parse_json``, ``convert``)."""
+    return convert(path, parse_json(path, open_regular(path, within, max_bytes)), schema, fix)
+
+
+def check_format(path: str | Path, found: int, known: int, what: str) -> None:
+    """An unknown ``format`` version is named: ``found`` newer (or older) than the ``known`` one."""
+    if found != known:
+        raise refuse(Path(path), f"is a {what} of format {found}; this version of ad-repro reads format {known}",
+                     "record it again with this version (or use the version that wrote it)")
+
+
+class Strict(BaseModel):
+    """A file's schema, read and written: exact types, unknown fields refused.
+
+    Its writer builds it (the same validation as a reader's, so nothing is written that would be
+    refused) and writes ``to_json()``: the fields in their declared order, a field marked
+    ``Field(exclude_if=...)`` left out where the writer leaves it out."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _SCHEMAS.add(cls.__name__)
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's JSON object (for ``ad_core.data.io.write_json``)."""
+        return self.model_dump(mode="python")
+
+
+_SCHEMAS: set[str] = set()  # the schemas' names, which pydantic puts in a union member's error location
+
+
+def absent(value: object) -> bool:
+    """Whether an optional field is left out of the file (``Field(exclude_if=absent)``): it is None."""
+    return value is None
+
+
+def _number(v: object) -> object:
+    """A JSON number (NaN / infinities included) or null; never a boolean or a string."""
+    if v is None or (isinstance(v, int | float) and not isinstance(v, bool)):
+        return v
+    raise ValueError(f"must be a number or null, got {type(v).__name__}")
+
+
+def _as_written(v: object, handler: ValidatorFunctionWrapHandler) -> object:
+    """A float field's value validated as a float, kept an integer where it was one: ``0`` is written
+    back as ``0``, not ``0.0`` (a file read and written again keeps its bytes)."""
+    out = handler(v)
+    return v if type(v) is int else out
+
+
+Number = Annotated[object, BeforeValidator(_number)]  # one message, not one per member of int | float
+Count = Annotated[int, Field(ge=0)]  # a count of images or files
+Real = Annotated[float, WrapValidator(_as_written)]  # a number (strict float), an integer kept as written
 
 
 def read_record(path: str | Path, within: str | Path | None = None) -> dict[str, Any]:
@@ -145,7 +258,7 @@ def read_record(path: str | Path, within: str | Path | None = None) -> dict[str,
     path = Path(path)
     value = parse_json(path, open_regular(path, within))
     if not isinstance(value, dict):
-        raise _refuse(path, f"is not a JSON object (got {type(value).__name__})", "it is damaged; it is rewritten")
+        raise refuse(path, f"is not a JSON object (got {type(value).__name__})", "it is damaged; it is rewritten")
     return value
 
 

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
+from pydantic import AfterValidator, Field
 
 from ad_core import SEED
 from ad_core.data.io import write_json
 from ad_core.data.layout import CategoryFiles, Sample
+from ad_core.data.records import Count, Strict, absent, convert
 from ad_core.errors import DatasetError
 
 FORMAT = "ad-repro-splits/1"
@@ -31,24 +33,59 @@ TRAIN_FRACTION = 0.8
 VAL_ANOMALY_FRACTION = 0.3
 log = logging.getLogger(__name__)
 SPLIT_NAMES = ("train", "val_normal", "val_anomalous", "test_normal", "test_anomalous")
-PROTOCOLS = ("study", "full_test")
+Protocol = Literal["study", "full_test"]
+PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 
 
-@dataclass(frozen=True)
-class Splits:
-    """File names (relative to the category folder) of each split of one category."""
+def _inside_category(rel: str) -> str:
+    """A file name relative to the category folder: ``train/good/000.png``, never ``../x`` or ``/x``."""
+    parts = rel.split("/")
+    if len(parts) < 2 or any(p in ("", ".", "..") for p in parts) or "\\" in rel or "\0" in rel:
+        raise ValueError("is not a path inside the category")
+    return rel
+
+
+RelPath = Annotated[str, AfterValidator(_inside_category)]
+
+
+class SplitsHeader(Strict):
+    """What a splits file says before its splits: its format, and the rule and counts for a human reader."""
+
+    format: str
+    rule: str | None = None
+    counts: dict[str, Count] | None = None
+
+
+class Splits(Strict):
+    """File names (relative to the category folder) of each split of one category; with its header
+    (``to_json`` / ``from_json``), the splits file ``<out>/splits/<category>.json``."""
 
     category: str
-    seed: int
-    train: list[str]
-    val_normal: list[str]
-    val_anomalous: list[str]
-    test_normal: list[str]
-    test_anomalous: list[str]
-    protocol: str = "study"  # "full_test": val = test (no validation split), train = all train/good
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)]
+    train: list[RelPath]
+    val_normal: list[RelPath]
+    val_anomalous: list[RelPath]
+    test_normal: list[RelPath]
+    test_anomalous: list[RelPath]
+    protocol: Protocol = "study"  # "full_test": val = test (no validation split), train = all train/good
     # where train/val/test come from when not (only) the study's rule: "validation/good" (an official
     # validation set of normals), "split_csv/1cls.csv" (VisA's official split, val carved by the rule)
-    source: str | None = None
+    source: str | None = Field(None, exclude_if=absent)
+
+    def to_json(self) -> dict[str, Any]:
+        """The splits file's JSON: the header (``SplitsHeader``), then these fields."""
+        header = SplitsHeader(format=FORMAT, rule=rule_of(self), counts=self.counts())
+        return {**header.to_json(), **super().to_json()}
+
+    @classmethod
+    def from_json(cls, path: str | Path, value: object, fix: str) -> Splits:
+        """A splits file's parsed JSON as ``Splits``, strictly: the header's keys held to ``SplitsHeader``,
+        the others to ``Splits`` (FileFormatError naming ``path``, the field and ``fix``)."""
+        if not isinstance(value, dict):
+            return convert(path, value, cls, fix)  # refused: the top level is not an object
+        head = SplitsHeader.model_fields
+        convert(path, {k: v for k, v in value.items() if k in head}, SplitsHeader, fix)
+        return convert(path, {k: v for k, v in value.items() if k not in head}, cls, fix)
 
     def counts(self) -> dict[str, int]:
         return {name: len(getattr(self, name)) for name in SPLIT_NAMES}
@@ -143,26 +180,23 @@ def _full_test_splits(files: CategoryFiles, seed: int, good: list[str], anomalou
                   test_normal=test_normal, test_anomalous=anomalous, protocol="full_test")
 
 
-def save_splits(splits: Splits, path: str | Path) -> None:
-    """Write splits as JSON (atomically), with the rule and counts for a human reader."""
-    rule = (
-        f"train/val_normal = {TRAIN_FRACTION:.0%}/rest of a seeded permutation of sorted "
-        f"train/good; val/test anomalous = {VAL_ANOMALY_FRACTION:.0%}/rest of a seeded "
-        "permutation of sorted test/<defect>; test_normal = test/good"
-    ) if splits.protocol == "study" else (
-        "full test set (the papers' protocol): train = all of train/good; test = all of test; "
-        "val = test (no validation split: tau is calibrated on the test set)")
+def rule_of(splits: Splits) -> str:
+    """The rule that made ``splits``, in words (a splits file states it for a human reader)."""
     if splits.source == "validation/good":
-        rule = ("the benchmark's own validation set: train = all of train/good; val = validation/good (normals "
+        return ("the benchmark's own validation set: train = all of train/good; val = validation/good (normals "
                 "only: tau by the normal-only rule); test = all of test")
-    elif splits.source:
-        rule = (f"the official split {splits.source}: its train normals and test images, the validation carved "
+    if splits.source:
+        return (f"the official split {splits.source}: its train normals and test images, the validation carved "
                 f"by the study's rule ({TRAIN_FRACTION:.0%}/rest of its train normals, {VAL_ANOMALY_FRACTION:.0%} "
                 "of its test anomalies); the official test images that remain are test_normal + test_anomalous")
-    payload = {
-        "format": FORMAT,
-        "rule": rule,
-        "counts": splits.counts(),
-        **{k: v for k, v in asdict(splits).items() if not (k == "source" and v is None)},
-    }
-    write_json(path, payload)
+    if splits.protocol == "study":
+        return (f"train/val_normal = {TRAIN_FRACTION:.0%}/rest of a seeded permutation of sorted "
+                f"train/good; val/test anomalous = {VAL_ANOMALY_FRACTION:.0%}/rest of a seeded "
+                "permutation of sorted test/<defect>; test_normal = test/good")
+    return ("full test set (the papers' protocol): train = all of train/good; test = all of test; "
+            "val = test (no validation split: tau is calibrated on the test set)")
+
+
+def save_splits(splits: Splits, path: str | Path) -> None:
+    """Write splits as JSON (atomically), with the rule and counts for a human reader."""
+    write_json(path, splits.to_json())

@@ -15,12 +15,13 @@ from experiments.readers.core import (
     Count,
     Number,
     Strict,
-    _refuse,
+    absent,
     check_format,
     convert,
     open_regular,
     parse_json,
     plain_name,
+    refuse,
 )
 
 # -- run folders: results/<scenario>.json, checksums.json, provenance.json, run_config.json ---
@@ -94,7 +95,7 @@ def _figure_path(path: Path, figure: str) -> None:
     """A figure is a path inside the run's ``visualizations/`` (the report links it; nothing else)."""
     parts = figure.split("/")
     if parts[0] != "visualizations" or len(parts) < 2 or any(p in ("", ".", "..") for p in parts) or "\\" in figure:
-        raise _refuse(path, f"field figures holds {figure[:60]!r}, not a path inside visualizations/", RUN_FIX)
+        raise refuse(path, f"field figures holds {figure[:60]!r}, not a path inside visualizations/", RUN_FIX)
 
 
 def read_results(path: str | Path, within: str | Path | None = None, data: bytes | None = None) -> dict[str, Any]:
@@ -107,12 +108,12 @@ def read_results(path: str | Path, within: str | Path | None = None, data: bytes
     parsed = convert(path, value, registered_results_schema(), RUN_FIX)
     check_format(path, parsed.format, RESULTS_FORMAT, "results file")
     if parsed.scenario != path.stem:
-        raise _refuse(path, f"field scenario is {parsed.scenario[:60]!r}, not the file's name {path.stem!r}", RUN_FIX)
+        raise refuse(path, f"field scenario is {parsed.scenario[:60]!r}, not the file's name {path.stem!r}", RUN_FIX)
     plain_name(parsed.scenario, "scenario", str(path))
     for figure in parsed.figures:
         _figure_path(path, figure)
     if not any(m.per_class for m in parsed.methods.values()):
-        raise _refuse(path, "no method has a class result: nothing to read", RUN_FIX)
+        raise refuse(path, "no method has a class result: nothing to read", RUN_FIX)
     value.pop("format", None)
     return value
 
@@ -128,14 +129,16 @@ def read_checksums(path: str | Path) -> dict[str, str]:
     for name, digest in book.items():
         parts = name.split("/")
         if len(parts) != 2 or parts[0] != "results" or not parts[1].endswith(".json"):
-            raise _refuse(path, f"key {name[:60]!r} is not results/<scenario>.json", RUN_FIX)
+            raise refuse(path, f"key {name[:60]!r} is not results/<scenario>.json", RUN_FIX)
         plain_name(parts[1], "results file", str(path))
         if not HEX64.fullmatch(digest):
-            raise _refuse(path, f"field {name} is not a SHA-256 (64 hex digits)", RUN_FIX)
+            raise refuse(path, f"field {name} is not a SHA-256 (64 hex digits)", RUN_FIX)
     return book
 
 
 class Checksums(RootModel[dict[str, str]]):
+    """``checksums.json`` (experiments.artifacts.write_scenario): {``results/<scenario>.json``: SHA-256 hex}."""
+
     model_config = ConfigDict(strict=True)
 
 
@@ -159,9 +162,10 @@ class GpuInfo(Strict):
 
 
 class ProvenanceFile(Strict):
-    """``provenance.json`` (experiments.provenance.collect)."""
+    """``provenance.json``, built by experiments.provenance.collect: its fields in the order written (every
+    one but ``data_digest`` may be absent from an older record; the bit-depth rule and its exceptions are
+    written where a category has 16-bit-container images, since issue 31)."""
 
-    data_digest: str
     format: int = PROVENANCE_FORMAT
     ad_repro: str | None = None
     git: GitState | None = None
@@ -175,10 +179,11 @@ class ProvenanceFile(Strict):
     knn_backend: str | None = None
     data_root: str | None = None
     layout: str | None = None
+    data_digest: str
     data_files: Count | None = None
     image_bit_depth: dict[str, Annotated[int, Field(ge=1, le=16)] | None] = {}
-    image_bit_depth_rule: str | None = None  # written since issue 31 (absent from older records)
-    image_bit_depth_exceptions: dict[str, dict[str, str]] = {}
+    image_bit_depth_rule: str | None = Field(None, exclude_if=absent)
+    image_bit_depth_exceptions: dict[str, dict[str, str]] | None = Field(None, exclude_if=absent)
     command: list[str] = []
 
 
@@ -189,8 +194,15 @@ def read_provenance(path: str | Path) -> dict[str, Any]:
     parsed = convert(path, value, ProvenanceFile, RUN_FIX)
     check_format(path, parsed.format, PROVENANCE_FORMAT, "provenance record")
     if not HEX64.fullmatch(parsed.data_digest):
-        raise _refuse(path, "field data_digest is not a SHA-256 (64 hex digits)", RUN_FIX)
+        raise refuse(path, "field data_digest is not a SHA-256 (64 hex digits)", RUN_FIX)
     return value
+
+
+class GuardFile(RootModel[dict[str, Any]]):
+    """``run_config.json`` (experiments.artifacts.write_guard): the configuration fingerprint a ``--out`` is
+    pinned to, a JSON object."""
+
+    model_config = ConfigDict(strict=True)
 
 
 def read_guard(path: str | Path) -> dict[str, Any]:
@@ -198,8 +210,8 @@ def read_guard(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     value = parse_json(path, open_regular(path, path.parent), GUARD_FIX)
     if not isinstance(value, dict):
-        raise _refuse(path, f"is not a JSON object (got {type(value).__name__})", GUARD_FIX)
-    return value
+        raise refuse(path, f"is not a JSON object (got {type(value).__name__})", GUARD_FIX)
+    return convert(path, value, GuardFile, GUARD_FIX).root
 
 
 GUARD_FIX = ("it was truncated or edited: delete it (the next run records its configuration again) or choose "
