@@ -23,7 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ad_core.models.knn import NearestNeighbours  # noqa: E402
+from ad_core.models.kernels.knn import NearestNeighbours  # noqa: E402
 
 
 def points(out: Path | None) -> tuple[np.ndarray, np.ndarray, str]:

@@ -117,7 +117,7 @@ def fit_and_score(impl: str, method: str, data: dict) -> dict:
             if impl == "anomalib":
                 ref.subsample_embedding(0.05)
             else:  # "anomalib-same-coreset": its KCenterGreedy on our projection and start point
-                from ad_core.models.coreset import jl_matrix, start_index
+                from ad_core.models.kernels.coreset import jl_matrix, start_index
 
                 embedding = torch.vstack(ref.embedding_store)
                 ref.memory_bank = embedding[kcenter_greedy(embedding @ jl_matrix(embedding.shape[1], 128, 42),
@@ -263,8 +263,8 @@ def patch_features(kind: str, n_images: int) -> torch.Tensor:
 
 def scaling(sizes: list[int], anomalib_max: int, kind: str) -> None:
     """Coreset (rho 5%) and kNN (k=9) time vs training images; both sides get the same 128-d projection."""
-    from ad_core.models.coreset import greedy_coreset, jl_matrix
-    from ad_core.models.knn import NearestNeighbours, resolve_backend
+    from ad_core.models.kernels.coreset import greedy_coreset, jl_matrix
+    from ad_core.models.kernels.knn import NearestNeighbours, resolve_backend
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

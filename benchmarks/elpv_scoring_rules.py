@@ -21,7 +21,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from ad_core.models import PatchCore
-from ad_core.models.knn import NearestNeighbours
+from ad_core.models.kernels.knn import NearestNeighbours
 from experiments.config import RunConfig
 from experiments.runner import StudyRun
 

@@ -62,7 +62,7 @@ class RunConfig:
     backbone: str | None = None  # None: the preset's (study: resnet50), efficientnet_lite0 on built-in data
     weights: str | None = None
     device: str = "auto"
-    knn_backend: str = "auto"  # ad_core.models.knn.BACKENDS; "auto": one rule from the device (resolve_backend)
+    knn_backend: str = "auto"  # ad_core.models.kernels.knn.BACKENDS; "auto": one rule from the device (resolve_backend)
     seed: int = SEED
     batch_size: int = 16
     coreset_ratio: float = 0.05
@@ -301,7 +301,7 @@ def validate(config: RunConfig, touch_out: bool = True, load_weights: bool = Tru
     _whole(config, "threads", 1, optional=True)
     _real(config, "feature_memory_gb", 0.0)
     check_device(config.device)
-    from ad_core.models.knn import BACKENDS, KnnBackendError, resolve_backend
+    from ad_core.models.kernels.knn import BACKENDS, KnnBackendError, resolve_backend
 
     _choice(config, "knn_backend", BACKENDS)
     try:

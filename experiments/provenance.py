@@ -66,7 +66,7 @@ def collect(run: object, threads: int | None, executor: str, workers: int) -> di
     """The provenance record of a ``StudyRun`` (``experiments.runner``) after its scenarios ran."""
     import torch
 
-    from ad_core.models.products import bf16_native, cpu_flags
+    from ad_core.models.kernels.products import bf16_native, cpu_flags
     from experiments.cache import inputs_of
 
     try:

@@ -22,7 +22,7 @@ from ad_core.data.layout import Sample
 from ad_core.features import FeatureExtractor
 from ad_core.features.backbones import describe_weights
 from ad_core.features.extractor import resolve_device
-from ad_core.models.knn import resolve_backend
+from ad_core.models.kernels.knn import resolve_backend
 from ad_core.thresholds import calibrate
 from ad_core.timing import phase
 from experiments.cache import FeatureStore, ModelStore, ScoreCache, file_digest, inputs_of, model_digest
@@ -67,7 +67,7 @@ class PreparedRun:
     categories: list[str]
     prepared: dict[str, PreparedCategory]
     device: str  # resolved: "cpu", "cuda", "cuda:1"
-    knn_backend: str  # resolved: ad_core.models.knn.REGISTRY's name
+    knn_backend: str  # resolved: ad_core.models.kernels.knn.REGISTRY's name
     layout: str = "mvtec"  # ad_core.data.layouts: the reader of the data
 
     @property

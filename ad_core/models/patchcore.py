@@ -28,8 +28,8 @@ from ad_core import SEED
 from ad_core.data.io import atomic_open, write_json
 from ad_core.data.records import read_record
 from ad_core.models.common import FeatureBatches, as_batches, coreset_size, upsample_maps
-from ad_core.models.coreset import greedy_coreset, jl_matrix, start_index
-from ad_core.models.knn import NestedNeighbours
+from ad_core.models.kernels.coreset import greedy_coreset, jl_matrix, start_index
+from ad_core.models.kernels.knn import NestedNeighbours
 from ad_core.timing import phase
 
 REWEIGHTING = ("study", "paper", "none")
@@ -111,7 +111,7 @@ class PatchCore:
         self.seed = seed
         self.device = device
         self.progress = progress
-        self.knn_backend = knn_backend  # ad_core.models.knn.BACKENDS (how to search, not a hyperparameter)
+        self.knn_backend = knn_backend  # ad_core.models.kernels.knn.BACKENDS (how to search, not a hyperparameter)
 
     def get_params(self) -> dict[str, object]:
         return {
