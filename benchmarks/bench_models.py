@@ -47,7 +47,8 @@ def extract(backbone: str, weights: str | None, path: Path, cells: int | None = 
     """
     from ad_core.data.dataset import ImageSet
     from ad_core.data.embedded import make_embedded_dataset
-    from ad_core.data.layout import Sample, discover_category
+    from ad_core.data.layouts.mvtec import discover_category
+    from ad_core.data.samples import Sample
     from ad_core.data.splits import make_splits
     from ad_core.features import FeatureExtractor
 
@@ -248,7 +249,7 @@ def patch_features(kind: str, n_images: int) -> torch.Tensor:
         return torch.randn(n_images * 784, 1536, generator=g).abs_()
     from ad_core.data.dataset import ImageSet
     from ad_core.data.elpv import elpv_labels
-    from ad_core.data.layout import Sample
+    from ad_core.data.samples import Sample
     from ad_core.features import FeatureExtractor
     from ad_core.models import PatchCore
 
@@ -258,7 +259,7 @@ def patch_features(kind: str, n_images: int) -> torch.Tensor:
     samples = [Sample(p.name, p, 0, "good") for p in normal[:n_images]]
     extractor = FeatureExtractor("efficientnet_lite0", ("layer2", "layer3"), device="cpu")
     model = PatchCore()
-    return torch.cat([model._patches(b)[0] for b in extractor.batches(ImageSet(samples), progress=False)])
+    return torch.cat([model.embed_patches(b)[0] for b in extractor.batches(ImageSet(samples), progress=False)])
 
 
 def scaling(sizes: list[int], anomalib_max: int, kind: str) -> None:

@@ -9,7 +9,8 @@ from ad_core import SEED
 from ad_core.data import layouts
 from ad_core.data.embedded import CATEGORIES as EMBEDDED_CATEGORIES
 from ad_core.data.embedded import make_embedded_dataset
-from ad_core.data.layout import CategoryFiles, Sample, discover_category
+from ad_core.data.layouts.mvtec import discover_category
+from ad_core.data.samples import CategoryFiles, Sample
 from ad_core.data.splits import Splits, make_splits, save_splits
 from ad_core.errors import DatasetError
 from ad_core.shift import write_shifted_category
@@ -175,7 +176,7 @@ def check_counts(files: CategoryFiles) -> str | None:
     want = counts.get(files.name)
     if not want:
         return None
-    if files.layout == "visa" and files.split_source is None:
+    if files.capabilities.official_split and files.split_source is None:
         return None  # the published counts are those of its split file's train / test sets
     have = {"train_good": len(files.train_good), "test_good": len(files.test_good),
             "test_defect": len(files.test_anomalous), **{k: len(v) for k, v in files.unlabelled.items()}}

@@ -11,7 +11,7 @@ import pytest
 
 from ad_core.data.embedded import DEFECTS
 from ad_core.data.io import read_mask
-from ad_core.data.layout import discover_category
+from ad_core.data.layouts.mvtec import discover_category
 from ad_core.data.splits import make_splits
 from ad_core.data.synthetic import MARKER, image_jobs, write_synthetic_mvtec
 from ad_core.models.common import coreset_size

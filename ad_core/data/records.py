@@ -25,7 +25,8 @@ MAX_BYTES = 32 * 1024 * 1024  # the largest handed-over JSON file read (a golden
 MAX_INT_DIGITS = 19  # every integer the suite writes fits in 64 bits
 MAX_DEPTH = 64  # nesting of the suite's own files is below 10
 
-def _refuse(path: Path, what: str, fix: str) -> FileFormatError:
+def refusal(path: Path, what: str, fix: str) -> FileFormatError:
+    """The one-line error refusing the file at ``path``: what is wrong with it and the fix."""
     return FileFormatError(one_line(f"{path}: {what}; {fix}"))
 
 
@@ -46,33 +47,33 @@ def open_regular(path: str | Path, within: str | Path | None = None, max_bytes: 
     if within is not None and path.is_symlink():
         target, root = path.resolve(), Path(within).resolve()
         if not target.is_relative_to(root):
-            raise _refuse(path, f"is a symbolic link to {target}, outside {root}",
+            raise refusal(path, f"is a symbolic link to {target}, outside {root}",
                           "replace the link by the file itself")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except IsADirectoryError:
-        raise _refuse(path, "is a folder, not a file", "point at the file (or remove the folder)") from None
+        raise refusal(path, "is a folder, not a file", "point at the file (or remove the folder)") from None
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             raise
-        raise _refuse(path, f"cannot be opened ({exc.strerror})", "fix its permissions or replace it") from None
+        raise refusal(path, f"cannot be opened ({exc.strerror})", "fix its permissions or replace it") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
                     else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket")
-            raise _refuse(path, f"is {kind}, not a regular file", "replace it by the file itself")
+            raise refusal(path, f"is {kind}, not a regular file", "replace it by the file itself")
         if st.st_size > max_bytes:
-            raise _refuse(path, f"is {st.st_size:,} bytes, over the {max_bytes:,}-byte limit of such files",
+            raise refusal(path, f"is {st.st_size:,} bytes, over the {max_bytes:,}-byte limit of such files",
                           "it is not a file this suite wrote; replace it")
         with os.fdopen(fd, "rb", closefd=False) as fh:
             data = fh.read(max_bytes + 1)
     except OSError as exc:
-        raise _refuse(path, f"cannot be read ({exc.strerror or exc})", "replace it") from None
+        raise refusal(path, f"cannot be read ({exc.strerror or exc})", "replace it") from None
     finally:
         os.close(fd)
     if len(data) > max_bytes:
-        raise _refuse(path, f"holds over {max_bytes:,} bytes", "it is not a file this suite wrote; replace it")
+        raise refusal(path, f"holds over {max_bytes:,} bytes", "it is not a file this suite wrote; replace it")
     return data
 
 
@@ -119,24 +120,24 @@ def parse_json(path: str | Path, data: bytes, fix: str | None = None) -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _refuse(path, f"is not UTF-8 text ({exc.reason} at byte {exc.start})",
+        raise refusal(path, f"is not UTF-8 text ({exc.reason} at byte {exc.start})",
                       "it is damaged or not a file this suite wrote; replace it") from None
     try:
         value = json.loads(text, parse_int=_bounded_int, object_pairs_hook=_unique_keys)
     except _DuplicateKey as exc:
-        raise _refuse(path, f"gives the key {one_line(json.dumps(exc.args[0]))[:80]} twice in one object (which "
+        raise refusal(path, f"gives the key {one_line(json.dumps(exc.args[0]))[:80]} twice in one object (which "
                             "value counts would be decided in silence)", "remove one of them, or record the file "
                       "again") from None
     except json.JSONDecodeError as exc:
         what = "is empty" if not text.strip() else \
             f"is not complete JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        raise _refuse(path, what, fix or "it was truncated or edited; restore it or write it again") from None
+        raise refusal(path, what, fix or "it was truncated or edited; restore it or write it again") from None
     except ValueError as exc:
-        raise _refuse(path, f"holds {exc}", "it is not a file this suite wrote; replace it") from None
+        raise refusal(path, f"holds {exc}", "it is not a file this suite wrote; replace it") from None
     except RecursionError:
-        raise _refuse(path, "is nested too deeply", "it is not a file this suite wrote; replace it") from None
+        raise refusal(path, "is nested too deeply", "it is not a file this suite wrote; replace it") from None
     if _depth(value) > MAX_DEPTH:
-        raise _refuse(path, f"is nested over {MAX_DEPTH} levels", "it is not a file this suite wrote; replace it")
+        raise refusal(path, f"is nested over {MAX_DEPTH} levels", "it is not a file this suite wrote; replace it")
     return value
 
 
@@ -145,7 +146,7 @@ def read_record(path: str | Path, within: str | Path | None = None) -> dict[str,
     path = Path(path)
     value = parse_json(path, open_regular(path, within))
     if not isinstance(value, dict):
-        raise _refuse(path, f"is not a JSON object (got {type(value).__name__})", "it is damaged; it is rewritten")
+        raise refusal(path, f"is not a JSON object (got {type(value).__name__})", "it is damaged; it is rewritten")
     return value
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ad_core import SEED
 from ad_core.data.io import write_json
-from ad_core.data.layout import CategoryFiles, Sample
+from ad_core.data.samples import CategoryFiles, Sample
 from ad_core.errors import DatasetError
 
 FORMAT = "ad-repro-splits/1"

@@ -13,10 +13,10 @@ from ad_core.data.records import (  # noqa: F401  (re-exported: the readers' one
     MAX_BYTES,
     MAX_DEPTH,
     MAX_INT_DIGITS,
-    _refuse,
     one_line,
     open_regular,
     parse_json,
+    refusal,
 )
 from ad_core.errors import FileFormatError  # noqa: F401  (re-exported)
 
@@ -55,7 +55,7 @@ def convert(path: str | Path, value: object, schema: type[T], fix: str) -> T:
     try:
         return schema.model_validate(value, strict=True)  # type: ignore[attr-defined]
     except ValidationError as exc:
-        raise _refuse(Path(path), describe_error(exc), fix) from None
+        raise refusal(Path(path), describe_error(exc), fix) from None
 
 
 def read(path: str | Path, schema: type[T], fix: str, within: str | Path | None = None,
@@ -67,7 +67,7 @@ def read(path: str | Path, schema: type[T], fix: str, within: str | Path | None 
 def check_format(path: str | Path, found: int, known: int, what: str) -> None:
     """An unknown ``format`` version is named: ``found`` newer (or older) than the ``known`` one."""
     if found != known:
-        raise _refuse(Path(path), f"is a {what} of format {found}; this version of ad-repro reads format {known}",
+        raise refusal(Path(path), f"is a {what} of format {found}; this version of ad-repro reads format {known}",
                       "record it again with this version (or use the version that wrote it)")
 
 

@@ -11,13 +11,13 @@ from pydantic import Field
 from experiments.readers.core import (
     Number,
     Strict,
-    _refuse,
     check_format,
     convert,
     open_regular,
     parse_json,
     plain_name,
     read,
+    refusal,
 )
 
 # -- golden files ---------------------------------------------------------------------------
@@ -61,7 +61,7 @@ GOLDEN_FIX = "record the golden again (ad-repro golden record RUN DEST, or pytes
 def _finite_nonnegative(path: Path, where: str, v: float | None) -> None:
 
     if v is not None and not (math.isfinite(v) and v >= 0):
-        raise _refuse(path, f"{where} must be a finite number >= 0, got {v}", GOLDEN_FIX)
+        raise refusal(path, f"{where} must be a finite number >= 0, got {v}", GOLDEN_FIX)
 
 
 def read_golden(path: str | Path, within: str | Path | None = None) -> GoldenFile:
@@ -70,11 +70,11 @@ def read_golden(path: str | Path, within: str | Path | None = None) -> GoldenFil
     golden = read(path, GoldenFile, GOLDEN_FIX, within)
     check_format(path, golden.format, GOLDEN_FORMAT, "golden file")
     if not any(golden.methods.values()):
-        raise _refuse(path, "field methods holds no numbers", GOLDEN_FIX)
+        raise refusal(path, "field methods holds no numbers", GOLDEN_FIX)
     plain_name(golden.scenario, "field scenario", str(path))
     for name, tol in golden.tolerances.items():
         if tol.abs is None and tol.rel is None:
-            raise _refuse(path, f"field tolerances.{name} has neither 'abs' nor 'rel'", GOLDEN_FIX)
+            raise refusal(path, f"field tolerances.{name} has neither 'abs' nor 'rel'", GOLDEN_FIX)
         _finite_nonnegative(path, f"field tolerances.{name}.abs", tol.abs)
         _finite_nonnegative(path, f"field tolerances.{name}.rel", tol.rel)
     return golden

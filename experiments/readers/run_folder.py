@@ -12,12 +12,12 @@ from experiments.readers.core import (
     Count,
     Number,
     Strict,
-    _refuse,
     check_format,
     convert,
     open_regular,
     parse_json,
     plain_name,
+    refusal,
 )
 
 # -- run folders: results/<scenario>.json, checksums.json, provenance.json, run_config.json ---
@@ -98,7 +98,7 @@ def _figure_path(path: Path, figure: str) -> None:
     """A figure is a path inside the run's ``visualizations/`` (the report links it; nothing else)."""
     parts = figure.split("/")
     if parts[0] != "visualizations" or len(parts) < 2 or any(p in ("", ".", "..") for p in parts) or "\\" in figure:
-        raise _refuse(path, f"field figures holds {figure[:60]!r}, not a path inside visualizations/", RUN_FIX)
+        raise refusal(path, f"field figures holds {figure[:60]!r}, not a path inside visualizations/", RUN_FIX)
 
 
 def read_results(path: str | Path, within: str | Path | None = None, data: bytes | None = None) -> dict[str, Any]:
@@ -111,12 +111,12 @@ def read_results(path: str | Path, within: str | Path | None = None, data: bytes
     parsed = convert(path, value, ResultsFile, RUN_FIX)
     check_format(path, parsed.format, RESULTS_FORMAT, "results file")
     if parsed.scenario != path.stem:
-        raise _refuse(path, f"field scenario is {parsed.scenario[:60]!r}, not the file's name {path.stem!r}", RUN_FIX)
+        raise refusal(path, f"field scenario is {parsed.scenario[:60]!r}, not the file's name {path.stem!r}", RUN_FIX)
     plain_name(parsed.scenario, "scenario", str(path))
     for figure in parsed.figures:
         _figure_path(path, figure)
     if not any(m.per_class for m in parsed.methods.values()):
-        raise _refuse(path, "no method has a class result: nothing to read", RUN_FIX)
+        raise refusal(path, "no method has a class result: nothing to read", RUN_FIX)
     value.pop("format", None)
     return value
 
@@ -132,10 +132,10 @@ def read_checksums(path: str | Path) -> dict[str, str]:
     for name, digest in book.items():
         parts = name.split("/")
         if len(parts) != 2 or parts[0] != "results" or not parts[1].endswith(".json"):
-            raise _refuse(path, f"key {name[:60]!r} is not results/<scenario>.json", RUN_FIX)
+            raise refusal(path, f"key {name[:60]!r} is not results/<scenario>.json", RUN_FIX)
         plain_name(parts[1], "results file", str(path))
         if not HEX64.fullmatch(digest):
-            raise _refuse(path, f"field {name} is not a SHA-256 (64 hex digits)", RUN_FIX)
+            raise refusal(path, f"field {name} is not a SHA-256 (64 hex digits)", RUN_FIX)
     return book
 
 
@@ -193,7 +193,7 @@ def read_provenance(path: str | Path) -> dict[str, Any]:
     parsed = convert(path, value, ProvenanceFile, RUN_FIX)
     check_format(path, parsed.format, PROVENANCE_FORMAT, "provenance record")
     if not HEX64.fullmatch(parsed.data_digest):
-        raise _refuse(path, "field data_digest is not a SHA-256 (64 hex digits)", RUN_FIX)
+        raise refusal(path, "field data_digest is not a SHA-256 (64 hex digits)", RUN_FIX)
     return value
 
 
@@ -202,7 +202,7 @@ def read_guard(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     value = parse_json(path, open_regular(path, path.parent), GUARD_FIX)
     if not isinstance(value, dict):
-        raise _refuse(path, f"is not a JSON object (got {type(value).__name__})", GUARD_FIX)
+        raise refusal(path, f"is not a JSON object (got {type(value).__name__})", GUARD_FIX)
     return value
 
 

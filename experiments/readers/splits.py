@@ -10,10 +10,10 @@ from pydantic import Field
 from experiments.readers.core import (
     Count,
     Strict,
-    _refuse,
     convert,
     open_regular,
     parse_json,
+    refusal,
 )
 
 # -- splits files: <out>/splits/<category>.json ----------------------------------------------
@@ -43,17 +43,17 @@ def read_splits(path: str | Path):
     path = Path(path)
     value = parse_json(path, open_regular(path, path.parent))
     if isinstance(value, dict) and value.get("format") != SPLITS_FORMAT:
-        raise _refuse(path, f"is not an ad-repro splits file (format {str(value.get('format'))[:40]!r}, "
+        raise refusal(path, f"is not an ad-repro splits file (format {str(value.get('format'))[:40]!r}, "
                             f"expected {SPLITS_FORMAT!r})", SPLITS_FIX)
     parsed = convert(path, value, SplitsFile, SPLITS_FIX)
     if parsed.protocol not in PROTOCOLS:
-        raise _refuse(path, f"field protocol {parsed.protocol[:40]!r} is not one of {', '.join(PROTOCOLS)}",
+        raise refusal(path, f"field protocol {parsed.protocol[:40]!r} is not one of {', '.join(PROTOCOLS)}",
                       SPLITS_FIX)
     for name in ("train", "val_normal", "val_anomalous", "test_normal", "test_anomalous"):
         for rel in getattr(parsed, name):
             parts = rel.split("/")
             if len(parts) < 2 or any(p in ("", ".", "..") for p in parts) or "\\" in rel or "\0" in rel:
-                raise _refuse(path, f"field {name} holds {rel[:60]!r}, not a path inside the category", SPLITS_FIX)
+                raise refusal(path, f"field {name} holds {rel[:60]!r}, not a path inside the category", SPLITS_FIX)
     return Splits(category=parsed.category, seed=parsed.seed, train=list(parsed.train),
                   val_normal=list(parsed.val_normal), val_anomalous=list(parsed.val_anomalous),
                   test_normal=list(parsed.test_normal), test_anomalous=list(parsed.test_anomalous),
