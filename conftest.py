@@ -117,7 +117,7 @@ def gate_device() -> tuple[str, str]:
     import torch
 
     from ad_core.features.extractor import resolve_device
-    from ad_core.models.knn import resolve_backend
+    from ad_core.models.kernels.knn import resolve_backend
 
     device = resolve_device("auto")
     if device.type == "cuda":

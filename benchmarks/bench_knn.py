@@ -23,7 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ad_core.models.knn import NearestNeighbours  # noqa: E402
+from ad_core.models.kernels.knn import NearestNeighbours  # noqa: E402
 
 
 def points(out: Path | None) -> tuple[np.ndarray, np.ndarray, str]:
@@ -40,7 +40,7 @@ def points(out: Path | None) -> tuple[np.ndarray, np.ndarray, str]:
     run = StudyRun(RunConfig(out=out, dataset="elpv", progress=False, scenarios=["clean"]))
     model = PatchCore.load(out / "models" / "patchcore_elpv_poly_clean.npy")
     test = run.samples("elpv_poly", "clean", "test")[:64]
-    q = torch.cat([model._patches(b)[0] for b in run.store.batches(test)]).numpy()
+    q = torch.cat([model.embed_patches(b)[0] for b in run.store.batches(test)]).numpy()
     return model.memory_bank_, q, "ELPV poly (clean model's bank, 64 test cells' patches)"
 
 

@@ -47,7 +47,8 @@ def extract(backbone: str, weights: str | None, path: Path, cells: int | None = 
     """
     from ad_core.data.dataset import ImageSet
     from ad_core.data.embedded import make_embedded_dataset
-    from ad_core.data.layout import Sample, discover_category
+    from ad_core.data.layouts.mvtec import discover_category
+    from ad_core.data.samples import Sample
     from ad_core.data.splits import make_splits
     from ad_core.features import FeatureExtractor
 
@@ -117,7 +118,7 @@ def fit_and_score(impl: str, method: str, data: dict) -> dict:
             if impl == "anomalib":
                 ref.subsample_embedding(0.05)
             else:  # "anomalib-same-coreset": its KCenterGreedy on our projection and start point
-                from ad_core.models.coreset import jl_matrix, start_index
+                from ad_core.models.kernels.coreset import jl_matrix, start_index
 
                 embedding = torch.vstack(ref.embedding_store)
                 ref.memory_bank = embedding[kcenter_greedy(embedding @ jl_matrix(embedding.shape[1], 128, 42),
@@ -248,7 +249,7 @@ def patch_features(kind: str, n_images: int) -> torch.Tensor:
         return torch.randn(n_images * 784, 1536, generator=g).abs_()
     from ad_core.data.dataset import ImageSet
     from ad_core.data.elpv import elpv_labels
-    from ad_core.data.layout import Sample
+    from ad_core.data.samples import Sample
     from ad_core.features import FeatureExtractor
     from ad_core.models import PatchCore
 
@@ -258,13 +259,13 @@ def patch_features(kind: str, n_images: int) -> torch.Tensor:
     samples = [Sample(p.name, p, 0, "good") for p in normal[:n_images]]
     extractor = FeatureExtractor("efficientnet_lite0", ("layer2", "layer3"), device="cpu")
     model = PatchCore()
-    return torch.cat([model._patches(b)[0] for b in extractor.batches(ImageSet(samples), progress=False)])
+    return torch.cat([model.embed_patches(b)[0] for b in extractor.batches(ImageSet(samples), progress=False)])
 
 
 def scaling(sizes: list[int], anomalib_max: int, kind: str) -> None:
     """Coreset (rho 5%) and kNN (k=9) time vs training images; both sides get the same 128-d projection."""
-    from ad_core.models.coreset import greedy_coreset, jl_matrix
-    from ad_core.models.knn import NearestNeighbours, resolve_backend
+    from ad_core.models.kernels.coreset import greedy_coreset, jl_matrix
+    from ad_core.models.kernels.knn import NearestNeighbours, resolve_backend
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ad_core.data.io import bytes_sha256
-from ad_core.data.layout import discover_category
+from ad_core.data.layouts.mvtec import discover_category
 from experiments.fingerprint import describe_change, fingerprint
 
 REPO = Path(__file__).resolve().parents[1]

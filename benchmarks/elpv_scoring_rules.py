@@ -21,19 +21,19 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from ad_core.models import PatchCore
-from ad_core.models.knn import NearestNeighbours
+from ad_core.models.kernels.knn import NearestNeighbours
 from experiments.config import RunConfig
 from experiments.runner import StudyRun
 
 
 def random_bank_scores(train, test, fraction: float, seed: int = 0) -> np.ndarray:
     embed = PatchCore()
-    patches = torch.cat([embed._patches(b)[0] for b in train]).numpy()
+    patches = torch.cat([embed.embed_patches(b)[0] for b in train]).numpy()
     rng = np.random.default_rng(seed)
     knn = NearestNeighbours(patches[rng.choice(len(patches), int(fraction * len(patches)), replace=False)])
     scores = []
     for batch in test:
-        q, (b, _, _) = embed._patches(batch)
+        q, (b, _, _) = embed.embed_patches(batch)
         scores.append(knn.search(q.numpy(), 1)[0][:, 0].reshape(b, -1).max(1))
     return np.concatenate(scores)
 

@@ -38,9 +38,9 @@ import torch
 
 from ad_core.data.dataset import ImageSet
 from ad_core.data.io import atomic_open, atomic_torch_save, bytes_sha256, file_sha256, write_json
-from ad_core.data.layout import Sample
 from ad_core.data.preprocess import Preprocessor
 from ad_core.data.records import read_record
+from ad_core.data.samples import Sample
 from ad_core.errors import FileFormatError
 from ad_core.features import FeatureExtractor
 from ad_core.timing import phase
@@ -75,7 +75,7 @@ def sample_name(sample: Sample) -> str:
 
 def content_key(sample: Sample) -> str:
     """What an image's features are made from: its file's SHA-256, and for a 16-bit container the bit depth
-    it is read at too (a category's depth follows its images: ``layout.with_bit_depth``)."""
+    it is read at too (a category's depth follows its images: ``ad_core.data.layouts.listing.with_bit_depth``)."""
     digest = file_digest(sample.path)
     if sample.bits is None:  # an 8-bit image: the key it always had
         return digest

@@ -92,7 +92,7 @@ class RunConfig:
     knn_backend: str = setting("auto", "nearest-neighbour search of PatchCore and DN2: 'auto' ('exact' on a CPU -- "
                                "float64-exact neighbours, ties to the lower index --, 'faiss-gpu' or else 'torch' on "
                                "CUDA), 'exact', 'faiss', 'faiss-gpu', 'torch'; recorded with the results",
-                               choices=_names_of("ad_core.models.knn", "BACKENDS"), heavy_choices=True)
+                               choices=_names_of("ad_core.models.kernels.knn", "BACKENDS"), heavy_choices=True)
     seed: int = setting(SEED, "seed of splits, shift and models", low=0, high=SEED_MAX)
     batch_size: int = setting(16, "backbone batch size", low=1)
     image_size: int = setting(224, "preprocessing, masks, maps and metrics all work at this size (pixels)", low=32)
@@ -301,7 +301,7 @@ def validate(config: RunConfig, touch_out: bool = True, load_weights: bool = Tru
     if config.executor == "dask" and importlib.util.find_spec("distributed") is None:
         raise get_setting("executor").fail("dask", "needs Dask: pip install 'ad-repro[dask]'")
     check_device(config.device)
-    from ad_core.models.knn import KnnBackendError, resolve_backend
+    from ad_core.models.kernels.knn import KnnBackendError, resolve_backend
 
     try:
         resolve_backend(config.device, config.knn_backend)

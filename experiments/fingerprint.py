@@ -30,8 +30,9 @@ from ad_core.errors import FileFormatError
 log = logging.getLogger("ad-repro")
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # holds ad_core/
 
-_DATA = ("ad_core/__init__.py", "ad_core/seeding.py", "ad_core/data/io.py", "ad_core/data/layout.py",
-         "ad_core/data/embedded.py", "ad_core/data/elpv.py")
+_DATA = ("ad_core/__init__.py", "ad_core/seeding.py", "ad_core/data/io.py", "ad_core/data/samples.py",
+         "ad_core/data/layouts/listing.py", "ad_core/data/layouts/mvtec.py", "ad_core/data/embedded.py",
+         "ad_core/data/elpv.py")
 CODE: dict[str, tuple[str, ...]] = {
     "data": _DATA,
     "shift": (*_DATA, "ad_core/data/dataset.py", "ad_core/data/preprocess.py", "ad_core/shift"),

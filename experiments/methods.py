@@ -15,7 +15,7 @@ or None)``, ``save(path)``, ``Model.load(path, device=...)``,
 ``get_params() -> dict`` and ``fit_summary() -> dict`` (sizes of the learned state).
 
 Capabilities an entry declares (the runner asks the entry, never the object):
-- ``uses_knn``: the model searches nearest neighbours and takes ``knn_backend`` (``ad_core.models.knn``);
+- ``uses_knn``: the model searches nearest neighbours and takes ``knn_backend`` (``ad_core.models.kernels.knn``);
 - ``nested_coreset``: the model has a ``coreset_ratio``, and a fit at one ratio gives every smaller
   one (``with_ratio``, ``fit_seconds_at``) and scores them in one search (``score_nested``), so a
   coreset sweep is one fit and one search (PatchCore).

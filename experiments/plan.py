@@ -58,7 +58,7 @@ class Resolved:
     backbone: str
     weights: str  # as the caches and the guard know them: a file by its SHA-256, else the name
     device: str  # "cpu", "cuda", "cuda:1"
-    knn_backend: str  # ad_core.models.knn.REGISTRY's name
+    knn_backend: str  # ad_core.models.kernels.knn.REGISTRY's name
 
     def describe(self, categories: list[str]) -> dict[str, object]:
         """The configuration recorded with every result (and guarded per --out)."""
@@ -109,7 +109,7 @@ def resolve(config: RunConfig) -> Resolved:
     """What ``config`` runs, reading and writing no data (the methods are checked: an unknown one fails
     here, listing the registered ones)."""
     from ad_core.features.extractor import resolve_device
-    from ad_core.models.knn import resolve_backend
+    from ad_core.models.kernels.knn import resolve_backend
     from experiments.prepare import data_root_of
     from experiments.presets import get_preset
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ad_core import SEED
 from ad_core.data import layouts
-from ad_core.data.layout import CategoryFiles, Sample, discover_category
+from ad_core.data.layouts.mvtec import discover_category
+from ad_core.data.samples import CategoryFiles, Sample
 from ad_core.data.splits import Splits, make_splits, save_splits
 from ad_core.errors import DatasetError
 from ad_core.shift.generate import PARAMS_LOG
@@ -157,12 +158,12 @@ def published_counts(layout: str) -> tuple[dict[str, dict[str, int]], str]:
     """({category: {count name: n}}, source) of a benchmark's official copy ({} where none is recorded)."""
     import json
 
-    from experiments.references import COUNTS_FILE, PUBLISHED, mvtec_counts
+    from experiments.references import PUBLISHED
 
-    if layout == "mvtec":
-        return mvtec_counts(), json.loads((PUBLISHED / COUNTS_FILE).read_text())["source"]["citation"]
-    doc = json.loads((PUBLISHED / "layout_counts.json").read_text())
-    entry = doc.get(layout)
+    entry = json.loads((PUBLISHED / "layout_counts.json").read_text()).get(layout)
+    if entry and "file" in entry:  # a benchmark whose counts have a file of their own (MVTec AD's)
+        doc = json.loads((PUBLISHED / entry["file"]).read_text())
+        return doc["counts"], doc["source"]["citation"]
     return (entry["counts"], entry["source"]) if entry else ({}, "")
 
 
@@ -173,7 +174,7 @@ def check_counts(files: CategoryFiles) -> str | None:
     want = counts.get(files.name)
     if not want:
         return None
-    if files.layout == "visa" and files.split_source is None:
+    if files.capabilities.official_split and files.split_source is None:
         return None  # the published counts are those of its split file's train / test sets
     have = {"train_good": len(files.train_good), "test_good": len(files.test_good),
             "test_defect": len(files.test_anomalous), **{k: len(v) for k, v in files.unlabelled.items()}}

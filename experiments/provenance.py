@@ -68,7 +68,7 @@ def collect(run: object, threads: int | None, executor: str, workers: int) -> di
     the ``ProvenanceFile`` that reads it."""
     import torch
 
-    from ad_core.models.products import bf16_native, cpu_flags
+    from ad_core.models.kernels.products import bf16_native, cpu_flags
     from experiments.cache import inputs_of
 
     try:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ad_core.data.dataset import ImageSet
 from ad_core.data.io import confine_writes
-from ad_core.data.layout import Sample
+from ad_core.data.samples import Sample
 from ad_core.features import FeatureExtractor
 from ad_core.thresholds import calibrate
 from ad_core.timing import phase
@@ -273,7 +273,7 @@ class StudyRun:
             test = result.per_image[c] = self.scores(model, c, sc.eval_domain, "test")
             metrics = result.per_class[c] = evaluate(test, taus[c])
             metrics.threshold_rule = f"{chosen[c][0].rule} ({chosen[c][1]})"
-            if self.prepared[c].clean.layout == "mvtec_loco" and metrics.image_metrics_absent is None:
+            if self.prepared[c].clean.capabilities.by_defect_type and metrics.image_metrics_absent is None:
                 metrics.by_defect = evaluate_by_defect(test, taus[c])  # the benchmark reports each type apart
             if self.config.bootstrap and metrics.image_metrics_absent is None:
                 metrics.ci95 = class_intervals(test, taus[c], self.config.seed, self._pixel_ci)

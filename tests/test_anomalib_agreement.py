@@ -24,8 +24,8 @@ with warnings.catch_warnings():
 
 from ad_core.metrics import pro_score
 from ad_core.models import PaDiM, PatchCore
-from ad_core.models.coreset import greedy_coreset
-from ad_core.models.knn import NearestNeighbours
+from ad_core.models.kernels.coreset import greedy_coreset
+from ad_core.models.kernels.knn import NearestNeighbours
 from ad_core.models.patchcore import patch_embedding
 
 pytestmark = [pytest.mark.fast, pytest.mark.anomalib]

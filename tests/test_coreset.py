@@ -1,4 +1,4 @@
-"""The greedy coreset (ad_core/models/coreset.py, kcenter_cpu.py): the same indices as a brute force."""
+"""The greedy coreset (ad_core/models/kernels/coreset.py, kcenter_cpu.py): the same indices as a brute force."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ad_core.models.coreset import greedy_coreset, greedy_coreset_dense
-from ad_core.models.kcenter_cpu import BatchedKCenter
+from ad_core.models.kernels.coreset import greedy_coreset, greedy_coreset_dense
+from ad_core.models.kernels.kcenter_cpu import BatchedKCenter
 
 pytestmark = pytest.mark.fast
 

@@ -9,7 +9,7 @@ import pytest
 
 from ad_core.data.elpv import make_elpv_dataset
 from ad_core.data.io import read_image
-from ad_core.data.layout import discover_category
+from ad_core.data.layouts.mvtec import discover_category
 from ad_core.data.splits import make_splits
 
 pytestmark = pytest.mark.fast

@@ -8,7 +8,7 @@ from PIL import Image
 
 from ad_core.data.embedded import CATEGORIES, DEFECTS, SOURCES, EmbeddedSpec, _normal_image, make_embedded_dataset
 from ad_core.data.io import read_image, read_mask
-from ad_core.data.layout import discover_category
+from ad_core.data.layouts.mvtec import discover_category
 from ad_core.data.splits import make_splits
 from ad_core.seeding import rng_for
 

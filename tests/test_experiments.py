@@ -139,7 +139,7 @@ def test_scenario_semantics(first_run):
 def test_ablation_scores_its_prefix_banks_in_one_search(tiny_data, tmp_path, monkeypatch):
     # the 1% and 5% banks are prefixes of the 10% one: each split is searched once, over the 10%
     # bank's rows, and every prefix model's cached scores equal that model scored alone
-    from ad_core.models.knn import NearestNeighbours
+    from ad_core.models.kernels.knn import NearestNeighbours
     searched = []
     original = NearestNeighbours.search
     monkeypatch.setattr(NearestNeighbours, "search",

@@ -406,7 +406,7 @@ def test_repeated_seeds_and_an_out_that_is_a_file_are_refused(reference, tmp_pat
 
 # -- 6. data hygiene -------------------------------------------------------------------------------
 def hygiene(data: Path, caplog) -> str:
-    from ad_core.data.layout import discover_category
+    from ad_core.data.layouts.mvtec import discover_category
     from experiments.prepare import check_hygiene
 
     caplog.clear()
@@ -447,7 +447,7 @@ def test_skipped_symbolic_links_are_named(reference, tmp_path, caplog, kind):
 
 
 def test_an_image_level_dataset_gets_no_missing_mask_warning(tmp_path, caplog):
-    from ad_core.data.layout import discover_category
+    from ad_core.data.layouts.mvtec import discover_category
     from conftest import write_category
 
     write_category(tmp_path, "cells", masks=False)

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ad_core.data.layout import discover_category
 from ad_core.data.layouts import visa
+from ad_core.data.layouts.mvtec import discover_category
 from ad_core.errors import DatasetError
 from conftest import run_numbers as numbers
 from conftest import seal_results
@@ -209,7 +209,7 @@ def to_16_bit(data: Path, dest: Path, depth: int) -> Path:
 def test_8_bit_values_in_16_bit_pngs_read_as_they_are(reference, tmp_path):
     """The pipeline cast to uint16: the same pixels, hence the same numbers as the 8-bit images."""
     from ad_core.data.io import read_image
-    from ad_core.data.layout import discover_category
+    from ad_core.data.layouts.mvtec import discover_category
 
     gray = tmp_path / "gray"
     shutil.copytree(reference[1], gray)
@@ -229,7 +229,7 @@ def test_8_bit_values_in_16_bit_pngs_read_as_they_are(reference, tmp_path):
 
 def test_12_bit_camera_data_spans_the_full_range_and_is_recorded(tmp_path, make_category):
     from ad_core.data.io import read_image
-    from ad_core.data.layout import discover_category
+    from ad_core.data.layouts.mvtec import discover_category
 
     cat = make_category(name="cam", gray=True)
     for p in cat.rglob("*.png"):
@@ -270,7 +270,7 @@ def test_exif_orientation_is_applied_to_images_and_masks_alike(tmp_path):
 
 
 def test_two_images_of_one_stem_are_an_error_naming_both(make_category):
-    from ad_core.data.layout import discover_category
+    from ad_core.data.layouts.mvtec import discover_category
     from ad_core.errors import DatasetError
 
     cat = make_category()
@@ -280,7 +280,7 @@ def test_two_images_of_one_stem_are_an_error_naming_both(make_category):
 
 
 def test_every_file_is_read_or_named_webp_included(make_category, caplog):
-    from ad_core.data.layout import discover_category
+    from ad_core.data.layouts.mvtec import discover_category
 
     cat = make_category(defects={"crack": 3})
     for i in range(3, 6):
@@ -499,7 +499,7 @@ def test_a_damaged_copy_marker_or_shift_log_rebuilds_the_copy_in_one_line(tmp_pa
     """The markers of the built-in copies and the shifted copies' logs live in a --out someone may hand over:
     read by the same regular-file, bounded reader (ad_core.data.records), never a traceback or a hang."""
     from ad_core.data.embedded import MARKER
-    from ad_core.data.layout import discover_category
+    from ad_core.data.layouts.mvtec import discover_category
     from ad_core.shift import write_shifted_category
     from ad_core.shift.generate import PARAMS_LOG
 
@@ -709,7 +709,7 @@ def scores_but(run: dict, category: str, relpath: str) -> dict[str, list[str]]:
 
 def test_a_hot_pixel_in_one_test_image_does_not_rescale_the_others(gray_control, tmp_path, caplog):
     from ad_core.data.io import read_image
-    from ad_core.data.layout import discover_category
+    from ad_core.data.layouts.mvtec import discover_category
 
     gray, control = gray_control
     data = shutil.copytree(gray, tmp_path / "data")

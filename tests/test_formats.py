@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from ad_core.data.io import write_json
-from ad_core.data.layout import discover_category
+from ad_core.data.layouts.mvtec import discover_category
 from ad_core.data.splits import Splits, SplitsHeader, make_splits, save_splits
 from experiments import provenance
 from experiments.artifacts import CHECKSUMS, GUARD, check_guard, write_guard

@@ -271,7 +271,7 @@ DATA_DAMAGE = ("bit-depth", "mask-16-bit", "exif", "non-image", "fifo", "danglin
 
 def clean_arrays(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     from ad_core.data.dataset import load_pair
-    from ad_core.data.layout import discover_category
+    from ad_core.data.layouts.mvtec import discover_category
 
     files = discover_category(root, "widget")
     return {s.relpath: load_pair(s) for s in files.train_good + files.test_good + files.test_anomalous}
@@ -466,7 +466,7 @@ def test_no_single_image_or_unscored_image_rescales_the_scored_ones(depth_catego
     training image reads as its 8-bit control (a hot pixel saturating), and every other image reads as its
     control or is named -- itself or its whole set -- in the category's exceptions (said and recorded)."""
     from ad_core.data.io import BIT_DEPTHS, read_image
-    from ad_core.data.layout import discover_category
+    from ad_core.data.layouts.mvtec import discover_category
 
     clean_root, control = depth_category
     root = fresh_dir()

@@ -1,4 +1,4 @@
-"""Nearest neighbours (ad_core/models/knn.py): the backends' registry, its one rule, and nested prefixes."""
+"""Nearest neighbours (ad_core/models/kernels/knn.py): the backends' registry, its one rule, and nested prefixes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ad_core.models import knn
-from ad_core.models.knn import NearestNeighbours, NestedNeighbours
+from ad_core.models.kernels import knn
+from ad_core.models.kernels.knn import NearestNeighbours, NestedNeighbours
 
 pytestmark = pytest.mark.fast
 

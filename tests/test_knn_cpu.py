@@ -1,4 +1,4 @@
-"""The bfloat16-filtered exact kNN (ad_core/models/knn_cpu.py): its answer is a float64 brute force's."""
+"""The bfloat16-filtered exact kNN (ad_core/models/kernels/knn_cpu.py): its answer is a float64 brute force's."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
 
-from ad_core.models import knn_cpu
-from ad_core.models.knn import NearestNeighbours
-from ad_core.models.knn_cpu import FilteredNeighbours
-from ad_core.models.products import squared_distance
+from ad_core.models.kernels import knn_cpu
+from ad_core.models.kernels.knn import NearestNeighbours
+from ad_core.models.kernels.knn_cpu import FilteredNeighbours
+from ad_core.models.kernels.products import squared_distance
 
 pytestmark = pytest.mark.fast
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from ad_core.models import knn
-from ad_core.models.knn import NearestNeighbours
+from ad_core.models.kernels import knn
+from ad_core.models.kernels.knn import NearestNeighbours
 
 
 @pytest.mark.gpu

@@ -11,7 +11,7 @@ from PIL import Image
 
 from ad_core.data.dataset import ImageSet, load_pair
 from ad_core.data.io import read_image, read_mask, write_image
-from ad_core.data.layout import discover_category, list_categories
+from ad_core.data.layouts.mvtec import discover_category, list_categories
 from ad_core.data.preprocess import Preprocessor
 from ad_core.errors import DatasetError
 

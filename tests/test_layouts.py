@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from ad_core.data import layouts
+from ad_core.data.samples import Capabilities
 from ad_core.data.splits import make_splits
 from ad_core.errors import DatasetError
 from experiments.cli import main
@@ -137,6 +139,7 @@ def test_each_layout_is_detected_and_read_into_mvtec_form(tmp_path, name, caplog
     with caplog.at_level(logging.WARNING):
         files = layout.discover(root, cats[0])
     assert files.layout in (name, "mvtec") and files.train_good and files.test_good
+    assert files.capabilities == layout.capabilities  # what code asks of the files: the layout's declaration
     for s in files.all_samples():
         assert s.path.is_file() and s.relpath.split("/")[0] in ("train", "validation", "test", "uncertain")
         assert s.relpath.split("/")[1] == ("good" if s.label == 0 else s.defect)
@@ -169,6 +172,20 @@ def test_visa_without_its_split_file_says_so_and_holds_out_every_tenth_normal(tm
         files = layouts.LAYOUTS["visa"].discover(root, "candle")
     assert "no split_csv/1cls.csv" in caplog.text and files.split_source is None
     assert [s.relpath for s in files.test_good] == ["test/good/0009.JPG"] and len(files.train_good) == 11
+
+
+def test_layouts_declare_capabilities_and_the_counts_check_asks_them_not_the_name(tmp_path, caplog):
+    declared = {name: entry.capabilities for name, entry in layouts.LAYOUTS.items()}
+    assert [n for n, c in declared.items() if c.official_split] == ["visa"]
+    assert [n for n, c in declared.items() if c.by_defect_type] == ["mvtec_loco"]
+    assert [n for n, c in declared.items() if c.unscored_sets] == ["mvtec_ad2"]
+    assert declared["mvtec"] == declared["btad"] == declared["mpdd"] == Capabilities()
+    from experiments.prepare import check_counts
+
+    files = layouts.LAYOUTS["visa"].discover(write_visa(tmp_path / "visa", split_file=False), "candle")
+    with caplog.at_level(logging.WARNING):
+        assert check_counts(files) is None  # no split file: the published counts are not this copy's
+        assert check_counts(replace(files, capabilities=Capabilities())) is not None  # asked, not told by the name
 
 
 def test_mvtec_ad2_calibrates_on_its_validation_normals_and_keeps_the_private_sets_apart(tmp_path):

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ad_core.models import PatchCore
-from ad_core.models.coreset import greedy_coreset, jl_matrix
-from ad_core.models.knn import NearestNeighbours
+from ad_core.models.kernels.coreset import greedy_coreset, jl_matrix
+from ad_core.models.kernels.knn import NearestNeighbours
 from ad_core.models.patchcore import original_embedding, patch_embedding, reweight_study
 
 pytestmark = pytest.mark.fast
@@ -126,7 +126,7 @@ def test_bank_is_the_coreset_of_the_projection_in_greedy_order():
     model = PatchCore(coreset_ratio=0.02, seed=3).fit(batches)
     patches = all_patches(batches)
     proj = patches @ jl_matrix(96, 128, 3)
-    from ad_core.models.coreset import start_index
+    from ad_core.models.kernels.coreset import start_index
 
     idx = greedy_coreset(proj, int(0.02 * len(patches)), start_index(len(patches), 3))
     assert np.array_equal(model.memory_bank_, patches[idx].numpy())

@@ -11,7 +11,7 @@ import pytest
 
 from ad_core.data.embedded import DEFECTS
 from ad_core.data.io import read_mask
-from ad_core.data.layout import discover_category
+from ad_core.data.layouts.mvtec import discover_category
 from ad_core.data.splits import make_splits
 from ad_core.data.synthetic import MARKER, image_jobs, write_synthetic_mvtec
 from ad_core.models.common import coreset_size
@@ -127,10 +127,10 @@ def test_anomalib_comparison_table_says_when_anomalib_was_stopped():
 
 def test_a_finished_measurement_is_reused_only_with_todays_code_and_settings():
     state = bench_scale.code_state({"feature_memory_gb": 1.0, "device": "auto"})
-    assert "ad_core/models/knn_cpu.py" in state["code"] and "benchmarks/bench_scale.py" in state["code"]
+    assert "ad_core/models/kernels/knn_cpu.py" in state["code"] and "benchmarks/bench_scale.py" in state["code"]
     assert bench_scale.stale(state, state) is None
-    edited = {**state, "code": {**state["code"], "ad_core/models/knn_cpu.py": "0" * 16}}
-    assert "code changed: ad_core/models/knn_cpu.py" in bench_scale.stale(edited, state)
+    edited = {**state, "code": {**state["code"], "ad_core/models/kernels/knn_cpu.py": "0" * 16}}
+    assert "code changed: ad_core/models/kernels/knn_cpu.py" in bench_scale.stale(edited, state)
     other = {**state, "settings": {"feature_memory_gb": 0.0, "device": "auto"}}
     assert "feature_memory_gb" in bench_scale.stale(other, state)
     assert bench_scale.stale(None, state)  # measured before measurements recorded their code: not reused

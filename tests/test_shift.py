@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ad_core.data.io import read_image, read_mask
-from ad_core.data.layout import discover_category
+from ad_core.data.layouts.mvtec import discover_category
 from ad_core.seeding import rng_for
 from ad_core.shift import ShiftParams, apply_shift, sample_shift_params, write_shifted_category
 from ad_core.shift.transform import ILLUM_KINDS, illumination_map

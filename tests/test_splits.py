@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ad_core.data.layout import discover_category
+from ad_core.data.layouts.mvtec import discover_category
 from ad_core.data.splits import make_splits, save_splits, split_sizes
 from ad_core.errors import DatasetError
 from experiments.readers import FileFormatError, read_splits

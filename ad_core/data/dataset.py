@@ -9,8 +9,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ad_core.data.io import image_size, read_image, read_mask
-from ad_core.data.layout import Sample
 from ad_core.data.preprocess import Preprocessor
+from ad_core.data.samples import Sample
 
 log = logging.getLogger(__name__)
 SMALL_FACTOR = 4  # an image whose shorter side is below model size / 4 is upsampled 4x or more

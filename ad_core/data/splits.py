@@ -24,8 +24,8 @@ from pydantic import AfterValidator, Field
 
 from ad_core import SEED
 from ad_core.data.io import write_json
-from ad_core.data.layout import CategoryFiles, Sample
 from ad_core.data.records import Count, Strict, absent, convert
+from ad_core.data.samples import CategoryFiles, Sample
 from ad_core.errors import DatasetError
 
 FORMAT = "ad-repro-splits/1"

@@ -20,7 +20,7 @@ import torch
 
 from ad_core.data.io import atomic_open
 from ad_core.models.common import FeatureBatches, as_batches
-from ad_core.models.knn import NearestNeighbours
+from ad_core.models.kernels.knn import NearestNeighbours
 from ad_core.timing import phase
 
 
@@ -32,7 +32,7 @@ class DN2:
         self.k = k
         self.layers = tuple(layers)
         self.device = device
-        self.knn_backend = knn_backend  # ad_core.models.knn.BACKENDS (how to search, not a hyperparameter)
+        self.knn_backend = knn_backend  # ad_core.models.kernels.knn.BACKENDS (how to search, not a hyperparameter)
 
     def get_params(self) -> dict[str, object]:
         return {"k": self.k, "layers": list(self.layers)}

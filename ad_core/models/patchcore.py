@@ -28,8 +28,8 @@ from ad_core import SEED
 from ad_core.data.io import atomic_open, write_json
 from ad_core.data.records import read_record
 from ad_core.models.common import FeatureBatches, as_batches, coreset_size, upsample_maps
-from ad_core.models.coreset import greedy_coreset, jl_matrix, start_index
-from ad_core.models.knn import NestedNeighbours
+from ad_core.models.kernels.coreset import greedy_coreset, jl_matrix, start_index
+from ad_core.models.kernels.knn import NestedNeighbours
 from ad_core.timing import phase
 
 REWEIGHTING = ("study", "paper", "none")
@@ -111,7 +111,7 @@ class PatchCore:
         self.seed = seed
         self.device = device
         self.progress = progress
-        self.knn_backend = knn_backend  # ad_core.models.knn.BACKENDS (how to search, not a hyperparameter)
+        self.knn_backend = knn_backend  # ad_core.models.kernels.knn.BACKENDS (how to search, not a hyperparameter)
 
     def get_params(self) -> dict[str, object]:
         return {
@@ -133,7 +133,8 @@ class PatchCore:
             raise ValueError("reweighting='study' with k=1 makes every weight 1 - softmax of one value = 0, "
                              "so every score 0; use k >= 2 (the study: 9) or reweighting='none'.")
 
-    def _patches(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    def embed_patches(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """A feature batch's (B * h * w, d) patch embeddings, with (B, h, w)."""
         embed = original_embedding if self.embedding == "original" else patch_embedding
         emb = embed({k: v.to(self.device).float() for k, v in batch.items()}, self.layers)
         b, d, h, w = emb.shape
@@ -152,7 +153,7 @@ class PatchCore:
         n_images = getattr(batches, "n_images", None)
         proj, filled = None, 0
         for batch in batches:  # pass 1: keep only the 128-d projection
-            patches, (_, h, w) = self._patches(batch)
+            patches, (_, h, w) = self.embed_patches(batch)
             if projection is None:
                 projection = jl_matrix(patches.shape[1], self.projection_dim, self.seed).to(patches.device)
                 if n_images is not None:
@@ -181,7 +182,7 @@ class PatchCore:
         bank = torch.empty(len(chosen), int(projection.shape[0]))
         offset, pos = 0, 0
         for batch in batches:  # pass 2: gather the selected full vectors
-            patches, _ = self._patches(batch)
+            patches, _ = self.embed_patches(batch)
             hi = offset + patches.shape[0]
             stop = int(torch.searchsorted(wanted, hi))
             bank[order[pos:stop]] = patches[wanted[pos:stop] - offset].cpu()
@@ -257,7 +258,7 @@ class PatchCore:
         scores: dict[int, list[np.ndarray]] = {s: [] for s in sizes}
         grids: dict[int, list[np.ndarray]] = {s: [] for s in sizes}
         for batch in as_batches(features):
-            patches, (b, h, w) = self._patches(batch)
+            patches, (b, h, w) = self.embed_patches(batch)
             q = patches.cpu().numpy()
             for size, (d, idx) in knn.search(q, k).items():
                 if self.reweighting == "study":

@@ -12,8 +12,8 @@ from tqdm.auto import tqdm
 from ad_core import SEED
 from ad_core.data.dataset import load_pair
 from ad_core.data.io import changed_files, file_sha256, folder_digests, mask_sha256, write_image, write_json
-from ad_core.data.layout import CategoryFiles
 from ad_core.data.records import read_record
+from ad_core.data.samples import CategoryFiles
 from ad_core.errors import FileFormatError
 from ad_core.seeding import rng_for
 from ad_core.shift.transform import apply_shift, sample_shift_params

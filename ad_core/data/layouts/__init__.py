@@ -5,9 +5,11 @@ how to list one category's files as ``CategoryFiles`` -- the same ``Sample``s ev
 report reads, with relative names in MVTec AD's form (``train/good/x``, ``test/<defect>/x``), so that a
 shifted copy is an MVTec-layout folder whatever the source.  ``detect`` names the one layout a root
 holds (one line says which; a mixed or unknown folder is an error listing what was expected), and
-``--layout`` forces one.  Adding a layout: one module with a ``discover`` function and one ``Layout``
-entry below; anchor: anomalib's one ``make_<dataset>_dataset`` per benchmark, read for each layout's
-conventions (never copied).
+``--layout`` forces one.  Each ``Layout`` declares its ``Capabilities`` (an official split file,
+metrics by defect type, unscored test sets, ...), carried on every ``CategoryFiles`` it lists: code
+outside a layout's module asks those, never a layout's name.  Adding a layout: one module with a
+``discover`` function and one ``Layout`` entry below (with its capabilities); anchor: anomalib's one
+``make_<dataset>_dataset`` per benchmark, read for each layout's conventions (never copied).
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ad_core.data.layout import CategoryFiles, discover_category, utf8_name
-from ad_core.data.layouts import btad, mvtec_ad2, visa
+from ad_core.data.layouts import btad, mvtec, mvtec_ad2, visa
+from ad_core.data.layouts.listing import utf8_name
+from ad_core.data.samples import Capabilities, CategoryFiles
 from ad_core.errors import DatasetError
+
+MVTEC_AD = Capabilities()  # nothing beyond MVTec AD's layout
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class Layout:
     discover: Callable[[Path, str], CategoryFiles]
     categories: Callable[[Path], list[str]] | None = None  # None: the sub-folders that look like it
     names: tuple[str, ...] = ()  # the benchmark's published categories (MPDD is told from MVTec AD by them)
+    capabilities: Capabilities = MVTEC_AD  # what it has beyond MVTec AD's layout; its files carry them
 
 
 def _sub(path: Path, *parts: str) -> bool:
@@ -44,27 +50,33 @@ def _mvtec_like(cat: Path) -> bool:
 MPDD_NAMES = ("bracket_black", "bracket_brown", "bracket_white", "connector", "metal_plate", "tubes")
 
 
-def _as(name: str, image_level: bool = False) -> Callable[[Path, str], CategoryFiles]:
+def _as(name: str, capabilities: Capabilities = MVTEC_AD,
+        image_level: bool = False) -> Callable[[Path, str], CategoryFiles]:
     """MVTec AD's reader for a layout that shares it (LOCO's mask folders and validation/good included),
-    its files marked with the layout's name."""
+    its files marked with the layout's name and capabilities."""
     def discover(root: Path, category: str) -> CategoryFiles:
-        return replace(discover_category(root, category, image_level=image_level), layout=name)
+        files = mvtec.discover_category(root, category, image_level=image_level)
+        return replace(files, layout=name, capabilities=capabilities)
     return discover
+
+
+LOCO = Capabilities(by_defect_type=True, validation_set=True, region_masks=True)
 
 
 LAYOUTS: dict[str, Layout] = {entry.name: entry for entry in (
     Layout("visa", "VisA (Zou et al. 2022)", "amazon-science/spot-diff (VisA_20220922.tar)",
            "Data/Images/Normal/, Data/Images/Anomaly/, Data/Masks/Anomaly/ (and <root>/split_csv/1cls.csv)",
-           visa.looks_like, visa.discover, names=visa.OBJECTS),
+           visa.looks_like, visa.discover, names=visa.OBJECTS, capabilities=visa.CAPABILITIES),
     Layout("mvtec_ad2", "MVTec AD 2 (Heckler-Kram et al. 2025)", "mvtec.com (mvtec_ad_2)",
            "train/good/, validation/good/, test_public/{good,bad}/, test_public/ground_truth/bad/",
-           mvtec_ad2.looks_like, mvtec_ad2.discover, names=mvtec_ad2.OBJECTS),
+           mvtec_ad2.looks_like, mvtec_ad2.discover, names=mvtec_ad2.OBJECTS, capabilities=mvtec_ad2.CAPABILITIES),
     Layout("mvtec_loco", "MVTec LOCO AD (Bergmann et al. 2022)", "mvtec.com (mvtec_loco_anomaly_detection.tar.xz)",
            "train/good/, validation/good/, test/{good,logical_anomalies,structural_anomalies}/, "
            "ground_truth/<type>/<stem>/NNN.png",
            lambda cat: _mvtec_like(cat) and (_sub(cat, "test", "logical_anomalies")
                                              or _sub(cat, "test", "structural_anomalies")),
-           _as("mvtec_loco"), names=("breakfast_box", "juice_bottle", "pushpins", "screw_bag", "splicing_connectors")),
+           _as("mvtec_loco", LOCO), capabilities=LOCO,
+           names=("breakfast_box", "juice_bottle", "pushpins", "screw_bag", "splicing_connectors")),
     Layout("btad", "BTAD (Mishra et al. 2021)", "avires.dimi.uniud.it (btad.zip)",
            "train/ok/, test/{ok,ko}/, ground_truth/ko/<stem>.png|bmp", btad.looks_like, btad.discover,
            names=btad.CATEGORIES),
@@ -74,7 +86,7 @@ LAYOUTS: dict[str, Layout] = {entry.name: entry for entry in (
     Layout("mvtec", "MVTec AD (Bergmann et al. 2019) and any folder in its layout",
            "mvtec.com (mvtec_anomaly_detection)",
            "train/good/, test/good/, test/<defect>/, ground_truth/<defect>/<stem>_mask.png",
-           lambda cat: _mvtec_like(cat) and _sub(cat, "ground_truth"), discover_category),
+           lambda cat: _mvtec_like(cat) and _sub(cat, "ground_truth"), mvtec.discover_category),
     Layout("image_level", "image-labelled data (no masks: ELPV, a line's own folder)", "your own, or PyPI elpv-dataset",
            "train/good/, test/good/, test/<defect>/ and no ground_truth/",
            lambda cat: _mvtec_like(cat) and not _sub(cat, "ground_truth"), _as("image_level", image_level=True)),

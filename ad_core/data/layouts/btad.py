@@ -13,7 +13,8 @@ import logging
 from pathlib import Path
 
 from ad_core.data.io import IMAGE_SUFFIXES
-from ad_core.data.layout import NORMAL, CategoryFiles, Sample, _images_in, with_bit_depth
+from ad_core.data.layouts.listing import images_in, with_bit_depth
+from ad_core.data.samples import NORMAL, CategoryFiles, Sample
 from ad_core.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -33,12 +34,12 @@ def discover(root: Path, category: str) -> CategoryFiles:
             raise DatasetError(f"{cat / sub} is missing: a BTAD category holds train/ok/, test/ok/, test/ko/ and "
                                "ground_truth/ko/")
     unread: list[str] = []
-    train = [Sample(f"train/{NORMAL}/{p.name}", p, 0, NORMAL) for p in _images_in(cat / "train" / "ok", unread)]
-    test_good = [Sample(f"test/{NORMAL}/{p.name}", p, 0, NORMAL) for p in _images_in(cat / "test" / "ok", unread)]
+    train = [Sample(f"train/{NORMAL}/{p.name}", p, 0, NORMAL) for p in images_in(cat / "train" / "ok", unread)]
+    test_good = [Sample(f"test/{NORMAL}/{p.name}", p, 0, NORMAL) for p in images_in(cat / "test" / "ok", unread)]
     gt = cat / "ground_truth" / "ko"
-    masks = {p.stem: p for p in (_images_in(gt) if gt.is_dir() else []) if p.suffix.lower() in IMAGE_SUFFIXES}
+    masks = {p.stem: p for p in (images_in(gt) if gt.is_dir() else []) if p.suffix.lower() in IMAGE_SUFFIXES}
     bad = []
-    for p in _images_in(cat / "test" / "ko", unread) if (cat / "test" / "ko").is_dir() else []:
+    for p in images_in(cat / "test" / "ko", unread) if (cat / "test" / "ko").is_dir() else []:
         if p.stem not in masks:
             raise DatasetError(f"Anomalous image {p} has no mask: expected {gt}/{p.stem}.png (or .bmp)")
         bad.append(Sample(f"test/ko/{p.name}", p, 1, "ko", masks[p.stem]))

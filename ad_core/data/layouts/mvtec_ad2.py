@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ad_core.data.layout import NORMAL, CategoryFiles, Sample, _images_in, with_bit_depth
+from ad_core.data.layouts.listing import images_in, with_bit_depth
+from ad_core.data.samples import NORMAL, Capabilities, CategoryFiles, Sample
 from ad_core.errors import DatasetError
 
 log = logging.getLogger(__name__)
 
 OBJECTS = ("can", "fabric", "fruit_jelly", "rice", "sheet_metal", "vial", "wallplugs", "walnuts")
 PRIVATE = ("test_private", "test_private_mixed")
+CAPABILITIES = Capabilities(validation_set=True, unscored_sets=True)
 
 
 def looks_like(cat: Path) -> bool:
@@ -36,18 +38,18 @@ def discover(root: Path, category: str) -> CategoryFiles:
     unread: list[str] = []
 
     def normals(sub: str, split: str) -> list[Sample]:
-        return [Sample(f"{split}/{NORMAL}/{p.name}", p, 0, NORMAL) for p in _images_in(cat / sub, unread)]
+        return [Sample(f"{split}/{NORMAL}/{p.name}", p, 0, NORMAL) for p in images_in(cat / sub, unread)]
 
     train, val, test_good = normals("train/good", "train"), normals("validation/good", "validation"), \
         normals("test_public/good", "test")
     bad_dir, gt = cat / "test_public" / "bad", cat / "test_public" / "ground_truth" / "bad"
     bad = []
-    for p in _images_in(bad_dir, unread) if bad_dir.is_dir() else []:
+    for p in images_in(bad_dir, unread) if bad_dir.is_dir() else []:
         mask = gt / f"{p.stem}_mask.png"
         if not mask.is_file():
             raise DatasetError(f"Anomalous image {p} has no mask: expected {mask}. Restore it from the archive")
         bad.append(Sample(f"test/bad/{p.name}", p, 1, "bad", mask))
-    private = {name: [Sample(f"{name}/{p.name}", p, -1, "unknown") for p in _images_in(cat / name, unread)]
+    private = {name: [Sample(f"{name}/{p.name}", p, -1, "unknown") for p in images_in(cat / name, unread)]
                for name in PRIVATE if (cat / name).is_dir()}
     if unread:
         log.warning("%s: %d file(s) not read (not an image format PIL opens, or a folder): %s", cat, len(unread),
@@ -55,5 +57,5 @@ def discover(root: Path, category: str) -> CategoryFiles:
     if not train or not val or not test_good:
         raise DatasetError(f"{cat}: train/good, validation/good and test_public/good must each hold images")
     files = CategoryFiles(root, category, train, test_good, bad, has_masks=True, defects=["bad"] if bad else [],
-                          val_good=val, unlabelled=private, layout="mvtec_ad2")
+                          val_good=val, unlabelled=private, layout="mvtec_ad2", capabilities=CAPABILITIES)
     return with_bit_depth(files)

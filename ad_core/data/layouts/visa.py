@@ -21,8 +21,9 @@ import logging
 from pathlib import Path
 from typing import NamedTuple
 
-from ad_core.data.layout import NORMAL, CategoryFiles, Sample, _images_in, with_bit_depth
+from ad_core.data.layouts.listing import images_in, with_bit_depth
 from ad_core.data.records import open_regular
+from ad_core.data.samples import NORMAL, Capabilities, CategoryFiles, Sample
 from ad_core.errors import DatasetError, FileFormatError
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ OBJECTS = ("candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "
 SPLIT_FILE = "split_csv/1cls.csv"
 COLUMNS = ("object", "split", "label", "image", "mask")
 DEFECT = "anomaly"  # VisA has no defect-type folders: one defect name for all
+CAPABILITIES = Capabilities(official_split=True)
 
 
 def looks_like(cat: Path) -> bool:
@@ -162,9 +164,9 @@ def discover(root: Path, category: str) -> CategoryFiles:
         raise DatasetError(f"{cat}/Data/Images/Normal is missing: a VisA object folder holds Data/Images/Normal/, "
                            "Data/Images/Anomaly/ and Data/Masks/Anomaly/")
     unread: list[str] = []
-    normal = _images_in(cat / "Data" / "Images" / "Normal", unread)
+    normal = images_in(cat / "Data" / "Images" / "Normal", unread)
     anomaly_dir = cat / "Data" / "Images" / "Anomaly"
-    anomalies = _images_in(anomaly_dir, unread) if anomaly_dir.is_dir() else []
+    anomalies = images_in(anomaly_dir, unread) if anomaly_dir.is_dir() else []
     mask_dir = cat / "Data" / "Masks" / "Anomaly"
 
     def mask_of(image: Path, named: Path | None = None, row: str = "") -> Path:
@@ -212,5 +214,6 @@ def discover(root: Path, category: str) -> CategoryFiles:
         log.warning("%s: %d file(s) not read (not an image format PIL opens, or a folder): %s", cat, len(unread),
                     ", ".join(unread[:5]))
     files = CategoryFiles(root, category, train, test_good, test_bad, has_masks=True,
-                          defects=[DEFECT] if test_bad else [], layout="visa", split_source=source)
+                          defects=[DEFECT] if test_bad else [], layout="visa", capabilities=CAPABILITIES,
+                          split_source=source)
     return with_bit_depth(files)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from ad_core.models.products import U16, U32, bf16_native, bf16_parts, gamma, squared_distance, true_float32
+from ad_core.models.kernels.products import U16, U32, bf16_native, bf16_parts, gamma, squared_distance, true_float32
 
 _QUERIES = 256  # queries per GEMM: with 2 cores the (256, bank) bfloat16 result is fastest here
 _PREPARED = 16384  # queries whose operands are built at once (a few torch ops for all, not per GEMM)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ad_core.models.kcenter_cpu import BatchedKCenter
+from ad_core.models.kernels.kcenter_cpu import BatchedKCenter
 from ad_core.timing import phase
 
 

@@ -33,7 +33,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from ad_core.models.knn_cpu import FilteredNeighbours
+from ad_core.models.kernels.knn_cpu import FilteredNeighbours
 from ad_core.timing import phase
 
 _QUERY_CHUNK = 1024  # queries per GEMM on the torch backend: a (1024, M) float32 block

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from ad_core.models.products import U16, U32, bf16_native, gamma, squared_distance, true_float32
+from ad_core.models.kernels.products import U16, U32, bf16_native, gamma, squared_distance, true_float32
 
 PRODUCTS = ("auto", "float32", "bfloat16")
 POOL_SIZE = 4096
