@@ -33,8 +33,8 @@ def points(out: Path | None) -> tuple[np.ndarray, np.ndarray, str]:
         return ((base + 0.5 * rng.normal(size=(23049, 152))).astype(np.float32),
                 (base + 0.5 * rng.normal(size=(50000, 152))).astype(np.float32), "synthetic")
     from ad_core.models.patchcore import PatchCore
-    from experiments.config import RunConfig
-    from experiments.runner import StudyRun
+    from experiments.definition.config import RunConfig
+    from experiments.execution.runner import StudyRun
 
     logging.disable(logging.WARNING)
     run = StudyRun(RunConfig(out=out, dataset="elpv", progress=False, scenarios=["clean"]))

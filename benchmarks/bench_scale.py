@@ -33,7 +33,7 @@ import torch
 
 from ad_core.data.io import bytes_sha256
 from ad_core.data.layouts.mvtec import discover_category
-from experiments.fingerprint import describe_change, fingerprint
+from experiments.execution.fingerprint import describe_change, fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))  # bench_models, when run as a script
@@ -92,7 +92,7 @@ class PhasePeaks(threading.Thread):
 def run_one(data: Path, categories: list[str], out: Path, backbone: str = "resnet50", image_size: int = 224,
             batch_size: int = 16, feature_memory_gb: float = 1.0, device: str = "auto") -> dict[str, object]:
     """Run the unified scenario on ``categories`` into ``out`` (in this process); return its measurement."""
-    from experiments.config import RunConfig
+    from experiments.definition.config import RunConfig
     from experiments.study import run_study
 
     # one category: the unified scenario is undefined (the runner skips it); its model is the class's own

@@ -22,8 +22,8 @@ from sklearn.metrics import roc_auc_score
 
 from ad_core.models import PatchCore
 from ad_core.models.kernels.knn import NearestNeighbours
-from experiments.config import RunConfig
-from experiments.runner import StudyRun
+from experiments.definition.config import RunConfig
+from experiments.execution.runner import StudyRun
 
 
 def random_bank_scores(train, test, fraction: float, seed: int = 0) -> np.ndarray:

@@ -28,8 +28,8 @@ import ad_core.models.dn2 as dn2_module  # noqa: E402
 import ad_core.models.patchcore as patchcore_module  # noqa: E402
 from ad_core.models.kernels.coreset import greedy_coreset_dense  # noqa: E402
 from ad_core.models.kernels.knn import NearestNeighbours  # noqa: E402
-from experiments.compare import compare_folders, format_rows  # noqa: E402
-from experiments.config import RunConfig  # noqa: E402
+from experiments.definition.config import RunConfig  # noqa: E402
+from experiments.gates.compare import compare_folders, format_rows  # noqa: E402
 from experiments.study import run_study  # noqa: E402
 
 

@@ -10,7 +10,7 @@ writes ``<golden>/drift.json``: the largest |A - B| of each number (and relative
 ``--golden-ref REV`` also compares RUN_A with the golden files as they were at git revision
 REV (numbers present in both: e.g. recorded by an earlier session on another machine of the
 same kind), and keeps the larger drift.  ``pytest -m regression --regen-all`` then derives
-every tolerance from it and the test sets' granularity (``experiments.goldens``).
+every tolerance from it and the test sets' granularity (``experiments.gates.goldens``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import subprocess
 from pathlib import Path
 
 from ad_core.data.io import write_json
-from experiments.artifacts import load_results
-from experiments.goldens import DRIFT_FILE, max_drift, merge_drift
+from experiments.gates.goldens import DRIFT_FILE, max_drift, merge_drift
 from experiments.readers import read_drift
 from experiments.readers.golden import DriftFile
+from experiments.records.artifacts import load_results
 
 
 def golden_at(folder: Path, rev: str, scenarios: list[str], methods: list[str] | None) -> dict:

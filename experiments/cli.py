@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ad_core.errors import DatasetError, SettingError, ThresholdError, WeightsError
-from experiments.config import ConfigError
+from experiments.definition.config import ConfigError
 from experiments.readers import FileFormatError, one_line
 
 if TYPE_CHECKING:
-    from experiments.config import RunConfig
+    from experiments.definition.config import RunConfig
 
 # Heavy modules (torch, faiss, numba, matplotlib, scikit-image) are imported inside the
 # commands, so ``ad-repro --help`` answers without loading them (tests/test_startup.py).
@@ -24,9 +24,9 @@ PREPARE_SETTINGS = ("data", "layout", "categories", "out", "seed")  # what ``pre
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from experiments.config import RunConfig, check_environment, check_out, get_setting
-    from experiments.datasets import DOMAINS
-    from experiments.prepare import default_categories, prepare_categories, resolve_data_root, resolve_layout
+    from experiments.definition.config import RunConfig, check_environment, check_out, get_setting
+    from experiments.definition.datasets import DOMAINS
+    from experiments.execution.prepare import default_categories, prepare_categories, resolve_data_root, resolve_layout
 
     given = {name: get_setting(name).given(args) for name in PREPARE_SETTINGS}
     settings = RunConfig().with_settings({k: (Path(v) if k == "out" else v) for k, v in given.items()
@@ -63,10 +63,10 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from experiments.config import RunConfig, all_settings
-    from experiments.presets import preset_settings
-    from experiments.report import summary_table
-    from experiments.statistics import claim_line
+    from experiments.definition.config import RunConfig, all_settings
+    from experiments.definition.presets import preset_settings
+    from experiments.evaluation.statistics import claim_line
+    from experiments.reporting.report import summary_table
     from experiments.study import run_seeds, run_study
 
     explicit = {d.name: d.given(args) for d in all_settings() if d.decl.option}
@@ -107,7 +107,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def config_path(path: Path) -> Path:
     """The config.json of ``--config PATH``: a run's --out folder, a golden folder, or the file (a
     ``run_config.json`` stands for the ``config.json`` beside it)."""
-    from experiments.provenance import CONFIG_FILE
+    from experiments.records.provenance import CONFIG_FILE
 
     if path.is_dir():
         return path / CONFIG_FILE
@@ -119,7 +119,7 @@ def load_config_file(path: Path) -> tuple[dict[str, object], dict[str, object]]:
 
     The study settings are what a file may set; the others (``machine_settings()``, and a weights *file*)
     are returned apart so that the caller refuses or ignores them, never follows them."""
-    from experiments.config import WEIGHT_NAMES, RunConfig, machine_settings, read_config, validate
+    from experiments.definition.config import WEIGHT_NAMES, RunConfig, machine_settings, read_config, validate
     from experiments.readers import FileFormatError
 
     path = config_path(path)
@@ -143,7 +143,7 @@ def load_config_file(path: Path) -> tuple[dict[str, object], dict[str, object]]:
 def config_from_file(path: Path, args: argparse.Namespace, explicit: dict) -> RunConfig:
     """The run of ``--config PATH``: its study settings, the command line's options over them; where the
     run executes and what it reads and writes from the command line only (docs/security.md)."""
-    from experiments.config import RunConfig
+    from experiments.definition.config import RunConfig
 
     study, machine = load_config_file(path)
     where = config_path(path)
@@ -166,8 +166,8 @@ def config_from_file(path: Path, args: argparse.Namespace, explicit: dict) -> Ru
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from experiments import provenance
-    from experiments.compare import CompareError, compare_folders, format_rows, summarise
+    from experiments.gates.compare import CompareError, compare_folders, format_rows, summarise
+    from experiments.records import provenance
 
     records, unusable = {}, []
     for side in (args.a, args.b):
@@ -207,8 +207,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_golden_record(args: argparse.Namespace) -> int:
-    from experiments.config import check_out
-    from experiments.goldens import record
+    from experiments.definition.config import check_out
+    from experiments.gates.goldens import record
 
     check_out(Path(args.dest), "dest")  # a link inside the golden folder refused, none followed
     try:
@@ -233,14 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare",
         help="build the dataset (embedded default if no --data), its splits and its MVTec-Shift copy",
     )
-    from experiments.config import all_settings, get_setting
+    from experiments.definition.config import all_settings, get_setting
 
     for name in PREPARE_SETTINGS:
         get_setting(name).add_option(prep)
     prep.set_defaults(func=_cmd_prepare)
 
-    from experiments.methods import METHODS
-    from experiments.presets import PRESETS
+    from experiments.definition.methods import METHODS
+    from experiments.definition.presets import PRESETS
 
     run = sub.add_parser(
         "run", help="run scenarios end to end: models, thresholds, metrics, figures, report",

@@ -10,18 +10,19 @@ from pathlib import Path
 
 from ad_core import timing
 from ad_core.data.io import write_json
-from experiments import plots, provenance
-from experiments.artifacts import check_guard, write_guard, write_scenario, write_summary
-from experiments.config import CONFIG_FORMAT, RunConfig, check_seeds, validate
-from experiments.executors import make_executor, thread_count
-from experiments.plan import resolve
-from experiments.report import write_report, write_seeds_report
-from experiments.results import ScenarioResult
-from experiments.runner import StudyRun, prepare_run
-from experiments.statistics import aggregate, evaluate_claims
-from experiments.submission import write_submission
-from experiments.verdict import SCENARIO as VERDICT_SCENARIO
-from experiments.verdict import UNIFIED, UNIFIED_TABLES, VERDICT_FILE, make_verdict
+from experiments.definition.config import CONFIG_FORMAT, RunConfig, check_seeds, validate
+from experiments.evaluation.results import ScenarioResult
+from experiments.evaluation.statistics import aggregate, evaluate_claims
+from experiments.execution.executors import make_executor, thread_count
+from experiments.execution.plan import resolve
+from experiments.execution.runner import StudyRun, prepare_run
+from experiments.gates.verdict import SCENARIO as VERDICT_SCENARIO
+from experiments.gates.verdict import UNIFIED, UNIFIED_TABLES, VERDICT_FILE, make_verdict
+from experiments.records import provenance
+from experiments.records.artifacts import check_guard, write_guard, write_scenario, write_summary
+from experiments.records.submission import write_submission
+from experiments.reporting import plots
+from experiments.reporting.report import write_report, write_seeds_report
 
 log = logging.getLogger("ad-repro")
 

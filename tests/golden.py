@@ -1,7 +1,7 @@
 """The golden gates' glue: which scenarios a gate checks, and where their goldens are.
 
 ``golden/<dataset>-<backbone>/<scenario>.json``, one file (and one test) per scenario, checked
-through the ``golden_regression`` fixture (``experiments/golden_regression.py``, built on
+through the ``golden_regression`` fixture (``experiments/gates/golden_regression.py``, built on
 pytest-regressions): ``--force-regen`` rewrites a differing golden and fails, ``--regen-all``
 rewrites every golden and passes, a differing golden leaves ``<scenario>.obtained.json``
 beside it.  A regenerated golden's tolerances are derived anew from the run's own set sizes
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.scenarios import SCENARIOS
+from experiments.definition.scenarios import SCENARIOS
 
 GOLDEN_ROOT = Path(__file__).resolve().parent.parent / "golden"
 

@@ -51,7 +51,7 @@ def test_help_lists_every_option(capsys):
 
 
 def test_user_folder_named_like_a_builtin_lists_its_own_categories(make_category, tmp_path):
-    from experiments.prepare import default_categories
+    from experiments.execution.prepare import default_categories
 
     cat = make_category(name="widget")
     elpv_named = cat.parent.rename(tmp_path / "elpv")

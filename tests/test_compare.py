@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from experiments.cli import main
-from experiments.compare import CompareError, compare_folders, format_rows, summarise
-from experiments.goldens import compare_numbers, within
-from experiments.results import ClassResult, MethodResult, ScenarioResult
+from experiments.evaluation.results import ClassResult, MethodResult, ScenarioResult
+from experiments.gates.compare import CompareError, compare_folders, format_rows, summarise
+from experiments.gates.goldens import compare_numbers, within
 
 pytestmark = pytest.mark.fast
 
@@ -208,7 +208,7 @@ def test_two_files_of_one_scenario_are_a_compare_error(tmp_path):
 
 
 def golden_folder(root: Path, tolerances: dict | None = None, text: str | None = None) -> Path:
-    from experiments.goldens import entries
+    from experiments.gates.goldens import entries
 
     root.mkdir(parents=True)
     tolerances = tolerances or {"image_auroc": {"abs": 0.01}}

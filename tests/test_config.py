@@ -1,4 +1,4 @@
-"""The run configuration (experiments.config): every bad value fails when the run is set up -- one line
+"""The run configuration (experiments.definition.config): every bad value fails when the run is set up -- one line
 naming the option, exit 2, nothing computed -- and the defaults are the model constructors' own."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 
 from conftest import write_category
 from experiments.cli import main
-from experiments.config import ConfigError, RunConfig, all_settings, check_seeds, validate
-from experiments.methods import METHODS
-from experiments.settings import Declared
+from experiments.definition.config import ConfigError, RunConfig, all_settings, check_seeds, validate
+from experiments.definition.methods import METHODS
+from experiments.definition.settings import Declared
 
 pytestmark = pytest.mark.fast
 
@@ -149,7 +149,7 @@ def test_the_config_file_schema_holds_every_setting_and_the_file_may_set_only_th
     method's hyperparameters; the machine settings are among them (never followed from a file)."""
     from dataclasses import fields
 
-    from experiments.config import RunConfig, config_file_schema, machine_settings
+    from experiments.definition.config import RunConfig, config_file_schema, machine_settings
 
     schema = config_file_schema()
     settings = {f.name for f in fields(RunConfig)}
@@ -174,7 +174,7 @@ def test_a_format_1_configuration_still_reads_its_hyperparameters_moved_to_their
     import json
 
     from experiments.cli import load_config_file
-    from experiments.config import read_config
+    from experiments.definition.config import read_config
 
     path = tmp_path / "config.json"
     path.write_text(json.dumps(FORMAT_1))
@@ -195,7 +195,7 @@ def test_a_format_1_configuration_still_reads_its_hyperparameters_moved_to_their
 def test_a_configuration_round_trips_through_its_file_with_every_hyperparameter(tmp_path):
     import json
 
-    from experiments.config import CONFIG_FORMAT, read_config
+    from experiments.definition.config import CONFIG_FORMAT, read_config
 
     config = RunConfig(out=tmp_path).with_settings({"patchcore.k": 5, "padim.n_features": None, "dn2.k": 3})
     path = tmp_path / "config.json"
@@ -208,7 +208,7 @@ def test_a_configuration_round_trips_through_its_file_with_every_hyperparameter(
 
 def test_every_declared_setting_is_an_option_of_run_and_a_key_of_the_config_file():
     from experiments.cli import build_parser
-    from experiments.config import config_file_schema
+    from experiments.definition.config import config_file_schema
 
     run = next(a for a in build_parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith("run"))
     flags = {f for action in run._actions for f in action.option_strings}

@@ -15,7 +15,7 @@ import pytest
 
 from ad_core.data.embedded import EmbeddedSpec, make_embedded_dataset
 from conftest import run_numbers
-from experiments.config import RunConfig
+from experiments.definition.config import RunConfig
 from experiments.study import run_study
 
 pytestmark = pytest.mark.slow

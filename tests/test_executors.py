@@ -1,4 +1,4 @@
-"""The Dask executor (experiments/executors.py): a 2-worker LocalCluster computes every feature
+"""The Dask executor (experiments/execution/executors.py): a 2-worker LocalCluster computes every feature
 extraction, fit and scored split, and the study's results equal the in-process executor's."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 
 from ad_core.data.embedded import EmbeddedSpec, make_embedded_dataset
 from conftest import metrics_only
-from experiments.config import RunConfig
+from experiments.definition.config import RunConfig
 from experiments.study import run_study
 
 pytest.importorskip("distributed", reason="the dask executor needs dask[distributed]: pip install -e '.[test]'")
@@ -32,7 +32,7 @@ def config(out, data, **kw) -> RunConfig:
 
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_in_process_results(data, tmp_path, capfd, caplog):
-    # the same thread count in every process: it decides float sums' order (experiments/executors.py)
+    # the same thread count in every process: it decides float sums' order (experiments/execution/executors.py)
     before = torch.get_num_threads()
     local, local_t = run_study(config(tmp_path / "local", data, threads=2))
     assert torch.get_num_threads() == before  # --threads holds inside the run only
@@ -59,7 +59,7 @@ def test_dask_local_cluster_gives_the_in_process_results(data, tmp_path, capfd, 
 
 @pytest.mark.fast
 def test_threads_must_be_positive():
-    from experiments.executors import thread_count
+    from experiments.execution.executors import thread_count
 
     with pytest.raises(ValueError, match="--threads must be a positive number"):
         with thread_count(0):

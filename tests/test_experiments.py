@@ -13,9 +13,9 @@ from ad_core.metrics import of_levels
 from ad_core.models import PaDiM
 from conftest import metrics_only, seal_results
 from experiments.cli import main
-from experiments.config import RunConfig
-from experiments.runner import StudyRun
-from experiments.scenarios import SCENARIOS, Scenario, select
+from experiments.definition.config import RunConfig
+from experiments.definition.scenarios import SCENARIOS, Scenario, select
+from experiments.execution.runner import StudyRun
 from experiments.study import run_seeds, run_study
 
 # whole-study runs (the shared first_run alone takes ~18 s): slow; the rest fast
@@ -155,7 +155,8 @@ def test_ablation_scores_its_prefix_banks_in_one_search(tiny_data, tmp_path, mon
             samples = run.samples(c, "shift", split)
             expected += len(samples) * 784 * len(largest.model.memory_bank_)
             for ratio in (0.01, 0.05):
-                model = run.model("patchcore", c, "shift", ratio if ratio != cfg.coreset_ratio else None)
+                model = run.model("patchcore", c, "shift",
+                                  ratio if ratio != cfg.get("patchcore.coreset_ratio") else None)
                 alone = largest.model.with_ratio(ratio).score(run.store.batches(samples))[0]
                 np.testing.assert_allclose(run.scores(model, c, "shift", split).scores, alone, rtol=1e-6)
     assert work == expected
@@ -226,7 +227,7 @@ def test_image_size_reaches_preprocessing_masks_and_maps(tiny_data, tmp_path):
 def test_caches_follow_the_code_that_made_them(tiny_data, tmp_path, monkeypatch, caplog):
     """Planted edits: a preprocessing change recomputes features, the shifted copy stays; a model
     change refits on cached features; a metrics change reuses everything; each says so in one line."""
-    import experiments.fingerprint as fp
+    import experiments.execution.fingerprint as fp
 
     out = tmp_path / "code"
     cfg = config(out, tiny_data, scenarios=["clean", "shift_no_adaptation"], methods=["padim"])
@@ -320,8 +321,8 @@ def test_compare_passes_on_identical_runs_and_fails_with_a_table_on_a_planted_ch
 
 @pytest.mark.fast
 def test_overlays_show_each_defect_type_before_a_second_image_of_one():
-    from experiments.plots import overlay_picks
-    from experiments.results import ScoreSet
+    from experiments.evaluation.results import ScoreSet
+    from experiments.reporting.plots import overlay_picks
 
     relpaths = ["test/good/0.png", "test/crack/0.png", "test/crack/1.png", "test/crack/2.png", "test/dent/0.png"]
     s = ScoreSet(relpaths, np.array([0, 1, 1, 1, 1]), np.array([9.0, 1.0, 5.0, 3.0, 2.0]))

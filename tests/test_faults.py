@@ -21,7 +21,7 @@ from ad_core.data.embedded import EmbeddedSpec, make_embedded_dataset
 from conftest import run_numbers as numbers
 from conftest import seal_results
 from experiments.cli import main
-from experiments.config import RunConfig, machine_settings
+from experiments.definition.config import RunConfig, machine_settings
 from experiments.study import run_study
 
 pytestmark = pytest.mark.faults
@@ -336,7 +336,7 @@ def test_output_files_follow_the_umask(reference):
 
 
 def test_a_full_disk_is_one_line_exit_2_and_the_run_resumes_after(reference, tmp_path, capsys, monkeypatch):
-    import experiments.cache
+    import experiments.execution.cache
     from ad_core.data import io
 
     _, data, _ = reference
@@ -353,12 +353,12 @@ def test_a_full_disk_is_one_line_exit_2_and_the_run_resumes_after(reference, tmp
                 "package", "--scenarios", "clean", "--no-bootstrap", "--no-progress"]
 
     target = tmp_path / "full"
-    for module in (io, experiments.cache):  # the feature store binds the writer at import
+    for module in (io, experiments.execution.cache):  # the feature store binds the writer at import
         monkeypatch.setattr(module, "atomic_open", filling)
     assert main(argv(target)) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "No space left on device" in err and str(target) in err
-    for module in (io, experiments.cache):
+    for module in (io, experiments.execution.cache):
         monkeypatch.setattr(module, "atomic_open", real)
     assert main(argv(target)) == 0  # space freed: the same command resumes
     assert main(argv(tmp_path / "intact")) == 0
@@ -407,7 +407,7 @@ def test_repeated_seeds_and_an_out_that_is_a_file_are_refused(reference, tmp_pat
 # -- 6. data hygiene -------------------------------------------------------------------------------
 def hygiene(data: Path, caplog) -> str:
     from ad_core.data.layouts.mvtec import discover_category
-    from experiments.prepare import check_hygiene
+    from experiments.execution.prepare import check_hygiene
 
     caplog.clear()
     with caplog.at_level(logging.WARNING):

@@ -88,7 +88,7 @@ def test_a_recorded_executor_and_scheduler_are_not_followed(reference, tmp_path,
     run executes here, saying in one line what it did not follow."""
     import socket
 
-    import experiments.executors
+    import experiments.execution.executors
 
     def no_dask(*a, **k):
         raise AssertionError("a Dask client was made from a file's value")
@@ -96,7 +96,7 @@ def test_a_recorded_executor_and_scheduler_are_not_followed(reference, tmp_path,
     def no_connect(self, address):
         raise AssertionError(f"connection to {address} from a file's value")
 
-    monkeypatch.setattr(experiments.executors, "DaskExecutor", no_dask)
+    monkeypatch.setattr(experiments.execution.executors, "DaskExecutor", no_dask)
     monkeypatch.setattr(socket.socket, "connect", no_connect)
     handed = recorded_config(reference, tmp_path, executor="dask", scheduler="tcp://198.51.100.7:8786",
                              workers=64, threads=1)
@@ -158,8 +158,8 @@ def test_golden_record_refuses_a_results_file_named_outside_plain_names(referenc
 
 def test_prepare_validates_categories_and_seed_before_writing(reference, tmp_path, capsys):
     out = tmp_path / "prep"
-    for args, why in ((["--categories", "../../y"], "is not one plain name"),
-                      (["--seed", "-5"], "--seed -5: must be a whole number in [0, 4294967295]")):
+    for args, why in ((["--categories", "../../y"], "--categories '../../y': a category is one folder name"),
+                      (["--seed", "-5"], "--seed -5: must be a whole number >= 0 and <= 4294967295")):
         assert main(["prepare", "--data", str(reference[1]), "--out", str(out), *args]) == 2
         assert why in one_line(capsys)
         assert not out.exists()
@@ -318,10 +318,13 @@ def test_compare_refuses_a_run_without_a_usable_provenance(reference, tmp_path, 
     ("weights", 5, "field weights input should be a valid string"),
     ("seed", 10**30, "holds an integer of 31 digits"),
     ("seed", True, "field seed input should be a valid integer"),
-    ("coreset_ratio", 5.0, "--coreset-ratio 5.0: must be a finite number in (0, 1]"),
+    ("hyperparameters", {"patchcore": {"coreset_ratio": 5.0}},
+     "--patchcore-coreset-ratio 5.0: must be a finite number in (0, 1]"),
+    ("hyperparameters", {"patchcore": {"coreset": 5.0}}, "field hyperparameters.patchcore.coreset is not a known"),
+    ("coreset_ratio", 0.05, "field coreset_ratio is not a known field"),  # format 1's flat field in format 2
     ("categories", ["../brick"], "is not one plain name"),
     ("colour", "red", "field colour is not a known field"),
-    ("format", 9, "format 9; this version of ad-repro reads format 1"),
+    ("format", 9, "format 9; this version of ad-repro reads format 2"),
 ])
 def test_a_config_field_of_the_wrong_type_is_one_line_naming_the_file(reference, tmp_path, capsys, field, value,
                                                                        why):
@@ -392,9 +395,9 @@ def test_a_truncated_run_config_is_one_line_naming_it(reference, tmp_path, capsy
 
 def test_an_unreachable_scheduler_is_one_line_before_any_write(reference, tmp_path, capsys, monkeypatch):
     pytest.importorskip("distributed", reason="the Dask executor is a test extra")
-    import experiments.executors
+    import experiments.execution.executors
 
-    monkeypatch.setattr(experiments.executors, "CONNECT_TIMEOUT_S", 2)
+    monkeypatch.setattr(experiments.execution.executors, "CONNECT_TIMEOUT_S", 2)
     out = tmp_path / "out"
     assert run_cli(reference[1], out, "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9") == 2
     err = one_line(capsys)

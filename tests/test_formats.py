@@ -18,9 +18,8 @@ import pytest
 from ad_core.data.io import write_json
 from ad_core.data.layouts.mvtec import discover_category
 from ad_core.data.splits import Splits, SplitsHeader, make_splits, save_splits
-from experiments import provenance
-from experiments.artifacts import CHECKSUMS, GUARD, check_guard, write_guard
-from experiments.goldens import derive_tolerances, max_drift, payload
+from experiments.evaluation.results import ClassResult, MethodResult, ScenarioResult
+from experiments.gates.goldens import derive_tolerances, max_drift, payload
 from experiments.readers import (
     FileFormatError,
     read_checksums,
@@ -32,7 +31,8 @@ from experiments.readers import (
 )
 from experiments.readers.golden import DriftFile, GoldenFile, Tolerance
 from experiments.readers.run_folder import Checksums, ProvenanceFile
-from experiments.results import ClassResult, MethodResult, ScenarioResult
+from experiments.records import provenance
+from experiments.records.artifacts import CHECKSUMS, GUARD, check_guard, write_guard
 from tests.test_goldens import result
 
 pytestmark = pytest.mark.fast

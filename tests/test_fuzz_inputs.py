@@ -151,7 +151,7 @@ def listing(root: Path) -> set[str]:
 
 # -- configurations -------------------------------------------------------------------------------
 def base_config(data: Path) -> dict:
-    from experiments.config import CONFIG_FORMAT, RunConfig
+    from experiments.definition.config import CONFIG_FORMAT, RunConfig
 
     return {"format": CONFIG_FORMAT, **RunConfig(out=Path("/recorded/out"), data=str(data)).to_json(),
             "executor": "dask", "scheduler": "tcp://203.0.113.9:8786", "feature_cache": "/recorded/cache"}
@@ -374,7 +374,7 @@ def test_a_link_at_any_level_of_a_run_folder_is_refused_and_never_written_throug
     asked to write every file anyway (a link planted after the check), writes nothing through it."""
     from ad_core.data.io import atomic_write_bytes, confine_writes
     from ad_core.errors import LinkError
-    from experiments.config import ConfigError, check_out
+    from experiments.definition.config import ConfigError, check_out
 
     root = fresh_dir()
     try:
@@ -423,7 +423,7 @@ def test_a_setting_from_the_environment_is_taken_as_an_option_is_or_refused_nami
     never ignored, never an image called corrupt."""
     from ad_core.data.io import MAX_PIXELS_ENV, max_image_pixels
     from ad_core.errors import SettingError
-    from experiments.config import ConfigError, check_environment
+    from experiments.definition.config import ConfigError, check_environment
 
     old = os.environ.get(MAX_PIXELS_ENV)
     os.environ[MAX_PIXELS_ENV] = value

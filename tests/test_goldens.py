@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.goldens import compare_numbers, derive_tolerances, entries, max_drift, merge_drift
-from experiments.results import ClassResult, MethodResult, ScenarioResult
+from experiments.evaluation.results import ClassResult, MethodResult, ScenarioResult
+from experiments.gates.goldens import compare_numbers, derive_tolerances, entries, max_drift, merge_drift
 
 pytestmark = pytest.mark.fast
 

@@ -180,7 +180,7 @@ def test_layouts_declare_capabilities_and_the_counts_check_asks_them_not_the_nam
     assert [n for n, c in declared.items() if c.by_defect_type] == ["mvtec_loco"]
     assert [n for n, c in declared.items() if c.unscored_sets] == ["mvtec_ad2"]
     assert declared["mvtec"] == declared["btad"] == declared["mpdd"] == Capabilities()
-    from experiments.prepare import check_counts
+    from experiments.execution.prepare import check_counts
 
     files = layouts.LAYOUTS["visa"].discover(write_visa(tmp_path / "visa", split_file=False), "candle")
     with caplog.at_level(logging.WARNING):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.config import RunConfig
-from experiments.methods import METHODS, get_method
-from experiments.plots import FIGURES
-from experiments.runner import StudyRun
-from experiments.scenarios import SCENARIOS
+from experiments.definition.config import RunConfig
+from experiments.definition.methods import METHODS, get_method
+from experiments.definition.scenarios import SCENARIOS
+from experiments.execution.runner import StudyRun
+from experiments.reporting.plots import FIGURES
 
 pytestmark = pytest.mark.fast
 

@@ -13,12 +13,12 @@ import pytest
 
 from ad_core.metrics import METRICS, metric_names, recorded_names, register, unregister
 from ad_core.metrics.registry import EVALUATED, Metric, floor
-from experiments.evaluate import evaluate
-from experiments.goldens import derive_tolerances, entries
+from experiments.evaluation.evaluate import evaluate
+from experiments.evaluation.results import MethodResult, ScenarioResult, ScoreSet
+from experiments.gates.goldens import derive_tolerances, entries
 from experiments.readers import convert
 from experiments.readers.run_folder import registered_results_schema
-from experiments.report import summary_table
-from experiments.results import MethodResult, ScenarioResult, ScoreSet
+from experiments.reporting.report import summary_table
 
 pytestmark = pytest.mark.fast
 

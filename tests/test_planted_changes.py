@@ -32,9 +32,10 @@ class Planted:
 
 
 PLANTED = (
-    Planted("coreset ratio 5% -> 1%", "experiments/config.py", "coreset_ratio: float = 0.05",
-            "coreset_ratio: float = 0.01", ("tests/test_methods.py::test_defaults_are_the_protocol_numbers",)),
-    Planted("PatchCore k 9 -> 1", "experiments/config.py", "    k: int = 9", "    k: int = 1",
+    Planted("coreset ratio 5% -> 1%", "experiments/definition/methods.py", "coreset_ratio: float = setting(0.05,",
+            "coreset_ratio: float = setting(0.01,", ("tests/test_methods.py::test_defaults_are_the_protocol_numbers",)),
+    Planted("PatchCore k 9 -> 1", "experiments/definition/methods.py", "    k: int = setting(9,",
+            "    k: int = setting(1,",
             ("tests/test_methods.py::test_defaults_are_the_protocol_numbers",
              "tests/test_methods.py::test_registered_method_fits_scores_and_round_trips",
              "tests/test_config.py::test_the_configs_method_defaults_are_the_model_constructors_own")),
@@ -46,11 +47,11 @@ PLANTED = (
     Planted("kNN filter keeps every entry (correct, but no filter)", "ad_core/models/kernels/knn_cpu.py",
             "threshold += 1e-12 * abs(threshold)", "threshold = np.inf",
             ("tests/test_knn_cpu.py::test_the_filter_keeps_few_entries_on_clustered_points",)),
-    Planted("a config range check dropped", "experiments/config.py",
-            '    _real(config, "coreset_ratio", 0.0, 1.0, low_open=True)\n', "",
+    Planted("a declared bound dropped", "experiments/definition/methods.py",
+            "low=0.0, high=1.0, low_open=True,", "",
             ("tests/test_config.py::"
              "test_every_bad_cli_value_is_one_line_naming_the_option_with_exit_2_and_nothing_computed",)),
-    Planted("claims counted as holding when not reversed", "experiments/statistics.py",
+    Planted("claims counted as holding when not reversed", "experiments/evaluation/statistics.py",
             'holds_in=sum(s["verdict"] == "holds"', 'holds_in=sum(s["verdict"] != "reversed"',
             ("tests/test_experiments.py::test_seeds_share_features_and_report_spread_and_claims",)),
     Planted("image resize without antialiasing", "ad_core/data/preprocess.py", "antialias=True", "antialias=False",

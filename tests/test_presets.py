@@ -13,8 +13,8 @@ from skimage import data as skdata
 from torchvision import transforms as T
 
 from ad_core.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from experiments.config import RunConfig
-from experiments.presets import PRESETS, get_preset, preset_settings
+from experiments.definition.config import RunConfig
+from experiments.definition.presets import PRESETS, get_preset, preset_settings
 
 pytestmark = pytest.mark.fast
 

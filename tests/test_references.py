@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from experiments.methods import METHODS
-from experiments.presets import PRESETS
-from experiments.references import MVTEC_AD_CATEGORIES, load_tables, mvtec_counts
+from experiments.definition.methods import METHODS
+from experiments.definition.presets import PRESETS
+from experiments.evaluation.references import MVTEC_AD_CATEGORIES, load_tables, mvtec_counts
 
 pytestmark = pytest.mark.fast
 

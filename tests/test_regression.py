@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.config import RunConfig
+from experiments.definition.config import RunConfig
 from experiments.study import run_study
 from tests.golden import GOLDEN_ROOT, cases, check_golden
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.config import RunConfig
+from experiments.definition.config import RunConfig
 from experiments.study import run_study
 from tests.golden import cases, check_golden
 

@@ -8,9 +8,9 @@ import pytest
 
 from ad_core.data.embedded import EmbeddedSpec, make_embedded_dataset
 from experiments.cli import main
-from experiments.references import load_tables
-from experiments.results import ClassResult, MethodResult, ScenarioResult
-from experiments.verdict import closest_table, make_verdict, run_setting
+from experiments.evaluation.references import load_tables
+from experiments.evaluation.results import ClassResult, MethodResult, ScenarioResult
+from experiments.gates.verdict import closest_table, make_verdict, run_setting
 
 pytestmark = pytest.mark.fast
 
@@ -192,7 +192,7 @@ def test_cli_preset_on_the_embedded_set_says_no_references(tmp_path, capsys):
 def test_the_unified_scenario_is_held_against_the_multi_class_table():
     """One model over every class against ADer's multi-class PatchCore row: the field's metrics (F1-max, pixel
     AP) are compared too, and the verdict is indicative (ADer's setting differs), never 'reproduced' alone."""
-    from experiments.verdict import UNIFIED_TABLES
+    from experiments.gates.verdict import UNIFIED_TABLES
 
     ader = load_tables()["ader/patchcore-unified"]
     ref = ader.values["bottle"]

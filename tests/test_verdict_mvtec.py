@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.config import RunConfig
-from experiments.presets import preset_settings
-from experiments.references import MVTEC_AD_CATEGORIES, load_tables
+from experiments.definition.config import RunConfig
+from experiments.definition.presets import preset_settings
+from experiments.evaluation.references import MVTEC_AD_CATEGORIES, load_tables
 from experiments.study import run_study
 
 pytestmark = pytest.mark.mvtec

@@ -98,17 +98,17 @@ CROSS_CLASS_CONFUSION = register(Metric(
     "cross_class_confusion", "cross-class",
     "fraction of class i's normal test images flagged at class j's tau (unified model), one cell per (i, j)",
     Tolerance(lambda s: (1 / s.n_normal, f"1 / {s.n_normal}"), "one normal test image crossing another class's tau"),
-    direction="lower", source="experiments.evaluate.cross_class_confusion", cells="cross_class_"))
+    direction="lower", source="experiments.evaluation.evaluate.cross_class_confusion", cells="cross_class_"))
 SILHOUETTE = register(Metric(
     "silhouette", "cross-class", "silhouette score of the classes' pooled features (unified model)",
     floor(1e-3, "1e-3", "a float statistic of the pooled features"),
-    direction="none", source="experiments.evaluate.feature_separation"))
+    direction="none", source="experiments.evaluation.evaluate.feature_separation"))
 CENTROID_ACCURACY = register(Metric(
     "centroid_accuracy", "cross-class", "leave-one-out nearest-class-centroid accuracy of the pooled features",
     Tolerance(lambda s: (0.01, "1 / 100"), "leave-one-out over the pooled training images (>= 100): about one image"),
-    direction="none", source="experiments.evaluate.feature_separation"))
+    direction="none", source="experiments.evaluation.evaluate.feature_separation"))
 UNCERTAIN_AUROC = register(Metric(
     "uncertain_{group}_auroc", "uncertain", "AUROC of one group of images of unsure label against the test normals",
     Tolerance(lambda s: (3 / (s.n_normal * s.n_group), f"3 / ({s.n_normal} x {s.n_group})"),
               "three swapped (test normal, {group}) pairs"),
-    direction="none", source="experiments.evaluate.evaluate_uncertain"))
+    direction="none", source="experiments.evaluation.evaluate.evaluate_uncertain"))

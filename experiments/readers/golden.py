@@ -27,7 +27,7 @@ GOLDEN_FORMAT = 1  # golden files written before the field existed are format 1
 
 
 class Tolerance(Strict):
-    """One kind of number's allowance: ``abs`` + ``rel`` x |expected|, its rule and why (experiments.goldens
+    """One kind of number's allowance: ``abs`` + ``rel`` x |expected|, its rule and why (experiments.gates.goldens
     writes the allowance first: ``{"abs": 0, "rule": ..., "why": ...}``)."""
 
     abs: Real | None = Field(None, exclude_if=absent)
@@ -43,7 +43,7 @@ class RecordedVerdict(Strict):
 
 
 class GoldenFile(Strict):
-    """``golden/<dataset>-<backbone>/<scenario>.json``, built by experiments.goldens.payload: its fields in
+    """``golden/<dataset>-<backbone>/<scenario>.json``, built by experiments.gates.goldens.payload: its fields in
     the order written (the verdict only where a gate recorded one)."""
 
     format: int = GOLDEN_FORMAT

@@ -9,8 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field, RootModel, create_model
 
-from ad_core.metrics import of_levels
-from ad_core.metrics.registry import EVALUATED
+from ad_core.metrics.registry import EVALUATED, of_levels
 from experiments.readers.core import (
     Count,
     Number,
@@ -43,7 +42,7 @@ Confusion = Annotated[object, BeforeValidator(_confusion)]
 
 
 class UncertainGroupFile(Strict):
-    """One group of images of unsure label (experiments.evaluate.evaluate_uncertain)."""
+    """One group of images of unsure label (experiments.evaluation.evaluate.evaluate_uncertain)."""
 
     n: Count
     auroc_vs_test_normals: Number
@@ -51,7 +50,7 @@ class UncertainGroupFile(Strict):
     flagged_fraction: Number = None
 
 
-# A class result's fields besides its recorded numbers (experiments.results.ClassResult.to_json), after them
+# A class result's fields besides its recorded numbers (experiments.evaluation.results.ClassResult.to_json), after them
 CLASS_RESULT_EXTRAS: dict[str, Any] = {
     "pixel_metrics_absent": (str | None, None),
     "image_metrics_absent": (str | None, None),
@@ -88,6 +87,8 @@ def results_schema(recorded: tuple[tuple[str, bool], ...]) -> type[Strict]:
 
 def registered_results_schema() -> type[Strict]:
     """``results_schema`` of the metrics registered now (a metric registered later is read too)."""
+    import ad_core.metrics.catalog  # noqa: F401  (registers the study's metrics; sklearn loads on the first read)
+
     return results_schema(tuple((m.name, m.origin == "study") for m in of_levels(*EVALUATED, "calibration")))
 
 
@@ -137,7 +138,7 @@ def read_checksums(path: str | Path) -> dict[str, str]:
 
 
 class Checksums(RootModel[dict[str, str]]):
-    """``checksums.json`` (experiments.artifacts.write_scenario): {``results/<scenario>.json``: SHA-256 hex}."""
+    """``checksums.json`` (experiments.records.artifacts.write_scenario): {``results/<scenario>.json``: SHA-256 hex}."""
 
     model_config = ConfigDict(strict=True)
 
@@ -162,7 +163,7 @@ class GpuInfo(Strict):
 
 
 class ProvenanceFile(Strict):
-    """``provenance.json``, built by experiments.provenance.collect: its fields in the order written (every
+    """``provenance.json``, built by experiments.records.provenance.collect: its fields in the order written (every
     one but ``data_digest`` may be absent from an older record; the bit-depth rule and its exceptions are
     written where a category has 16-bit-container images, since issue 31)."""
 
@@ -199,7 +200,7 @@ def read_provenance(path: str | Path) -> dict[str, Any]:
 
 
 class GuardFile(RootModel[dict[str, Any]]):
-    """``run_config.json`` (experiments.artifacts.write_guard): the configuration fingerprint a ``--out`` is
+    """``run_config.json`` (experiments.records.artifacts.write_guard): the configuration fingerprint a ``--out`` is
     pinned to, a JSON object."""
 
     model_config = ConfigDict(strict=True)

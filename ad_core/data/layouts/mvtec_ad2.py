@@ -3,7 +3,7 @@
 ``<object>/train/good/``, ``validation/good/`` (normals only: tau by the normal-only rule),
 ``test_public/{good,bad}/`` with ``test_public/ground_truth/bad/<stem>_mask.png`` (255 defect), and the
 flat ``test_private/`` and ``test_private_mixed/`` without public ground truth: scored only, their maps
-written in the evaluation server's format (experiments/submission.py), no metric claimed for them.
+written in the evaluation server's format (experiments/records/submission.py), no metric claimed for them.
 Relative names take MVTec AD's form: ``train/good/``, ``validation/good/``, ``test/good/``, ``test/bad/``;
 the private sets keep theirs (``test_private/000_regular.png``).
 """

@@ -1,6 +1,6 @@
 """``ad-repro compare A B``: hold a run folder against another run or a golden folder.
 
-The comparison is the one the pytest gates use (``experiments.goldens``): the same numbers
+The comparison is the one the pytest gates use (``experiments.gates.goldens``): the same numbers
 (every number the report states) and the same tolerances — a golden side's own, else
 those derived from run A's set sizes (granularity rule, no drift), or one ``--tolerance``
 for every number.  A NaN never holds, an infinity holds only against the same infinity
@@ -15,10 +15,10 @@ import json
 import math
 from pathlib import Path
 
-from experiments.artifacts import verified_results
-from experiments.goldens import allowed_difference, compare_numbers, derive_tolerances, entries, tolerance_name
+from experiments.evaluation.results import ScenarioResult
+from experiments.gates.goldens import allowed_difference, compare_numbers, derive_tolerances, entries, tolerance_name
 from experiments.readers import FileFormatError, read_golden
-from experiments.results import ScenarioResult
+from experiments.records.artifacts import verified_results
 
 NOT_GOLDEN = ("drift.json", "config.json")  # the other files of a golden folder (measured drift, the run's settings)
 

@@ -1,12 +1,12 @@
 """The run configuration: every setting of a run, declared once, and its validation.
 
-Each field of ``RunConfig`` is declared with ``experiments.settings.setting``: its default, help,
+Each field of ``RunConfig`` is declared with ``experiments.definition.settings.setting``: its default, help,
 bounds or choices, and whether a recorded configuration may carry it (``recorded``) or only the
 command line and the environment (where the run executes and what it reads and writes,
 docs/security.md).  The CLI's options (``experiments.cli``), ``validate``, the configuration
 file's schema (``config_file_schema``) and ``golden record``'s recorded configuration all follow
 from these declarations; the methods' hyperparameters are declared with their method
-(``experiments.methods``) and held namespaced in ``hyperparameters`` (``--patchcore-k``,
+(``experiments.definition.methods``) and held namespaced in ``hyperparameters`` (``--patchcore-k``,
 ``{"hyperparameters": {"patchcore": {"k": 9}}}``).
 
 This module imports nothing of the rest of the package at load time but the declarations and the
@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ad_core import SEED
-from experiments.methods import METHODS
-from experiments.settings import ConfigError, Declared, declared, setting
+from experiments.definition.methods import METHODS
+from experiments.definition.settings import ConfigError, Declared, declared, setting
 
 BUILT_IN = ("embedded", "elpv")
 OFFLINE_BACKBONE = "efficientnet_lite0"  # built-in datasets without --backbone: the weights that install offline
@@ -77,11 +77,12 @@ class RunConfig:
     categories: list[str] | None = setting(None, "categories (default: all found under --data)",
                                            check_name=_category)
     scenarios: list[str] | None = setting(None, "scenarios to run (default: all)",
-                                          choices=_names_of("experiments.scenarios", "SCENARIOS"), metavar="SCENARIO")
+                                          choices=_names_of("experiments.definition.scenarios", "SCENARIOS"),
+                                          metavar="SCENARIO")
     methods: list[str] = setting(_default_methods(), "methods (default: all)",
-                                 choices=_names_of("experiments.methods", "METHODS"), metavar="METHOD")
+                                 choices=_names_of("experiments.definition.methods", "METHODS"), metavar="METHOD")
     preset: str = setting("study", "the protocol to follow, and the published results a verdict holds the run "
-                          "against", choices=_names_of("experiments.presets", "PRESETS"), metavar="PRESET")
+                          "against", choices=_names_of("experiments.definition.presets", "PRESETS"), metavar="PRESET")
     backbone: str | None = setting(None, "feature backbone (default: the preset's, resnet50 for the study; "
                                    "efficientnet_lite0 on the built-in datasets)",
                                    choices=lambda: sorted(_names_of("ad_core.features", "BACKBONE_NAMES")()))
@@ -106,7 +107,6 @@ class RunConfig:
                              choices=_names_of("ad_core.thresholds", "CHOICES"))
     threshold_fpr: float = setting(0.01, "normal-fpr's target rate of validation normals at or above tau",
                                    low=0.0, high=0.5, metavar="RATE")
-    progress: bool = setting(True, "no progress bars", recorded=False, switch_off="--no-progress")
     bootstrap: bool = setting(True, "skip the 95% bootstrap intervals and the claims' paired intervals",
                               switch_off="--no-bootstrap")
     feature_cache: Path | None = setting(None, "feature cache folder (default: <out>/cache/features; seeds of one "
@@ -123,7 +123,9 @@ class RunConfig:
                                   "the thread count", recorded=False, low=1)
     feature_memory_gb: float = setting(4.0, "feature maps kept in memory between the scenarios' passes (GiB; not "
                                        "number-affecting)", recorded=False, low=0.0, option=False)
-    # each registered method's hyperparameters, declared with it (experiments.methods): {method: {argument: value}}
+    progress: bool = setting(True, "no progress bars", recorded=False, switch_off="--no-progress")
+    # each registered method's hyperparameters, declared with it (experiments.definition.methods):
+    # {method: {argument: value}}
     hyperparameters: dict[str, dict[str, Any]] = field(default_factory=_default_hyperparameters)
 
     def __post_init__(self) -> None:
@@ -141,7 +143,7 @@ class RunConfig:
             return self.backbone
         if self.built_in:
             return OFFLINE_BACKBONE
-        from experiments.presets import get_preset
+        from experiments.definition.presets import get_preset
 
         return get_preset(self.preset).backbone
 
@@ -332,7 +334,7 @@ def config_file_schema(version: int = CONFIG_FORMAT) -> type:
     from pydantic import create_model
 
     from ad_core.data.records import Strict
-    from experiments.settings import schema_type
+    from experiments.definition.settings import schema_type
 
     by_name = {d.name: d for d in all_settings()}
     fields: dict[str, Any] = {"format": (int, CONFIG_FORMAT)}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-PUBLISHED = Path(__file__).resolve().parent / "published"
+PUBLISHED = Path(__file__).resolve().parents[1] / "published"
 SOURCE_FILES = ("patchcore_paper.json", "padim_paper.json", "anomalib.json", "ader.json")
 COUNTS_FILE = "mvtec_ad_counts.json"
 MVTEC_AD_CATEGORIES = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill",

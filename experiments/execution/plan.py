@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from experiments.config import RunConfig
-from experiments.methods import METHODS, get_method
-from experiments.scenarios import Scenario, select
+from experiments.definition.config import RunConfig
+from experiments.definition.methods import METHODS, get_method
+from experiments.definition.scenarios import Scenario, select
 
 log = logging.getLogger("ad-repro")
 UNIFIED = "unified"  # the scope of one model over every category
@@ -98,7 +98,7 @@ def guarded_names() -> tuple[str, ...]:
 
 def weights_key(weights: str | None) -> str:
     """The weights as the caches and the guard know them: a file by its SHA-256, else the name ('default')."""
-    from experiments.cache import file_digest
+    from experiments.execution.cache import file_digest
 
     if weights and Path(weights).is_file():
         return f"file-sha256:{file_digest(Path(weights))}"
@@ -110,8 +110,8 @@ def resolve(config: RunConfig) -> Resolved:
     here, listing the registered ones)."""
     from ad_core.features.extractor import resolve_device
     from ad_core.models.kernels.knn import resolve_backend
-    from experiments.prepare import data_root_of
-    from experiments.presets import get_preset
+    from experiments.definition.presets import get_preset
+    from experiments.execution.prepare import data_root_of
 
     for method in config.methods:
         get_method(method)

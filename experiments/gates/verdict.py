@@ -12,9 +12,9 @@ difference listed) or the preset has no published numbers of its own (the ``stud
 
 from __future__ import annotations
 
-from experiments.presets import get_preset
-from experiments.references import MVTEC_AD_CATEGORIES, ReferenceTable, load_tables, mvtec_counts
-from experiments.results import ClassResult, MethodResult, ScenarioResult
+from experiments.definition.presets import get_preset
+from experiments.evaluation.references import MVTEC_AD_CATEGORIES, ReferenceTable, load_tables, mvtec_counts
+from experiments.evaluation.results import ClassResult, MethodResult, ScenarioResult
 
 VERDICT_FILE = "verdict.json"
 SCENARIO = "clean"  # train on train/good, test on the clean test set: what the papers publish

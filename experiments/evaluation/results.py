@@ -65,7 +65,7 @@ class ClassResult:
     uncertain: dict | None = None  # images of unsure label, per group (ELPV)
     memory_bank_size: int | None = None  # recorded in parameter sweeps (coreset ablation)
     fit_seconds: float | None = None
-    ci95: dict[str, list[float]] | None = None  # bootstrap [low, high] per metric (experiments.statistics)
+    ci95: dict[str, list[float]] | None = None  # bootstrap [low, high] per metric (experiments.evaluation.statistics)
 
     def recorded(self) -> Numbers:
         """The evaluated metrics and tau, in registry order (``recorded_names()``)."""

@@ -8,7 +8,7 @@ from ad_core.metrics import EvaluationSet, evaluate_metrics, evaluated, of_level
 from ad_core.metrics.catalog import IMAGE_AUROC
 from ad_core.metrics.registry import FROM_MAPS
 from ad_core.timing import phase
-from experiments.results import ClassResult, ScoreSet
+from experiments.evaluation.results import ClassResult, ScoreSet
 
 
 def evaluate(test: ScoreSet, threshold: float) -> ClassResult:

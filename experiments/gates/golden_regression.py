@@ -6,7 +6,7 @@ with ad-repro and pytest-regressions can gate its own numbers with the golden fi
 (``perform_regression_check``): a missing golden is written and the test fails; a differing one
 leaves ``<scenario>.obtained.json`` and fails with every moved number in one message;
 ``--force-regen`` rewrites a differing golden and fails; ``--regen-all`` rewrites every golden and
-passes.  What it adds is the golden format (``experiments.goldens``): the tolerance of every
+passes.  What it adds is the golden format (``experiments.gates.goldens``): the tolerance of every
 kind of number, with its rule and why, lives in the file; ``null`` must stay ``null``; one file
 holds a scenario's every method and entry.  Expected files are read by the strict reader
 (``experiments.readers.read_golden``).
@@ -33,7 +33,7 @@ Entries = dict[str, dict[str, dict[str, Any]]]  # {method key: {entry: {number: 
 
 def moved_numbers(expected: Entries, obtained: Entries, tolerances: dict) -> list[str]:
     """One line per number beyond its tolerance, or present on one side only ('method/entry/number: ...')."""
-    from experiments.goldens import compare_numbers, describe
+    from experiments.gates.goldens import compare_numbers, describe
 
     lines = []
     for method in sorted(set(expected) | set(obtained)):
@@ -126,8 +126,8 @@ class GoldenRegression:
                      backbone: str | None = None, verdict: dict | None = None) -> None:
         """Hold a ``ScenarioResult`` against ``folder/<scenario>.json``; a regenerated golden gets
         tolerances derived from the result's set sizes and ``folder``'s ``drift.json``
-        (``experiments.goldens.derive_tolerances``), and ``verdict``'s status and summary."""
-        from experiments.goldens import derive_tolerances, load_drift, payload
+        (``experiments.gates.goldens.derive_tolerances``), and ``verdict``'s status and summary."""
+        from experiments.gates.goldens import derive_tolerances, load_drift, payload
 
         folder = Path(folder)
         cfg = result.config

@@ -1,7 +1,7 @@
 """How a setting is declared: once, on the dataclass field that holds it.
 
-A run setting (``experiments.config.RunConfig``) and a method's hyperparameter (each method's
-settings class in ``experiments.methods``) are dataclass fields made by ``setting(...)``: the
+A run setting (``experiments.definition.config.RunConfig``) and a method's hyperparameter (each method's
+settings class in ``experiments.definition.methods``) are dataclass fields made by ``setting(...)``: the
 default, a help line, the bounds or choices, and who may set it (``recorded``: a study setting a
 recorded configuration may carry; ``False``: where the run executes, from the command line or the
 environment only, docs/security.md).  From that one declaration come
@@ -87,7 +87,7 @@ class Declared:
             low, high = d.low, d.high
             if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low) \
                     or (high is not None and value > high):
-                bound = f"a whole number >= {low:g}" + (f" and <= {high:g}" if high is not None else "")
+                bound = f"a whole number >= {int(low or 0)}" + (f" and <= {int(high)}" if high is not None else "")
                 raise self.fail(value, f"must be {bound}")
         elif self.kind is float:
             ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

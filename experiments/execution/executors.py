@@ -1,7 +1,7 @@
 """Where a study's independent units run: in this process (default) or as tasks of a Dask cluster.
 
 The units are the ones the runner memoises, each of which writes a cache entry
-(``experiments.cache``): the features of one (category, domain), one model fit, the scores of
+(``experiments.execution.cache``): the features of one (category, domain), one model fit, the scores of
 one (model, category, domain, split).  ``DaskExecutor.precompute`` submits them as a task graph
 (fits after their features, scores after their model) to a ``dask.distributed`` cluster, every
 task opening the client's prepared run (``PreparedRun``: no data written) in its worker as a
@@ -39,9 +39,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from ad_core import timing
-from experiments.config import RunConfig
-from experiments.plan import ModelKey, ScoreKey
-from experiments.runner import PreparedRun, StudyRun
+from experiments.definition.config import RunConfig
+from experiments.execution.plan import ModelKey, ScoreKey
+from experiments.execution.runner import PreparedRun, StudyRun
 
 log = logging.getLogger("ad-repro")
 _RUNS: dict[str, StudyRun] = {}  # per worker process: the StudyRun of the latest configuration
@@ -171,7 +171,7 @@ class DaskExecutor:
             try:  # the address comes from the command line only (never from a recorded configuration)
                 self.client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
             except (OSError, TimeoutError) as exc:
-                from experiments.config import ConfigError
+                from experiments.definition.config import ConfigError
 
                 raise ConfigError(f"--scheduler {scheduler}: no Dask scheduler answers there within "
                                   f"{CONNECT_TIMEOUT_S} s ({type(exc).__name__}); start it (dask scheduler), check "

@@ -13,16 +13,16 @@ from ad_core.data.splits import Splits, make_splits, save_splits
 from ad_core.errors import DatasetError
 from ad_core.shift.generate import PARAMS_LOG
 from ad_core.timing import phase
-from experiments.cache import file_digest
-from experiments.datasets import BUILT_IN, CLEAN, DOMAINS
-from experiments.fingerprint import fingerprint, log, note_if_stale
+from experiments.definition.datasets import BUILT_IN, CLEAN, DOMAINS
+from experiments.execution.cache import file_digest
+from experiments.execution.fingerprint import fingerprint, log, note_if_stale
 from experiments.readers import FileFormatError, plain_name, read_splits
 
 
 @dataclass(frozen=True)
 class PreparedCategory:
     clean: CategoryFiles
-    derived: dict[str, CategoryFiles]  # each derived domain's copy (experiments.datasets.DOMAINS) the run uses
+    derived: dict[str, CategoryFiles]  # each derived domain's copy the run uses (experiments.definition.datasets)
     splits: Splits
 
     def files(self, domain: str) -> CategoryFiles:
@@ -51,7 +51,7 @@ def resolve_data_root(data: str | Path | None, out: Path, dataset: str = "embedd
                       seed: int = SEED) -> tuple[Path, str]:
     """(root, dataset name): the user's folder, or a built-in dataset written under ``out``.
 
-    Built-in: ``experiments.datasets.BUILT_IN`` (``embedded``: made from scikit-image's photographs;
+    Built-in: ``experiments.definition.datasets.BUILT_IN`` (``embedded``: made from scikit-image's photographs;
     ``elpv``: the PyPI ``elpv-dataset`` solar cells, an optional extra).
     """
     root, dataset = data_root_of(data, out, dataset)
@@ -112,7 +112,7 @@ def write_category(root: Path, plan: PlannedCategory, out: Path, seed: int, prog
     for name in domains:
         copy_root = out / "data" / f"{root.name}-{name}"
         stamp = fingerprint(name)
-        note_if_stale(copy_root / category / PARAMS_LOG, "stamp", stamp, f"{name} copy of {category}")
+        note_if_stale(copy_root / category / PARAMS_LOG, "stamp", stamp, f"{DOMAINS[name].copy} of {category}")
         with phase(f"{name} generation"):
             DOMAINS[name].write(plan.clean, copy_root, seed, progress, stamp)
         # the copy is in MVTec AD's layout whatever the source's (relative names are in its form); without
@@ -158,7 +158,7 @@ def published_counts(layout: str) -> tuple[dict[str, dict[str, int]], str]:
     """({category: {count name: n}}, source) of a benchmark's official copy ({} where none is recorded)."""
     import json
 
-    from experiments.references import PUBLISHED
+    from experiments.evaluation.references import PUBLISHED
 
     entry = json.loads((PUBLISHED / "layout_counts.json").read_text()).get(layout)
     if entry and "file" in entry:  # a benchmark whose counts have a file of their own (MVTec AD's)

@@ -5,7 +5,7 @@ A golden file (``golden/<dataset>-<backbone>/<scenario>.json``) holds, per metho
 entry (each class, ``mean``, ``pooled`` for one global tau, ``shortcut`` for the unified
 model's analysis), the checked numbers, and a ``tolerances`` block whose every entry states
 its rule, its inputs and why.  ``compare`` is the one comparison used by the pytest gates.
-Results come in typed (``experiments.results.ScenarioResult``); golden files and their
+Results come in typed (``experiments.evaluation.results.ScenarioResult``); golden files and their
 ``entries`` stay plain ``{method key: {entry: {number: value}}}`` JSON.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from ad_core.metrics import METRICS
 from ad_core.metrics.catalog import CROSS_CLASS_CONFUSION, MEMORY_BANK_SIZE, UNCERTAIN_AUROC
 from ad_core.metrics.registry import Metric, SetSizes
-from experiments.results import MEAN, POOLED, ClassResult, MethodResult, ScenarioResult
+from experiments.evaluation.results import MEAN, POOLED, ClassResult, MethodResult, ScenarioResult
 
 DRIFT_FILE = "drift.json"  # per golden folder: largest differences measured between two runs
 DRIFT_FACTOR = 2  # allowed: twice the largest difference measured between two faithful runs
@@ -240,10 +240,10 @@ def record(run_folder: Path, dest: Path) -> list[Path]:
     import os
 
     from ad_core.data.io import write_json
-    from experiments.artifacts import CHECKSUMS, GUARD, load_results
-    from experiments.config import read_config, recorded_config
-    from experiments.provenance import PROVENANCE_FILE
+    from experiments.definition.config import read_config, recorded_config
     from experiments.readers import plain_name
+    from experiments.records.artifacts import CHECKSUMS, GUARD, load_results
+    from experiments.records.provenance import PROVENANCE_FILE
 
     run, where = Path(run_folder).resolve(), Path(dest).resolve()
     if where == run or run in where.parents:

@@ -29,11 +29,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from experiments.settings import Declared, declared, setting
+from experiments.definition.settings import Declared, declared, setting
 
 
 class Settings(Protocol):
-    """What an entry reads of a run's settings (``experiments.config.RunConfig``, which imports this
+    """What an entry reads of a run's settings (``experiments.definition.config.RunConfig``, which imports this
     module: the registry depends on no configuration type)."""
 
     knn_backend: str

@@ -61,6 +61,7 @@ class Domain:
     name: str
     description: str
     writer: str | None = None  # "module:function" writing one category's copy; None: the data as read
+    copy: str = ""  # what messages call a category's copy ("shifted copy")
 
     @property
     def derived(self) -> bool:
@@ -80,7 +81,7 @@ CLEAN = "clean"
 DOMAINS: dict[str, Domain] = {d.name: d for d in (
     Domain(CLEAN, "the data as read"),
     Domain("shift", "MVTec-Shift: each image warped, re-lit and re-contrasted by seeded parameters",
-           "ad_core.shift:write_shifted_category"),
+           "ad_core.shift:write_shifted_category", "shifted copy"),
 )}
 
 

@@ -20,7 +20,7 @@ from ad_core.metrics import metric, metric_names
 from ad_core.metrics.bootstrap import N_RESAMPLES, image_intervals, image_statistics, paired_difference, pixel_intervals
 from ad_core.metrics.catalog import IMAGE_AUROC, IMAGE_F1
 from ad_core.timing import phase
-from experiments.results import ScenarioResult, ScoreSet
+from experiments.evaluation.results import ScenarioResult, ScoreSet
 
 
 @phase("bootstrap intervals")

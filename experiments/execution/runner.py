@@ -1,10 +1,10 @@
 """One runner for every scenario: it sequences fit, score, calibrate and evaluate.
 
 Two steps: ``prepare_run`` writes what a resolved run reads (built-in dataset copy, splits, each
-derived domain's copy) and plans its work (``experiments.plan``); ``StudyRun`` opens a prepared run
+derived domain's copy) and plans its work (``experiments.execution.plan``); ``StudyRun`` opens a prepared run
 cheaply (what each Dask task does), executes its units and memoises models, scores and thresholds,
-shared by the scenarios of a run.  On-disk formats live in ``experiments.cache``, the methods and
-their capabilities in ``experiments.methods``.
+shared by the scenarios of a run.  On-disk formats live in ``experiments.execution.cache``, the methods and
+their capabilities in ``experiments.definition.methods``.
 """
 
 from __future__ import annotations
@@ -21,29 +21,38 @@ from ad_core.data.samples import Sample
 from ad_core.features import FeatureExtractor
 from ad_core.thresholds import calibrate
 from ad_core.timing import phase
-from experiments.cache import FeatureStore, ModelStore, ScoreCache, inputs_of, model_digest
-from experiments.config import RunConfig
-from experiments.datasets import derived_domains
-from experiments.evaluate import (
+from experiments.definition.config import RunConfig
+from experiments.definition.datasets import derived_domains
+from experiments.definition.methods import AnomalyModel, MethodSpec, get_method
+from experiments.definition.scenarios import Scenario, select
+from experiments.evaluation.evaluate import (
     cross_class_confusion,
     evaluate,
     evaluate_by_defect,
     evaluate_uncertain,
     feature_separation,
 )
-from experiments.fingerprint import fingerprint, log
-from experiments.methods import AnomalyModel, MethodSpec, get_method
-from experiments.plan import ModelKey, Resolved, Work, model_key, plan_work, resolve, runnable, scenario_methods
-from experiments.prepare import (
+from experiments.evaluation.results import MethodResult, ScenarioResult, ScoreSet
+from experiments.evaluation.statistics import class_intervals
+from experiments.execution.cache import FeatureStore, ModelStore, ScoreCache, inputs_of, model_digest
+from experiments.execution.fingerprint import fingerprint, log
+from experiments.execution.plan import (
+    ModelKey,
+    Resolved,
+    Work,
+    model_key,
+    plan_work,
+    resolve,
+    runnable,
+    scenario_methods,
+)
+from experiments.execution.prepare import (
     PreparedCategory,
     default_categories,
     prepare_categories,
     resolve_data_root,
     resolve_layout,
 )
-from experiments.results import MethodResult, ScenarioResult, ScoreSet
-from experiments.scenarios import Scenario, select
-from experiments.statistics import class_intervals
 
 EXTRACTED_LAYERS = ("layer1", "layer2", "layer3")  # one backbone pass serves every method
 FEW_TEST_IMAGES = 5  # normal or defective test images of a class below which its numbers are called anecdotal

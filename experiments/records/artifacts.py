@@ -11,9 +11,9 @@ from pathlib import Path
 from ad_core.data.io import atomic_open, bytes_sha256, write_json
 from ad_core.errors import DatasetError
 from ad_core.metrics import recorded_names
+from experiments.evaluation.results import ScenarioResult
 from experiments.readers import FileFormatError, open_regular, read_checksums, read_guard, read_results
 from experiments.readers.run_folder import Checksums, GuardFile
-from experiments.results import ScenarioResult
 
 ENTRY_COLUMNS = ("scenario", "method", "category")  # summary.csv's first columns, then every recorded number
 GUARD = "run_config.json"
@@ -143,7 +143,7 @@ def verified_results(out: Path, strict: bool = False) -> list[tuple[Path, dict]]
     recorded when it wrote it and whose content is a results file (``readers.read_results``), in the
     study's scenario order.  Any other is left out, saying so in one line; ``strict`` (a handed-over
     folder: ``golden record``, ``compare``): a FileFormatError naming it instead."""
-    from experiments.scenarios import SCENARIOS
+    from experiments.definition.scenarios import SCENARIOS
 
     out = Path(out)
     order = {name: i for i, name in enumerate(SCENARIOS)}

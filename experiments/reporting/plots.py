@@ -19,7 +19,7 @@ from sklearn.metrics import roc_curve  # noqa: E402
 from ad_core.data.io import atomic_open, read_image  # noqa: E402
 from ad_core.data.preprocess import Preprocessor  # noqa: E402
 from ad_core.metrics.catalog import IMAGE_AUROC  # noqa: E402
-from experiments.results import ScenarioResult, ScoreSet  # noqa: E402
+from experiments.evaluation.results import ScenarioResult, ScoreSet  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ad_core.data.io import atomic_write_bytes, image_size
-from experiments.artifacts import prune
-from experiments.scenarios import SCENARIOS
+from experiments.definition.scenarios import SCENARIOS
+from experiments.records.artifacts import prune
 
 log = logging.getLogger("ad-repro")
 FOLDER = "submission"
@@ -47,7 +47,7 @@ def to_image_size(anomaly_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def write_submission(run) -> list[Path]:
     """Score every unlabelled set of the run's categories with each map-making method's clean model and write
-    the maps (``StudyRun``: experiments.runner); the written files, [] where no category has such a set."""
+    the maps (``StudyRun``: experiments.execution.runner); the written files, [] where no category has such a set."""
     if not any(p.clean.unlabelled for p in run.prepared.values()):
         prune(run.out / FOLDER, set(), "submission map(s)")
         return []

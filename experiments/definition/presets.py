@@ -2,7 +2,7 @@
 
 ``study`` is the seed study's protocol (the default).  The others reproduce how a paper or a
 library published its MVTec AD numbers, so that a run can be held against them
-(``experiments.verdict``): the backbone, the input geometry (resize then centre crop, or a
+(``experiments.gates.verdict``): the backbone, the input geometry (resize then centre crop, or a
 plain resize), the split (``full_test``: all of ``train/good`` to train, the whole test set to
 evaluate, as the papers do), the method's settings and the published tables it is compared with.
 

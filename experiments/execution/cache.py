@@ -11,13 +11,13 @@ shares the same entries.
 
 Models (``models/<name><suffix>`` + ``<name>.fit.json``) and scores
 (``cache/scores/<model>/<domain>_<category>_<split>.npz`` + ``_maps.npy``) are named within one
-``--out`` (whose configuration ``experiments.artifacts.guard_config`` pins) and keyed by content:
+``--out`` (whose configuration ``experiments.records.artifacts.guard_config`` pins) and keyed by content:
 a fit record holds the SHA-256 of every training image (in order) and of the model's own files;
 a score entry holds a stamp of the code, the model's files and the scored images' contents.  An
 entry whose inputs changed is recomputed, with one line saying which inputs (``describe_inputs``).
 
 Every entry also records the fingerprint of the code and libraries that produced it
-(``experiments.fingerprint``): the feature folder's key includes it, a model's fit record
+(``experiments.execution.fingerprint``): the feature folder's key includes it, a model's fit record
 and a score entry carry it; an entry made under another fingerprint is recomputed, and the
 run says so in one line per cache.
 
@@ -44,8 +44,8 @@ from ad_core.data.samples import Sample
 from ad_core.errors import FileFormatError
 from ad_core.features import FeatureExtractor
 from ad_core.timing import phase
-from experiments.fingerprint import describe_change, digest, log
-from experiments.methods import AnomalyModel, MethodSpec
+from experiments.definition.methods import AnomalyModel, MethodSpec
+from experiments.execution.fingerprint import describe_change, digest, log
 
 file_digest = file_sha256  # SHA-256 of an input file, memoised (ad_core.data.io)
 

@@ -28,7 +28,7 @@ from ad_core.data.records import read_record
 from ad_core.errors import FileFormatError
 
 log = logging.getLogger("ad-repro")
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # holds ad_core/
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # holds ad_core/
 
 _DATA = ("ad_core/__init__.py", "ad_core/seeding.py", "ad_core/data/io.py", "ad_core/data/samples.py",
          "ad_core/data/layouts/listing.py", "ad_core/data/layouts/mvtec.py", "ad_core/data/embedded.py",

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from ad_core.data.io import atomic_open
 from ad_core.metrics import METRICS, metric_names
-from experiments.methods import METHODS
-from experiments.results import ScenarioResult
-from experiments.statistics import claim_line
-from experiments.verdict import verdict_section
+from experiments.definition.methods import METHODS
+from experiments.evaluation.results import ScenarioResult
+from experiments.evaluation.statistics import claim_line
+from experiments.gates.verdict import verdict_section
 
 
 def _cell(v: object) -> str:

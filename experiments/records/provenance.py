@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ad_core.data.bit_depth import RULE as BIT_DEPTH_RULE
-from experiments.fingerprint import PACKAGE_ROOT, library_version
+from experiments.execution.fingerprint import PACKAGE_ROOT, library_version
 from experiments.readers.run_folder import PROVENANCE_FORMAT, CpuInfo, GitState, GpuInfo, ProvenanceFile
 
 PROVENANCE_FILE = "provenance.json"
@@ -64,12 +64,12 @@ def cpu_model() -> str:
 
 
 def collect(run: object, threads: int | None, executor: str, workers: int) -> dict[str, object]:
-    """The provenance record of a ``StudyRun`` (``experiments.runner``) after its scenarios ran, built as
+    """The provenance record of a ``StudyRun`` (``experiments.execution.runner``) after its scenarios ran, built as
     the ``ProvenanceFile`` that reads it."""
     import torch
 
     from ad_core.models.kernels.products import bf16_native, cpu_flags
-    from experiments.cache import inputs_of
+    from experiments.execution.cache import inputs_of
 
     try:
         version = metadata.version("ad-repro")

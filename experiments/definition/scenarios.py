@@ -4,7 +4,7 @@ A scenario says which domain's train split the model is fit on, which domain's
 validation split calibrates tau, which domain's test split is evaluated, whether one
 model serves all classes (unified) and whether tau is per class or global.  Adding a
 scenario is adding a record here; the runner, plots and report have no per-scenario code
-paths (a record names the figures it wants, drawn by ``experiments.plots.FIGURES``).
+paths (a record names the figures it wants, drawn by ``experiments.reporting.plots.FIGURES``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class Scenario:
     description: str
     unified: bool = False  # one model on the pooled train splits of all classes
     global_threshold: bool = False  # one tau from the pooled validation split
-    methods: tuple[str, ...] | None = None  # None: every registered method (experiments.methods)
+    methods: tuple[str, ...] | None = None  # None: every registered method (experiments.definition.methods)
     coreset_ratios: tuple[float, ...] | None = None  # PatchCore ablation: one model per ratio
     shortcut_analysis: bool = False  # cross-class confusion + feature separation
     figures: tuple[str, ...] = BASIC_FIGURES

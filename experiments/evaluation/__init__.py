@@ -1,0 +1,1 @@
+"""Results and their evaluation: per-class metrics, statistics, and the published references."""

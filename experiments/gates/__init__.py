@@ -1,0 +1,1 @@
+"""Holding a run to a reference: goldens, ``compare``, and the reproduction verdict."""

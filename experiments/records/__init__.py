@@ -1,0 +1,1 @@
+"""What a run leaves in its ``--out`` folder: results and guard files, provenance, submission maps."""

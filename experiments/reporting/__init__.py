@@ -1,0 +1,1 @@
+"""What a person reads: ``report.md`` and the figures."""
