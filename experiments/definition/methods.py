@@ -135,6 +135,11 @@ def register(spec: MethodSpec) -> MethodSpec:
     return spec
 
 
+def unregister(name: str) -> None:
+    """Remove a registered method (a test's toy)."""
+    METHODS.pop(name, None)
+
+
 register(MethodSpec("patchcore", "ad_core.models.patchcore:PatchCore", ".npy",
                     "PatchCore (Roth et al. 2022): coreset memory bank of patch features, kNN distance",
                     PatchCoreSettings, ("image_size", "seed", "progress"), uses_knn=True, nested_coreset=True))

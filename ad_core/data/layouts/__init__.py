@@ -92,6 +92,26 @@ LAYOUTS: dict[str, Layout] = {entry.name: entry for entry in (
            lambda cat: _mvtec_like(cat) and not _sub(cat, "ground_truth"), _as("image_level", image_level=True)),
 )}
 NAMES = ("auto", *LAYOUTS)
+GENERIC = ("mvtec", "image_level")  # the readers any MVTec-like folder matches: tried last by ``detect``
+
+
+def register(layout: Layout) -> Layout:
+    """Add a layout (from its own module); it is tried before the generic readers, so that a folder of its
+    benchmark is detected as such, and ``--layout`` accepts its name."""
+    global LAYOUTS, NAMES
+    if layout.name in LAYOUTS or layout.name == "auto":
+        raise ValueError(f"layout {layout.name!r} is registered already")
+    specific = {k: v for k, v in LAYOUTS.items() if k not in GENERIC}
+    LAYOUTS = {**specific, layout.name: layout, **{k: LAYOUTS[k] for k in GENERIC}}
+    NAMES = ("auto", *LAYOUTS)
+    return layout
+
+
+def unregister(name: str) -> None:
+    """Remove a registered layout (a test's toy); the built-in ones stay."""
+    global LAYOUTS, NAMES
+    LAYOUTS = {k: v for k, v in LAYOUTS.items() if k != name}
+    NAMES = ("auto", *LAYOUTS)
 
 
 def _children(root: Path) -> list[Path]:
@@ -129,7 +149,7 @@ def detect(root: str | Path, forced: str = "auto") -> Layout:
     if not found:
         expected = "; ".join(f"{e.name}: {e.expected}" for e in LAYOUTS.values())
         raise DatasetError(f"{root} holds no category folder of a known layout. Expected per category: {expected}")
-    family = {"mvtec", "image_level"}  # a category without masks among masked ones: MVTec AD's own rule applies
+    family = set(GENERIC)  # a category without masks among masked ones: MVTec AD's own rule applies
     if set(found) <= family:
         return LAYOUTS["mvtec" if "mvtec" in found else "image_level"]
     if len(found) > 1:
@@ -143,4 +163,4 @@ def categories(root: str | Path, layout: Layout) -> list[str]:
     if layout.categories is not None:
         return layout.categories(Path(root))
     return sorted(cat.name for cat in _children(Path(root)) if layout.looks_like(cat)
-                  or (layout.name in ("mvtec", "image_level") and _mvtec_like(cat)))
+                  or (layout.name in GENERIC and _mvtec_like(cat)))
