@@ -21,9 +21,8 @@ well kept.  Any failure is a ``FileFormatError``: one line naming the file, the 
 to do; the CLI prints it and exits 2.
 """
 
-from experiments.readers.core import (
+from ad_core.data.records import (
     MAX_BYTES,
-    FileFormatError,
     Strict,
     check_format,
     convert,
@@ -31,9 +30,10 @@ from experiments.readers.core import (
     one_line,
     open_regular,
     parse_json,
-    plain_name,
     read,
 )
+from ad_core.errors import FileFormatError
+from experiments.readers.core import plain_name
 from experiments.readers.golden import GOLDEN_FORMAT, GoldenFile, read_drift, read_golden
 from experiments.readers.run_folder import (
     PROVENANCE_FORMAT,

@@ -1,28 +1,9 @@
-"""The strict reader's machinery (``ad_core.data.records``: regular files only, bounded JSON, strict
-schemas, the writer's ``Strict.to_json``) as the readers use it, and plain names (the package
-docstring says what and why)."""
+"""Plain names: the one check of every path part built from a file's content or an option.  (The strict
+reader's machinery, regular files only, bounded JSON, strict schemas, is ``ad_core.data.records``.)"""
 
 from __future__ import annotations
 
-from ad_core.data.records import (  # noqa: F401  (re-exported: the readers' one machinery)
-    MAX_BYTES,
-    MAX_DEPTH,
-    MAX_INT_DIGITS,
-    Count,
-    Number,
-    Real,
-    Strict,
-    absent,
-    check_format,
-    convert,
-    describe_error,
-    one_line,
-    open_regular,
-    parse_json,
-    read,
-    refuse,
-)
-from ad_core.errors import FileFormatError  # noqa: F401  (re-exported)
+from ad_core.errors import FileFormatError
 
 
 # -- names built into paths -------------------------------------------------------------------

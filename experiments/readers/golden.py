@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from experiments.readers.core import (
+from ad_core.data.records import (
     Number,
     Real,
     Strict,
@@ -17,10 +17,10 @@ from experiments.readers.core import (
     convert,
     open_regular,
     parse_json,
-    plain_name,
     read,
     refuse,
 )
+from experiments.readers.core import plain_name
 
 # -- golden files ---------------------------------------------------------------------------
 GOLDEN_FORMAT = 1  # golden files written before the field existed are format 1

@@ -9,19 +9,9 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field, RootModel, create_model
 
+from ad_core.data.records import Count, Number, Strict, absent, check_format, convert, open_regular, parse_json, refuse
 from ad_core.metrics.registry import EVALUATED, of_levels
-from experiments.readers.core import (
-    Count,
-    Number,
-    Strict,
-    absent,
-    check_format,
-    convert,
-    open_regular,
-    parse_json,
-    plain_name,
-    refuse,
-)
+from experiments.readers.core import plain_name
 
 # -- run folders: results/<scenario>.json, checksums.json, provenance.json, run_config.json ---
 RESULTS_FORMAT = 1

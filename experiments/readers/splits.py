@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ad_core.data.records import open_regular, parse_json, refuse
 from ad_core.data.splits import FORMAT as SPLITS_FORMAT
 from ad_core.data.splits import Splits
-from experiments.readers.core import open_regular, parse_json, refuse
 
 SPLITS_FIX = "delete it to remake it (or choose another --out)"
 
