@@ -167,7 +167,7 @@ def _shown(part: object) -> str:
 
 
 def _union_tag(part: object) -> bool:
-    """Whether a pydantic error location part names a member of a union (``UncertainGroupFile``,
+    """Whether a pydantic error location part names a member of a union (``UncertainGroupRecord``,
     ``int``, ``function-before[...]``) rather than a field or a key."""
     return isinstance(part, str) and (part in _SCHEMAS or "[" in part or part in ("int", "float", "str", "bool"))
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import numpy as np
+from pydantic import BeforeValidator
 
+from ad_core.data.records import Count, Number, Strict
 from ad_core.metrics import METRICS, evaluated, macro_mean, of_levels, recorded_names
 from ad_core.metrics.registry import EVALUATED
 
@@ -47,6 +49,27 @@ class ScoreSet:
         return ScoreSet(sum((p.relpaths for p in parts), []), cat("labels"), cat("scores"), maps, masks)
 
 
+def _confusion(v: object) -> object:
+    ok = (isinstance(v, list) and len(v) == 2 and all(isinstance(r, list) and len(r) == 2 for r in v)
+          and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n for r in v for n in r))
+    if not ok:
+        raise ValueError("must be [[TN, FP], [FN, TP]] of integers >= 0")
+    return v
+
+
+Confusion = Annotated[list[list[int]], BeforeValidator(_confusion)]  # [[TN, FP], [FN, TP]]
+
+
+class UncertainGroupRecord(Strict):
+    """One group of images of unsure label as the results file holds it (``evaluate.evaluate_uncertain``)."""
+
+    n: Count
+    auroc_vs_test_normals: Number
+    median_score: Number = None
+    flagged_fraction: Number = None
+
+
+# The field types below are the results file's schema too (experiments.readers.run_folder reads them strictly)
 @dataclass
 class ClassResult:
     """Metrics of one method on one class's test split at its tau (pixel metrics None + reason when absent).
@@ -56,16 +79,17 @@ class ClassResult:
     """
 
     threshold: float
-    confusion: list[list[int]]  # [[TN, FP], [FN, TP]]
+    confusion: Confusion
     metrics: dict[str, float | None] = field(default_factory=dict)
     pixel_metrics_absent: str | None = None
     image_metrics_absent: str | None = None  # why AUROC, AUPRC, F1 (and F1-max) are undefined
     threshold_rule: str | None = None  # the thresholds.RULES entry that set tau, and why: "f1 (...)"
-    by_defect: dict[str, dict[str, float | None]] | None = None  # per defect type (MVTec LOCO: logical, structural)
-    uncertain: dict | None = None  # images of unsure label, per group (ELPV)
-    memory_bank_size: int | None = None  # recorded in parameter sweeps (coreset ablation)
-    fit_seconds: float | None = None
-    ci95: dict[str, list[float]] | None = None  # bootstrap [low, high] per metric (experiments.evaluation.statistics)
+    by_defect: dict[str, dict[str, Number]] | None = None  # per defect type (MVTec LOCO: logical, structural)
+    # images of unsure label, per group (ELPV), and set-wide figures beside them
+    uncertain: dict[str, UncertainGroupRecord | Number] | None = None
+    memory_bank_size: Count | None = None  # recorded in parameter sweeps (coreset ablation)
+    fit_seconds: Number = None
+    ci95: dict[str, list[Number]] | None = None  # bootstrap [low, high] per metric (evaluation.statistics)
 
     def recorded(self) -> Numbers:
         """The evaluated metrics and tau, in registry order (``recorded_names()``)."""

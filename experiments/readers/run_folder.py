@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ConfigDict, Field, RootModel, create_model
+from pydantic import ConfigDict, Field, RootModel, create_model
 
 from ad_core.data.records import Count, Number, Strict, absent, check_format, convert, open_regular, parse_json, refuse
 from ad_core.metrics.registry import EVALUATED, of_levels
@@ -20,37 +20,17 @@ RUN_FIX = "it was edited, damaged or written by another version: rerun the run (
 HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-def _confusion(v: object) -> object:
-    ok = (isinstance(v, list) and len(v) == 2 and all(isinstance(r, list) and len(r) == 2 for r in v)
-          and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n for r in v for n in r))
-    if not ok:
-        raise ValueError("must be [[TN, FP], [FN, TP]] of integers >= 0")
-    return v
+def class_result_fields() -> tuple[Any, dict[str, Any]]:
+    """(confusion's type, {field: (type, default)}) of a class result besides its recorded numbers: the writer's
+    own field types (``ClassResult``), in its order."""
+    import typing
+    from dataclasses import fields
 
+    from experiments.evaluation.results import OWN_FIELDS, ClassResult
 
-Confusion = Annotated[object, BeforeValidator(_confusion)]
-
-
-class UncertainGroupFile(Strict):
-    """One group of images of unsure label (experiments.evaluation.evaluate.evaluate_uncertain)."""
-
-    n: Count
-    auroc_vs_test_normals: Number
-    median_score: Number = None
-    flagged_fraction: Number = None
-
-
-# A class result's fields besides its recorded numbers (experiments.evaluation.results.ClassResult.to_json), after them
-CLASS_RESULT_EXTRAS: dict[str, Any] = {
-    "pixel_metrics_absent": (str | None, None),
-    "image_metrics_absent": (str | None, None),
-    "threshold_rule": (str | None, None),
-    "by_defect": (dict[str, dict[str, Number]] | None, None),
-    "uncertain": (dict[str, UncertainGroupFile | Number] | None, None),
-    "memory_bank_size": (Count | None, None),
-    "fit_seconds": (Number, None),
-    "ci95": (dict[str, list[Number]] | None, None),
-}
+    hints = typing.get_type_hints(ClassResult, include_extras=True)
+    extras = {f.name: (hints[f.name], None) for f in fields(ClassResult) if f.name not in (*OWN_FIELDS, "confusion")}
+    return hints["confusion"], extras
 
 
 class ShortcutFile(Strict):
@@ -65,8 +45,9 @@ def results_schema(recorded: tuple[tuple[str, bool], ...]) -> type[Strict]:
     from older files) optional."""
     study = {name: (Number, ...) for name, required in recorded if required}
     later = {name: (Number, None) for name, required in recorded if not required}
-    class_file = create_model("ClassResultFile", __base__=Strict, **study, confusion=(Confusion, ...), **later,
-                              **CLASS_RESULT_EXTRAS)
+    confusion, extras = class_result_fields()
+    class_file = create_model("ClassResultFile", __base__=Strict, **study, confusion=(confusion, ...), **later,
+                              **extras)
     method_file = create_model("MethodResultFile", __base__=Strict, method=(str, ...), coreset_ratio=(Number, ...),
                                per_class=(dict[str, class_file], ...), mean=(dict[str, Number], ...),
                                pooled=(class_file | None, None), shortcut=(ShortcutFile | None, None))
