@@ -47,7 +47,6 @@ class Setting:
     switch_off: str | None = None  # a bool option that only turns the setting off: its flag ("--no-progress")
     aliases: tuple[str, ...] = ()  # earlier flags still accepted ("--coreset-ratio")
     metavar: str | None = None
-    shown_default: str | None = None  # the default as the help says it, where it is resolved later
 
 
 def setting(default: Any, help: str, **kw: Any) -> Any:
@@ -123,8 +122,7 @@ class Declared:
                                 default=None, help=d.help.replace("%", "%%"))
             return
         choices = list(d.choices()) if d.choices and not d.heavy_choices else None
-        shown = d.shown_default if d.shown_default is not None else self.default
-        help_ = d.help + ("" if shown is None or "(default" in d.help else f" (default: {shown})")
+        help_ = d.help + ("" if self.default is None or "(default" in d.help else f" (default: {self.default})")
         if choices is not None:
             help_ += f"; one of: {', '.join(choices)}"
         kw: dict[str, Any] = {"dest": dest, "default": None, "help": help_.replace("%", "%%"),
