@@ -37,18 +37,16 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         get_setting(name).check(settings.get(name))
     if settings.data is not None and not Path(settings.data).expanduser().is_dir():
         raise ConfigError(f"--data {settings.data!r}: is not a folder (an MVTec-layout dataset root)")
-    args.out, args.seed, args.data, args.categories = settings.out, settings.seed, settings.data, settings.categories
-    args.layout = settings.layout
-    out = Path(args.out)
-    root, dataset = resolve_data_root(args.data, out)
-    layout = resolve_layout(args.data, root, dataset, args.layout)
-    categories = args.categories or default_categories(root, dataset, args.data is None, layout)
+    out, data = Path(settings.out), settings.data
+    root, dataset = resolve_data_root(data, out)
+    layout = resolve_layout(data, root, dataset, settings.layout)
+    categories = settings.categories or default_categories(root, dataset, data is None, layout)
     print(f"dataset {dataset} at {root}; outputs in {out}")
     domains = tuple(d.name for d in DOMAINS.values() if d.derived)
     header = (f"{'category':<12}{'train':>7}{'val_n':>7}{'val_a':>7}{'test_n':>8}{'test_a':>8}  "
               + "  ".join(f"{d} copy" for d in domains))
     rows = []
-    for category, prepared in prepare_categories(root, list(categories), out, args.seed, domains=domains,
+    for category, prepared in prepare_categories(root, list(categories), out, settings.seed, domains=domains,
                                                  layout=layout.name).items():
         c = prepared.splits.counts()
         rows.append(
@@ -129,8 +127,9 @@ def load_config_file(path: Path) -> tuple[dict[str, object], dict[str, object]]:
         raise ConfigError(f"--config {path}: no such file (a run's --out folder holds {path.name})") from None
     except FileFormatError as exc:
         raise ConfigError(f"--config {exc}") from None
-    study = {k: v for k, v in recorded.items() if k not in machine_settings()}
-    machine = {k: v for k, v in recorded.items() if k in machine_settings()}
+    machine_names = machine_settings()
+    study = {k: v for k, v in recorded.items() if k not in machine_names}
+    machine = {k: v for k, v in recorded.items() if k in machine_names}
     if study.get("weights") is not None and study["weights"] not in WEIGHT_NAMES:
         machine["weights"] = study.pop("weights")
     try:  # the recorded values alone, before any option joins them: an error names the file

@@ -817,16 +817,21 @@ def refused(root: Path, category: str = "candle") -> str:
     return message
 
 
+def assert_refused_by_reader_and_run(root: Path, tmp_path: Path, capsys, want: str) -> None:
+    """The reader refuses with ``want``, and ``ad-repro run`` exits 2 printing that line alone."""
+    assert refused(root) == want
+    capsys.readouterr()
+    assert run_cli(root, tmp_path / "out") == 2
+    assert one_line(capsys) == f"ad-repro: error: {want}"
+
+
 # -- VisA: one image, one row -----------------------------------------------------------------------
 def test_a_duplicated_row_is_refused_naming_both_lines_and_exits_2(visa_root, tmp_path, capsys):
     rows = read_rows(visa_root)
     write_rows(visa_root, [*rows, rows[2]])  # line 3: candle's train image 0001, again at line 36
     want = (f"{at(visa_root, 36, 'candle/Data/Images/Normal/0001.JPG')}: repeats line 3, which would count the "
             "image twice; delete one of the two rows")
-    assert refused(visa_root) == want
-    capsys.readouterr()
-    assert run_cli(visa_root, tmp_path / "out") == 2
-    assert one_line(capsys) == f"ad-repro: error: {want}"
+    assert_refused_by_reader_and_run(visa_root, tmp_path, capsys, want)
 
 
 def test_an_anomaly_counted_twice_is_refused(visa_root):
@@ -852,10 +857,7 @@ def test_a_row_whose_object_is_not_its_image_s_folder_is_refused_and_exits_2(vis
     write_rows(visa_root, rows)
     want = (f"{at(visa_root, 3, 'pcb1/Data/Images/Normal/0001.JPG')}: a candle row names an image of pcb1/: a row's "
             "object is the folder its image lies in; correct the row or restore VisA's split file")
-    assert refused(visa_root) == want
-    capsys.readouterr()
-    assert run_cli(visa_root, tmp_path / "out") == 2
-    assert one_line(capsys) == f"ad-repro: error: {want}"
+    assert_refused_by_reader_and_run(visa_root, tmp_path, capsys, want)
 
 
 @pytest.mark.parametrize("line,label,folder", [(14, "normal", "Normal"), (12, "anomaly", "Anomaly")])

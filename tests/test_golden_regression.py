@@ -156,11 +156,17 @@ def tree(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-def test_a_read_only_golden_folder_that_holds_passes_and_writes_nothing(own_suite, monkeypatch):
+def recorded_read_only(own_suite, monkeypatch) -> tuple[Path, dict[str, bytes]]:
+    """The suite's golden recorded, then its folder made read-only: (folder, its files' bytes)."""
     folder = own_suite.path / "golden" / "mine"
     run(own_suite, monkeypatch, numbers())
     before = tree(folder)
     read_only(folder)
+    return folder, before
+
+
+def test_a_read_only_golden_folder_that_holds_passes_and_writes_nothing(own_suite, monkeypatch):
+    folder, before = recorded_read_only(own_suite, monkeypatch)
     try:
         held = run_unprivileged(own_suite, monkeypatch, numbers(auroc=0.905))
         held.assert_outcomes(passed=1)
@@ -172,10 +178,7 @@ def test_a_read_only_golden_folder_that_holds_passes_and_writes_nothing(own_suit
 
 
 def test_a_moved_number_in_a_read_only_folder_fails_naming_the_obtained_file_in_a_temp_folder(own_suite, monkeypatch):
-    folder = own_suite.path / "golden" / "mine"
-    run(own_suite, monkeypatch, numbers())
-    before = tree(folder)
-    read_only(folder)
+    folder, before = recorded_read_only(own_suite, monkeypatch)
     try:
         moved = run_unprivileged(own_suite, monkeypatch, numbers(auroc=0.95))
     finally:

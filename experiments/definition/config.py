@@ -18,6 +18,7 @@ naming the option (the CLI prints it and exits 2).  ``DatasetError`` stays for t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import os
 import tempfile
@@ -184,9 +185,10 @@ class RunConfig:
         return cls(**values)  # type: ignore[arg-type]
 
 
-def run_settings() -> list[Declared]:
-    """The run's own settings, in declaration order."""
-    return declared(RunConfig)
+@functools.cache
+def run_settings() -> tuple[Declared, ...]:
+    """The run's own settings, in declaration order (read once: RunConfig's fields do not change)."""
+    return tuple(declared(RunConfig))
 
 
 def all_settings() -> list[Declared]:
@@ -375,7 +377,8 @@ def read_config(path: str | Path) -> dict[str, Any]:
 def recorded_config(settings: dict[str, Any]) -> dict[str, Any]:
     """A golden's ``config.json`` from a run's settings: the study settings; where it ran and what it read and
     wrote stay behind (a --data folder is kept as a mark that the rerun must be given one: never followed)."""
-    kept = {k: v for k, v in settings.items() if k not in machine_settings() or k == "data"}
+    machine_names = machine_settings()
+    kept = {k: v for k, v in settings.items() if k not in machine_names or k == "data"}
     return {"format": CONFIG_FORMAT, **kept}
 
 

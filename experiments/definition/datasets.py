@@ -10,6 +10,7 @@ here (the CLI's choices, validation and the runner follow).
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,22 +28,16 @@ class BuiltIn:
 
     def categories(self) -> list[str]:
         """The categories in their documented order."""
-        import importlib
-
         return list(importlib.import_module(self.module).CATEGORIES)
 
     def write(self, root: Path, seed: int, stamp: object) -> Path:
         """Write (or keep, where complete and current) the copy under ``root``; return it."""
-        import importlib
-
         module = importlib.import_module(self.module)
         write = getattr(module, self.writer)
         return write(root, seed, stamp=stamp) if self.seeded else write(root, stamp=stamp)
 
     def marker(self) -> str:
         """The file of the copy that records what wrote it."""
-        import importlib
-
         return importlib.import_module(self.module).MARKER
 
 
@@ -70,8 +65,6 @@ class Domain:
     def write(self, files: object, out_root: Path, seed: int, progress: bool, stamp: object) -> Path:
         """Write (or keep, where complete and current) the copy of one category (``CategoryFiles``) under
         ``out_root``: ``writer(files, out_root, seed=..., progress=..., stamp=...)``."""
-        import importlib
-
         module, function = str(self.writer).split(":")
         return getattr(importlib.import_module(module), function)(files, out_root, seed=seed, progress=progress,
                                                                    stamp=stamp)

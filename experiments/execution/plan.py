@@ -144,14 +144,19 @@ def scenario_methods(scenario: Scenario, methods: list[str]) -> list[str]:
     return [m for m in wanted if m in methods]
 
 
-def model_key(config: RunConfig, sc: Scenario, method: str, ratio: float | None, category: str) -> ModelKey:
-    """The model a scenario uses for one class: per class or unified, fit on its fit domain.  The ratio is a
-    number for a method with a nested coreset (the run's when the scenario sweeps none), else None."""
+def unit_key(config: RunConfig, method: str, scope: str, domain: str, ratio: float | None) -> ModelKey:
+    """One model fit's key.  The ratio is a number for a method with a nested coreset (the run's when none is
+    given), else None."""
     if get_method(method).nested_coreset:
         ratio = config.get(f"{method}.coreset_ratio") if ratio is None else ratio
     else:
         ratio = None
-    return ModelKey(method, UNIFIED if sc.unified else category, sc.fit_domain, ratio)
+    return ModelKey(method, scope, domain, ratio)
+
+
+def model_key(config: RunConfig, sc: Scenario, method: str, ratio: float | None, category: str) -> ModelKey:
+    """The model a scenario uses for one class: per class or unified, fit on its fit domain."""
+    return unit_key(config, method, UNIFIED if sc.unified else category, sc.fit_domain, ratio)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from experiments.execution.plan import (
     resolve,
     runnable,
     scenario_methods,
+    unit_key,
 )
 from experiments.execution.prepare import (
     PreparedCategory,
@@ -164,8 +165,7 @@ class StudyRun:
     def model(self, method: str, scope: str, domain: str, ratio: float | None = None) -> FittedModel:
         """The fitted model (memoised, saved under models/, reloaded on a rerun) and its fit record."""
         spec = get_method(method)
-        key = ModelKey(method, scope, domain, (self.config.get(f"{method}.coreset_ratio") if ratio is None else ratio)
-                       if spec.nested_coreset else None)
+        key = unit_key(self.config, method, scope, domain, ratio)
         if key in self._models:
             return self._models[key]
         name = self.model_name(*key)
