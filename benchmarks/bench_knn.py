@@ -37,7 +37,7 @@ def points(out: Path | None) -> tuple[np.ndarray, np.ndarray, str]:
     from experiments.execution.runner import StudyRun
 
     logging.disable(logging.WARNING)
-    run = StudyRun(RunConfig(out=out, dataset="elpv", progress=False, scenarios=["clean"]))
+    run = StudyRun.of(RunConfig(out=out, dataset="elpv", progress=False, scenarios=["clean"]))
     model = PatchCore.load(out / "models" / "patchcore_elpv_poly_clean.npy")
     test = run.samples("elpv_poly", "clean", "test")[:64]
     q = torch.cat([model.embed_patches(b)[0] for b in run.store.batches(test)]).numpy()

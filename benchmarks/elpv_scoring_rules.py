@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--out", default="outputs-elpv", help="the --out folder of an 'ad-repro run --dataset elpv'")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the image-level-only notices
-    run = StudyRun(RunConfig(out=args.out, dataset="elpv", progress=False))
+    run = StudyRun.of(RunConfig(out=args.out, dataset="elpv", progress=False))
     print("| category | coreset 5%, study reweighting | coreset 5%, none | coreset 5%, paper | random 10%, none |")
     print("|---|---|---|---|---|")
     for cat in run.categories:

@@ -26,7 +26,8 @@ PREPARE_SETTINGS = ("data", "layout", "categories", "out", "seed")  # what ``pre
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from experiments.definition.config import RunConfig, check_environment, check_out, get_setting
     from experiments.definition.datasets import DOMAINS
-    from experiments.execution.prepare import default_categories, prepare_categories, resolve_data_root, resolve_layout
+    from experiments.execution.plan import data_root_of, resolve_layout
+    from experiments.execution.prepare import prepare_categories, write_data_root
 
     given = {name: get_setting(name).given(args) for name in PREPARE_SETTINGS}
     settings = RunConfig().with_settings({k: (Path(v) if k == "out" else v) for k, v in given.items()
@@ -38,9 +39,9 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     if settings.data is not None and not Path(settings.data).expanduser().is_dir():
         raise ConfigError(f"--data {settings.data!r}: is not a folder (an MVTec-layout dataset root)")
     out, data = Path(settings.out), settings.data
-    root, dataset = resolve_data_root(data, out)
-    layout = resolve_layout(data, root, dataset, settings.layout)
-    categories = settings.categories or default_categories(root, dataset, data is None, layout)
+    root, dataset = data_root_of(data, out)
+    root = write_data_root(root, dataset, data is None)
+    layout, categories = resolve_layout(data, root, dataset, settings.layout, settings.categories)
     print(f"dataset {dataset} at {root}; outputs in {out}")
     domains = tuple(d.name for d in DOMAINS.values() if d.derived)
     header = (f"{'category':<12}{'train':>7}{'val_n':>7}{'val_a':>7}{'test_n':>8}{'test_a':>8}  "

@@ -15,7 +15,8 @@ from experiments.evaluation.results import ScenarioResult
 from experiments.evaluation.statistics import aggregate, evaluate_claims
 from experiments.execution.executors import make_executor, thread_count
 from experiments.execution.plan import resolve
-from experiments.execution.runner import StudyRun, prepare_run
+from experiments.execution.prepare import prepare_run
+from experiments.execution.runner import StudyRun
 from experiments.gates.verdict import SCENARIO as VERDICT_SCENARIO
 from experiments.gates.verdict import UNIFIED, UNIFIED_TABLES, VERDICT_FILE, make_verdict
 from experiments.records import provenance
@@ -44,7 +45,8 @@ def _run_study(config: RunConfig) -> tuple[list[ScenarioResult], dict[str, float
     fresh = check_guard(resolved.out, guarded)  # another configuration in --out: refused before any write
     executor = make_executor(config, resolved.device)  # a scheduler that is not there: refused here too
     try:
-        run = StudyRun(prepare_run(resolved))
+        prep = prepare_run(resolved)  # the data written, the work planned
+        run = StudyRun(prep)
         if fresh:
             write_guard(run.out, guarded)
         # `ad-repro run --config <out>` re-runs it (its study settings: experiments.cli.load_config_file)
@@ -68,6 +70,8 @@ def _run_study(config: RunConfig) -> tuple[list[ScenarioResult], dict[str, float
         timings[sc.name] = time.perf_counter() - t0
     with timing.phase("submission: private test sets"):
         write_submission(run)  # MVTec AD 2's test_private(_mixed): maps for its server, no metrics
+    write_json(run.out / provenance.PROVENANCE_FILE,
+               provenance.collect(run, config.threads, config.executor, config.workers))
     with timing.phase("claims (paired bootstrap)"):
         claims = evaluate_claims(done, config.seed) if config.bootstrap else []
     write_json(run.out / "claims.json", claims)
@@ -85,8 +89,6 @@ def _run_study(config: RunConfig) -> tuple[list[ScenarioResult], dict[str, float
     if distributed:
         timings["executor"] = {"kind": config.executor, "tasks": distributed["tasks"],
                                "worker_phases": distributed["worker_phases"]}
-    write_json(run.out / provenance.PROVENANCE_FILE,
-               provenance.collect(run, config.threads, config.executor, config.workers))
     phases = timing.snapshot()
     phases["other"] = max(0.0, timings["total"] - sum(phases.values()))  # orchestration, thresholds, ...
     timings["phases"] = phases

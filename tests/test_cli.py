@@ -51,12 +51,12 @@ def test_help_lists_every_option(capsys):
 
 
 def test_user_folder_named_like_a_builtin_lists_its_own_categories(make_category, tmp_path):
-    from experiments.execution.prepare import default_categories
+    from experiments.execution.plan import resolve_layout
 
     cat = make_category(name="widget")
     elpv_named = cat.parent.rename(tmp_path / "elpv")
-    assert default_categories(elpv_named, "elpv", built_in=False) == ["widget"]
-    assert default_categories(elpv_named, "elpv", built_in=True) == ["elpv_mono", "elpv_poly"]
+    assert resolve_layout(elpv_named, elpv_named, "elpv")[1] == ["widget"]
+    assert resolve_layout(None, elpv_named, "elpv")[1] == ["elpv_mono", "elpv_poly"]
 
 
 @pytest.mark.parametrize("option,value", [("--threads", "0"), ("--workers", "-1"), ("--threads", "two")])

@@ -147,7 +147,7 @@ def test_ablation_scores_its_prefix_banks_in_one_search(tiny_data, tmp_path, mon
     cfg = config(tmp_path / "ablation", tiny_data, scenarios=["coreset_ablation"], methods=["patchcore"])
     run_study(cfg)
     work = sum(searched)  # query rows x bank rows searched by the study
-    run = StudyRun(cfg)
+    run = StudyRun.of(cfg)
     expected = 0
     for c in run.categories:
         largest = run.model("patchcore", c, "shift", 0.10)
@@ -217,7 +217,7 @@ def test_cli_run_prints_summary_and_help(first_run_copy, tiny_data, capsys):
 
 @pytest.mark.fast
 def test_image_size_reaches_preprocessing_masks_and_maps(tiny_data, tmp_path):
-    run = StudyRun(config(tmp_path / "small", tiny_data, scenarios=["clean"], methods=["padim"], image_size=64))
+    run = StudyRun.of(config(tmp_path / "small", tiny_data, scenarios=["clean"], methods=["padim"], image_size=64))
     scores = run.scores(run.model("padim", "brick", "clean"), "brick", "clean", "test")
     assert scores.maps.shape[1:] == scores.masks.shape[1:] == (64, 64)
     assert next(iter(run.store.batches(run.samples("brick", "clean", "train"))))["layer1"].shape[-1] == 16  # 64 / 4

@@ -34,7 +34,7 @@ def test_unknown_method_is_an_error_listing_the_registered_ones(tmp_path):
     with pytest.raises(ValueError, match="Unknown method 'nope'; registered methods: patchcore, padim"):
         get_method("nope")
     with pytest.raises(ValueError, match="registered methods"):
-        StudyRun(RunConfig(out=tmp_path, methods=["patchcore", "nope"]))
+        StudyRun.of(RunConfig(out=tmp_path, methods=["patchcore", "nope"]))
 
 
 def test_scenarios_name_registered_methods_and_known_figures():

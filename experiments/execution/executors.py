@@ -41,7 +41,8 @@ from typing import Any
 from ad_core import timing
 from experiments.definition.config import RunConfig
 from experiments.execution.plan import ModelKey, ScoreKey
-from experiments.execution.runner import PreparedRun, StudyRun
+from experiments.execution.prepare import PreparedRun
+from experiments.execution.runner import StudyRun
 
 log = logging.getLogger("ad-repro")
 _RUNS: dict[str, StudyRun] = {}  # per worker process: the StudyRun of the latest configuration
@@ -120,7 +121,7 @@ def _features(prep: PreparedRun, threads: int | None, category: str, domain: str
 
 def _fit(prep: PreparedRun, threads: int | None, key: ModelKey, *_deps: object) -> dict[str, Any]:
     timing.reset()
-    _worker_run(prep, threads).model(*key)
+    _worker_run(prep, threads).fitted(key)
     return {"phases": timing.snapshot()}
 
 
@@ -128,7 +129,7 @@ def _score(prep: PreparedRun, threads: int | None, key: ScoreKey, *_deps: object
     timing.reset()
     run = _worker_run(prep, threads)
     model_key, category, domain, split = key
-    run.scores(run.model(*model_key), category, domain, split)
+    run.scores(run.fitted(model_key), category, domain, split)
     return {"phases": timing.snapshot()}
 
 
@@ -189,13 +190,13 @@ class DaskExecutor:
         fits = {}
         for key in sorted(work.models, key=lambda k: -(k.ratio or 0.0)):  # a prefix after its larger coreset
             deps = [feats[(c, key.domain)] for c in key.trains_on(run.categories)]
-            larger = work.fitted_with(key)
+            larger = work.units[key].fitted_with
             if larger is not None:
                 deps.append(fits[larger])  # it saves this model as its prefix
             fits[key] = self.client.submit(_fit, prep, self.threads, key, *deps,
-                                           key=f"{token}-fit-{run.model_name(*key)}", **opts)
+                                           key=f"{token}-fit-{run.model_name(key)}", **opts)
         tasks = [self.client.submit(_score, prep, self.threads, key, fits[key[0]], feats[(key[1], key[2])],
-                                    key=f"{token}-score-{run.model_name(*key[0])}-{key[1]}-{key[2]}-{key[3]}", **opts)
+                                    key=f"{token}-score-{run.model_name(key[0])}-{key[1]}-{key[2]}-{key[3]}", **opts)
                  for key in work.scores]
         done = self.client.gather([*feats.values(), *fits.values(), *tasks])
         phases: dict[str, float] = defaultdict(float)

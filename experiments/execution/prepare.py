@@ -1,4 +1,7 @@
-"""Data preparation shared by every scenario: dataset root, splits, MVTec-Shift copy."""
+"""Data preparation shared by every scenario: dataset root, layout, splits, each derived domain's copy.
+
+``prepare_run`` writes what a resolved run reads and plans its work (``experiments.execution.plan``): a
+``PreparedRun``, which ``experiments.execution.runner.StudyRun`` opens without writing data."""
 
 from __future__ import annotations
 
@@ -14,53 +17,79 @@ from ad_core.errors import DatasetError
 from ad_core.shift.generate import PARAMS_LOG
 from ad_core.timing import phase
 from experiments.definition.datasets import BUILT_IN, CLEAN, DOMAINS
+from experiments.definition.scenarios import Scenario
 from experiments.execution.cache import file_digest
 from experiments.execution.fingerprint import fingerprint, log, note_if_stale
+from experiments.execution.plan import Resolved, Work, plan_work, runnable, scenario_methods
 from experiments.readers import FileFormatError, plain_name, read_splits
+
+FEW_TEST_IMAGES = 5  # normal or defective test images of a class below which its numbers are called anecdotal
 
 
 @dataclass(frozen=True)
 class PreparedCategory:
-    clean: CategoryFiles
-    derived: dict[str, CategoryFiles]  # each derived domain's copy the run uses (experiments.definition.datasets)
+    domains: dict[str, CategoryFiles]  # its files in each domain the run uses: clean, and each derived copy
     splits: Splits
+
+    @property
+    def clean(self) -> CategoryFiles:
+        return self.domains[CLEAN]
 
     def files(self, domain: str) -> CategoryFiles:
         """The category's files in ``domain``."""
-        if domain == CLEAN:
-            return self.clean
-        if domain not in self.derived:
+        if domain not in self.domains:
             raise RuntimeError(f"no {domain} copy of {self.clean.name}: the run's scenarios did not ask for one")
-        return self.derived[domain]
+        return self.domains[domain]
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """What ``prepare_run`` made of a resolved run: everything a ``StudyRun`` opens without writing data."""
+
+    resolved: Resolved
+    categories: list[str]
+    prepared: dict[str, PreparedCategory]
+    layout: str  # ad_core.data.layouts: the reader of the data
+    scenarios: tuple[Scenario, ...]  # the selected scenarios with a meaning on these categories
+    work: Work  # every model fit and scored split they need
+
+    @property
+    def has_masks(self) -> bool:
+        return all(p.clean.has_masks for p in self.prepared.values())
 
 
-def data_root_of(data: str | Path | None, out: Path, dataset: str = "embedded") -> tuple[Path, str]:
-    """(root, dataset name) a run reads, without writing: the user's folder, or where the built-in copy goes."""
-    if data is not None:
-        root = Path(data).expanduser().resolve()
-        return root, root.name
-    if dataset not in BUILT_IN:
-        raise DatasetError(f"Unknown built-in dataset {dataset!r}; choose from {tuple(BUILT_IN)} or pass --data.")
-    return Path(out) / "data" / dataset, dataset
+def prepare_run(resolved: Resolved) -> PreparedRun:
+    """Write the run's data (built-in copy, splits, each derived domain's copy) and plan its work."""
+    config, out = resolved.config, resolved.out
+    dataset = resolved.dataset
+    root = write_data_root(resolved.root, dataset, config.data is None, config.seed)
+    layout, categories = resolved.layout, list(resolved.categories)
+    prepared = prepare_categories(root, list(categories), out, config.seed, config.progress, config.split,
+                                  resolved.domains, layout, config.threshold)
+    for c, p in prepared.items():
+        counts = p.splits.counts()
+        n_good, n_bad = counts["test_normal"], counts["test_anomalous"]
+        if min(n_good, n_bad) < FEW_TEST_IMAGES:
+            log.warning("%s: the test split holds %d normal and %d defective image(s): one swapped pair moves its "
+                        "image AUROC by %.3g, so its numbers are anecdotal; add test images", c, n_good, n_bad,
+                        1 / max(1, n_good * n_bad))
+    scenarios = tuple(sc for sc in runnable(config, list(categories)) if scenario_methods(sc, config.methods))
+    submitted = not config.resize and any(p.clean.unlabelled for p in prepared.values())
+    work = plan_work(config, list(scenarios), list(categories),
+                     lambda c, domain: bool(prepared[c].files(domain).uncertain), submitted)
+    return PreparedRun(resolved, list(categories), prepared, layout, scenarios, work)
 
 
 @phase("data: built-in dataset copy")
-def resolve_data_root(data: str | Path | None, out: Path, dataset: str = "embedded",
-                      seed: int = SEED) -> tuple[Path, str]:
-    """(root, dataset name): the user's folder, or a built-in dataset written under ``out``.
-
-    Built-in: ``experiments.definition.datasets.BUILT_IN`` (``embedded``: made from scikit-image's photographs;
-    ``elpv``: the PyPI ``elpv-dataset`` solar cells, an optional extra).
-    """
-    root, dataset = data_root_of(data, out, dataset)
-    if data is not None:
-        return root, dataset
-    built_in = BUILT_IN[dataset]
+def write_data_root(root: Path, dataset: str, built_in: bool, seed: int = SEED) -> Path:
+    """The data a run reads (``plan.data_root_of``'s root): the user's folder as it is, or the built-in dataset
+    written there (``experiments.definition.datasets.BUILT_IN``: ``embedded``, made from scikit-image's
+    photographs; ``elpv``, the PyPI ``elpv-dataset`` solar cells, an optional extra)."""
+    if not built_in:
+        return root
     stamp = fingerprint("data")
-    note_if_stale(root / built_in.marker(), "stamp", stamp, f"{dataset} dataset copy")
-    return built_in.write(root, seed, stamp), dataset
+    note_if_stale(root / BUILT_IN[dataset].marker(), "stamp", stamp, f"{dataset} dataset copy")
+    return BUILT_IN[dataset].write(root, seed, stamp)
 
 
 @dataclass(frozen=True)
@@ -104,11 +133,9 @@ def plan_category(root: Path, category: str, out: Path, seed: int, protocol: str
 
 def write_category(root: Path, plan: PlannedCategory, out: Path, seed: int, progress: bool = True,
                    domains: tuple[str, ...] = ("shift",)) -> PreparedCategory:
-    """Write a planned category's splits (where due) and its copy in each derived domain of ``domains``
-    (those the run's scenarios use), under ``<out>/data/<root name>-<domain>``."""
-    if plan.write_splits:
-        save_splits(plan.splits, plan.split_path)
-    category, derived = plan.clean.name, {}
+    """Write a planned category's copy in each derived domain of ``domains`` (those the run's scenarios use),
+    under ``<out>/data/<root name>-<domain>`` (its splits: ``prepare_categories``)."""
+    category, domains = plan.clean.name, {CLEAN: plan.clean}
     for name in domains:
         copy_root = out / "data" / f"{root.name}-{name}"
         stamp = fingerprint(name)
@@ -117,8 +144,8 @@ def write_category(root: Path, plan: PlannedCategory, out: Path, seed: int, prog
             DOMAINS[name].write(plan.clean, copy_root, seed, progress, stamp)
         # the copy is in MVTec AD's layout whatever the source's (relative names are in its form); without
         # masks by design or by lack, the clean discovery already said so: the copy says nothing again
-        derived[name] = discover_category(copy_root, category, not plan.clean.has_masks)
-    return PreparedCategory(plan.clean, derived, plan.splits)
+        domains[name] = discover_category(copy_root, category, not plan.clean.has_masks)
+    return PreparedCategory(domains, plan.splits)
 
 
 def prepare_categories(root: Path, categories: list[str], out: Path, seed: int, progress: bool = True,
@@ -135,6 +162,9 @@ def prepare_categories(root: Path, categories: list[str], out: Path, seed: int, 
         if lacking:
             raise DatasetError(f"--threshold f1 cannot be used: the validation split of {', '.join(lacking)} holds no "
                                "anomalous image; use --threshold auto or normal-fpr")
+    for plan in plans:  # every category's splits first (each due file), then the derived copies
+        if plan.write_splits:
+            save_splits(plan.splits, plan.split_path)
     return {p.clean.name: write_category(root, p, out, seed, progress, domains) for p in plans}
 
 
@@ -215,27 +245,3 @@ def check_hygiene(files: CategoryFiles) -> list[str]:
     for line in said:
         log.warning("%s", line)
     return said
-
-
-def resolve_layout(data: str | Path | None, root: Path, dataset: str, forced: str = "auto") -> layouts.Layout:
-    """The reader of the run's data: the built-in datasets' own (embedded: MVTec AD's; ELPV: image-level),
-    else ``--layout`` or the one ``layouts.detect`` finds, said in one line."""
-    if data is None:
-        return layouts.LAYOUTS[BUILT_IN[dataset].layout]
-    layout = layouts.detect(root, forced)
-    log.info("data %s: layout %s, %s%s", root, layout.name, layout.title, " (--layout)" if forced != "auto" else "")
-    return layout
-
-
-def default_categories(root: Path, dataset: str, built_in: bool, layout: layouts.Layout | None = None) -> list[str]:
-    """The built-in dataset's categories in their documented order, else every category of the layout on disk.
-
-    ``built_in`` (no --data given) matters: a user's folder that happens to be named
-    "embedded" or "elpv" is listed from disk like any other.
-    """
-    if built_in and dataset in BUILT_IN:
-        return BUILT_IN[dataset].categories()
-    cats = layouts.categories(root, layout or layouts.detect(root))
-    if not cats:
-        raise DatasetError(f"No category folders found under {root}.")
-    return cats

@@ -1,8 +1,8 @@
 """One runner for every scenario: it sequences fit, score, calibrate and evaluate.
 
-Two steps: ``prepare_run`` writes what a resolved run reads (built-in dataset copy, splits, each
-derived domain's copy) and plans its work (``experiments.execution.plan``); ``StudyRun`` opens a prepared run
-cheaply (what each Dask task does), executes its units and memoises models, scores and thresholds,
+Two steps: ``experiments.execution.prepare.prepare_run`` writes what a resolved run reads (built-in dataset
+copy, splits, each derived domain's copy) and plans its work (``experiments.execution.plan``); ``StudyRun``
+opens a prepared run cheaply (what each Dask task does), executes its units and memoises models, scores and thresholds,
 shared by the scenarios of a run.  On-disk formats live in ``experiments.execution.cache``, the methods and
 their capabilities in ``experiments.definition.methods``.
 """
@@ -22,9 +22,8 @@ from ad_core.features import FeatureExtractor
 from ad_core.thresholds import calibrate
 from ad_core.timing import phase
 from experiments.definition.config import RunConfig
-from experiments.definition.datasets import derived_domains
-from experiments.definition.methods import AnomalyModel, MethodSpec, get_method
-from experiments.definition.scenarios import Scenario, select
+from experiments.definition.methods import AnomalyModel
+from experiments.definition.scenarios import Scenario
 from experiments.evaluation.evaluate import (
     cross_class_confusion,
     evaluate,
@@ -35,67 +34,11 @@ from experiments.evaluation.evaluate import (
 from experiments.evaluation.results import MethodResult, ScenarioResult, ScoreSet
 from experiments.evaluation.statistics import class_intervals
 from experiments.execution.cache import FeatureStore, ModelStore, ScoreCache, inputs_of, model_digest
-from experiments.execution.fingerprint import fingerprint, log
-from experiments.execution.plan import (
-    ModelKey,
-    Resolved,
-    Work,
-    model_key,
-    plan_work,
-    resolve,
-    runnable,
-    scenario_methods,
-    unit_key,
-)
-from experiments.execution.prepare import (
-    PreparedCategory,
-    default_categories,
-    prepare_categories,
-    resolve_data_root,
-    resolve_layout,
-)
+from experiments.execution.fingerprint import fingerprint
+from experiments.execution.plan import ModelKey, Unit, resolve
+from experiments.execution.prepare import PreparedRun, prepare_run
 
 EXTRACTED_LAYERS = ("layer1", "layer2", "layer3")  # one backbone pass serves every method
-FEW_TEST_IMAGES = 5  # normal or defective test images of a class below which its numbers are called anecdotal
-
-
-@dataclass(frozen=True)
-class PreparedRun:
-    """What ``prepare_run`` made of a resolved run: everything a ``StudyRun`` opens without writing data."""
-
-    resolved: Resolved
-    categories: list[str]
-    prepared: dict[str, PreparedCategory]
-    layout: str  # ad_core.data.layouts: the reader of the data
-    scenarios: tuple[Scenario, ...]  # the selected scenarios with a meaning on these categories
-    work: Work  # every model fit and scored split they need
-
-    @property
-    def has_masks(self) -> bool:
-        return all(p.clean.has_masks for p in self.prepared.values())
-
-
-def prepare_run(resolved: Resolved) -> PreparedRun:
-    """Write the run's data (built-in copy, splits, each derived domain's copy) and plan its work."""
-    config, out = resolved.config, resolved.out
-    root, dataset = resolve_data_root(config.data, out, config.dataset, config.seed)
-    layout = resolve_layout(config.data, root, dataset, config.layout)
-    categories = config.categories or default_categories(root, dataset, config.data is None, layout)
-    domains = derived_domains({d for sc in select(config.scenarios)
-                               for d in (sc.fit_domain, sc.calib_domain, sc.eval_domain)})
-    prepared = prepare_categories(root, list(categories), out, config.seed, config.progress, config.split,
-                                  tuple(domains), layout.name, config.threshold)
-    for c, p in prepared.items():
-        counts = p.splits.counts()
-        n_good, n_bad = counts["test_normal"], counts["test_anomalous"]
-        if min(n_good, n_bad) < FEW_TEST_IMAGES:
-            log.warning("%s: the test split holds %d normal and %d defective image(s): one swapped pair moves its "
-                        "image AUROC by %.3g, so its numbers are anecdotal; add test images", c, n_good, n_bad,
-                        1 / max(1, n_good * n_bad))
-    scenarios = tuple(sc for sc in runnable(config, list(categories)) if scenario_methods(sc, config.methods))
-    work = plan_work(config, list(scenarios), list(categories),
-                     lambda c, domain: bool(prepared[c].files(domain).uncertain))
-    return PreparedRun(resolved, list(categories), prepared, layout.name, scenarios, work)
 
 
 @dataclass
@@ -109,9 +52,7 @@ class FittedModel:
 class StudyRun:
     """A prepared run's feature store + memoised models/scores for one ``--out`` folder."""
 
-    def __init__(self, prep: RunConfig | PreparedRun):
-        if not isinstance(prep, PreparedRun):  # a configuration: resolved and prepared here
-            prep = prepare_run(resolve(prep))
+    def __init__(self, prep: PreparedRun):
         self.prep = prep
         r = prep.resolved
         config = self.config = r.config
@@ -137,10 +78,15 @@ class StudyRun:
         self._scores: dict[tuple[str, str, str, str], ScoreSet] = {}
         self._pixel_ci: dict[int, dict] = {}  # pixel intervals do not depend on tau: once per test ScoreSet
 
+    @classmethod
+    def of(cls, config: RunConfig) -> StudyRun:
+        """A configuration resolved, prepared (its data written) and opened."""
+        return cls(prepare_run(resolve(config)))
+
     # -- data -------------------------------------------------------------------------
     def samples(self, category: str, domain: str, split: str) -> list[Sample]:
         p = self.prepared[category]
-        files = p.files(domain)
+        files = p.domains[domain]  # a planned domain
         if split == "uncertain":
             return files.uncertain
         names = {"train": p.splits.train, "val": p.splits.val(), "test": p.splits.test()}[split]
@@ -150,61 +96,54 @@ class StudyRun:
         return self.prepared[category].files(domain).by_relpath()[relpath].path
 
     # -- models -----------------------------------------------------------------------
-    def model_name(self, method: str, scope: str, domain: str, ratio: float | None) -> str:
-        name = f"{method}_{scope}_{domain}"
-        if ratio is not None and ratio != self.config.get(f"{method}.coreset_ratio"):
-            name += f"_coreset_{round(ratio * 100):02d}"
-        return name
-
-    def model_key(self, sc: Scenario, method: str, ratio: float | None, category: str) -> ModelKey:
-        return model_key(self.config, sc, method, ratio, category)
+    def model_name(self, key: ModelKey) -> str:
+        return self.work.units[key].name
 
     def train_samples(self, key: ModelKey) -> list[Sample]:
         return [s for cat in key.trains_on(self.categories) for s in self.samples(cat, key.domain, "train")]
 
     def model(self, method: str, scope: str, domain: str, ratio: float | None = None) -> FittedModel:
-        """The fitted model (memoised, saved under models/, reloaded on a rerun) and its fit record."""
-        spec = get_method(method)
-        key = unit_key(self.config, method, scope, domain, ratio)
+        """The planned model of ``method`` on ``scope`` (a nested method's ratio: the run's when None)."""
+        return self.fitted(self.work.key(method, scope, domain, ratio))
+
+    def fitted(self, key: ModelKey) -> FittedModel:
+        """The planned fit ``key`` (memoised, saved under models/, reloaded on a rerun) and its fit record.
+
+        A member of a family of coreset prefixes comes with its family's largest: that fit (or its saved
+        model) gives every member, each saved (or loaded) beside it."""
         if key in self._models:
             return self._models[key]
-        name = self.model_name(*key)
+        unit = self.work.units[key]
+        if unit.fitted_with is not None:
+            self.fitted(unit.fitted_with)
+            return self._models[key]
         train = self.train_samples(key)
         inputs = inputs_of(train)
-        loaded = self.model_store.load(name, spec, inputs)
-        larger = self.work.fitted_with(key)
-        if loaded is None and larger is not None:
-            self.model(*larger)  # fits it, and saves its prefixes
-            if key not in self._models:  # its prefix was not saved with it (e.g. a run killed in between)
-                self._derive(self._models[larger], key, spec)
-            return self._models[key]
+        loaded = self.model_store.load(unit.name, unit.spec, inputs)
         if loaded is None:
-            model = spec.build(self.config, self.device, **({} if key[3] is None else {"coreset_ratio": key[3]}))
+            model = unit.spec.build(self.config, self.device, **unit.overrides)
             t0 = time.perf_counter()
             model.fit(self.store.batches(train))
             meta = {"fit_seconds": time.perf_counter() - t0, "n_train_images": len(train), **model.fit_summary()}
-            loaded = model, self.model_store.save(name, spec, model, meta, inputs)
-        self._models[key] = fitted = FittedModel(key, name, *loaded)
-        family = self.work.family(key)
-        for smaller in family[1:] if family and family[0] == key else []:
-            if smaller in self._models:
-                continue
-            found = self.model_store.load(self.model_name(*smaller), spec, inputs)
+            loaded = model, self.model_store.save(unit.name, unit.spec, model, meta, inputs)
+        self._models[key] = fitted = FittedModel(key, unit.name, *loaded)
+        for smaller in unit.prefixes:
+            member = self.work.units[smaller]
+            found = self.model_store.load(member.name, member.spec, inputs)
             if found is not None:
-                self._models[smaller] = FittedModel(smaller, self.model_name(*smaller), *found)
+                self._models[smaller] = FittedModel(smaller, member.name, *found)
             else:
-                self._derive(fitted, smaller, spec)
+                self._derive(fitted, member)
         return fitted
 
-    def _derive(self, larger: FittedModel, key: ModelKey, spec: MethodSpec) -> None:
-        """Save (and memoise) the prefix model ``key`` of a fitted larger coreset (``nested_coreset``)."""
-        ratio = key[3]
+    def _derive(self, larger: FittedModel, unit: Unit) -> None:
+        """Save (and memoise) the prefix model ``unit`` of a fitted larger coreset (``nested_coreset``)."""
+        ratio = unit.key.ratio
         model = larger.model.with_ratio(ratio)
         meta = {"fit_seconds": larger.model.fit_seconds_at(ratio), "n_train_images": larger.meta["n_train_images"],
                 **model.fit_summary(), "prefix_of": larger.name}
-        name = self.model_name(*key)
-        record = self.model_store.save(name, spec, model, meta, larger.meta["inputs"])
-        self._models[key] = FittedModel(key, name, model, record)
+        record = self.model_store.save(unit.name, unit.spec, model, meta, larger.meta["inputs"])
+        self._models[unit.key] = FittedModel(unit.key, unit.name, model, record)
 
     # -- scores -----------------------------------------------------------------------
     def scores(self, fitted: FittedModel, category: str, domain: str, split: str) -> ScoreSet:
@@ -253,19 +192,16 @@ class StudyRun:
     def _prefix_family(self, fitted: FittedModel) -> list[FittedModel]:
         """The planned models whose banks are prefixes of one greedy run with ``fitted``'s, largest first
         (empty when there is no such family: ``nested_coreset`` methods score them in one search)."""
-        family = self.work.family(fitted.key)
-        return [self.model(*k) for k in family] if len(family) > 1 else []
+        return [self._models[k] for k in self.work.units[fitted.key].family]  # fitted with ``fitted``
 
     # -- scenarios --------------------------------------------------------------------
     def run_scenario(self, scenario: Scenario) -> ScenarioResult:
-        methods = [self._run_method(scenario, method, ratio)
-                   for method in scenario_methods(scenario, self.config.methods)
-                   for ratio in scenario.coreset_ratios or (None,)]
+        methods = [self._run_method(scenario, method, ratio) for method, ratio in self.work.methods[scenario.name]]
         return ScenarioResult(scenario.name, scenario.description, self.describe(), methods)
 
     def _run_method(self, sc: Scenario, method: str, ratio: float | None) -> MethodResult:
         def fitted(cat: str) -> FittedModel:
-            return self.model(*self.model_key(sc, method, ratio, cat))
+            return self.fitted(self.work.uses[(sc.name, method, ratio, cat)])
 
         val = {c: self.scores(fitted(c), c, sc.calib_domain, "val") for c in self.categories}
         cfg = self.config
@@ -284,8 +220,6 @@ class StudyRun:
             metrics.threshold_rule = f"{chosen[c][0].rule} ({chosen[c][1]})"
             if self.prepared[c].clean.capabilities.by_defect_type and metrics.image_metrics_absent is None:
                 metrics.by_defect = evaluate_by_defect(test, taus[c])  # the benchmark reports each type apart
-            if self.config.bootstrap and metrics.image_metrics_absent is None:
-                metrics.ci95 = class_intervals(test, taus[c], self.config.seed, self._pixel_ci)
             if self.samples(c, sc.eval_domain, "uncertain"):
                 uncertain = self.scores(model, c, sc.eval_domain, "uncertain")
                 metrics.uncertain = evaluate_uncertain(uncertain, test, taus[c])
@@ -297,6 +231,9 @@ class StudyRun:
             result.pooled.threshold_rule = f"{tau_global.rule} ({why_global})"
         if sc.shortcut_analysis:
             result.shortcut = self._shortcut(result.per_image, taus)
+        for c, metrics in result.per_class.items():  # each class's intervals draw from their own seed
+            if self.config.bootstrap and metrics.image_metrics_absent is None:
+                metrics.ci95 = class_intervals(result.per_image[c], taus[c], self.config.seed, self._pixel_ci)
         return result
 
     @phase("shortcut analysis")

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from ad_core.data.io import atomic_write_bytes, image_size
-from experiments.definition.scenarios import SCENARIOS
 from experiments.records.artifacts import prune
 
 log = logging.getLogger("ad-repro")
@@ -56,12 +55,11 @@ def write_submission(run) -> list[Path]:
                     "server scores")
         prune(run.out / FOLDER, set(), "submission map(s)")
         return []
-    clean = SCENARIOS["clean"]
     written = []
     for method in run.config.methods:
         for category, prepared in run.prepared.items():
             for set_name, samples in prepared.clean.unlabelled.items():
-                fitted = run.model(*run.model_key(clean, method, None, category))
+                fitted = run.fitted(run.work.uses[("submission", method, None, category)])
                 _, maps = fitted.model.score(run.store.batches(samples))
                 if maps is None:
                     break  # an image-level method (DN2) makes no maps to submit
