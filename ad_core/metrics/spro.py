@@ -33,7 +33,7 @@ from ad_core.errors import UndefinedMetricError
 from ad_core.metrics.pixel import area_to_limit
 from ad_core.thresholds import check_scores
 
-FPR_LIMIT = 0.05  # the limit the dataset's paper and the script's print_metrics.py report
+FPR_LIMIT = 0.05  # the limit the script's print_metrics.py reports by default (the paper's: not checked here)
 OFFICIAL_FPR_LIMITS = (0.01, 0.05, 0.1, 0.3, 1.0)  # the limits the script computes (its MAX_FPRS)
 CURVE_MAX_DISTANCE = 0.001  # the script's --curve_max_distance default
 GOOD = "good"  # the kind of the normal test images
@@ -60,6 +60,10 @@ class Region(NamedTuple):
     mask: np.ndarray  # (H, W) bool
     saturation: float  # pixels: sPRO = min(TP / saturation, 1)
     defect: str = ""
+
+
+# per image its regions: ``Region``s or plain (mask (H, W) bool, saturation pixels) pairs; [] for a good image
+Regions = Sequence[Sequence["Region | tuple[np.ndarray, float]"]]
 
 
 def saturation_pixels(area: int, defect: DefectType) -> int:
@@ -139,7 +143,7 @@ class _Pixels(NamedTuple):
     negative: np.ndarray
 
 
-def _pixels(maps: np.ndarray, regions: Sequence[Sequence[tuple[np.ndarray, float]]]) -> _Pixels:
+def _pixels(maps: np.ndarray, regions: Regions) -> _Pixels:
     maps = np.asarray(maps)
     if maps.ndim != 3:
         raise ValueError(f"anomaly maps must be (N, H, W), got {maps.shape}")
@@ -215,7 +219,7 @@ def _curve_at(s: _Sorted, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return fp / s.negatives.size, spro
 
 
-def spro_curve(maps: np.ndarray, regions: Sequence[Sequence[tuple[np.ndarray, float]]],
+def spro_curve(maps: np.ndarray, regions: Regions,
                thresholds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The sPRO curve (fpr, spro), both 1-d, FPR ascending.
 
@@ -231,7 +235,7 @@ def spro_curve(maps: np.ndarray, regions: Sequence[Sequence[tuple[np.ndarray, fl
     return _curve_at(_sorted(p), t)
 
 
-def auc_spro(maps: np.ndarray, regions: Sequence[Sequence[tuple[np.ndarray, float]]],
+def auc_spro(maps: np.ndarray, regions: Regions,
              fpr_limit: float = FPR_LIMIT, thresholds: np.ndarray | None = None) -> float:
     """Area under the sPRO curve from FPR 0 to ``fpr_limit``, divided by it: in [0, 1], 1 is perfect.
 
@@ -244,7 +248,7 @@ def auc_spro(maps: np.ndarray, regions: Sequence[Sequence[tuple[np.ndarray, floa
     return area_to_limit(fpr, spro, fpr_limit)
 
 
-def official_thresholds(maps: np.ndarray, regions: Sequence[Sequence[tuple[np.ndarray, float]]],
+def official_thresholds(maps: np.ndarray, regions: Regions,
                         max_distance: float = CURVE_MAX_DISTANCE,
                         rng: np.random.Generator | int | None = None) -> np.ndarray:
     """The thresholds the official script picks for these test images, descending (float64, ~50-1050).
@@ -300,7 +304,7 @@ def official_thresholds(maps: np.ndarray, regions: Sequence[Sequence[tuple[np.nd
     return np.array(queries, dtype=np.float64)
 
 
-def loco_auc_spro(maps: np.ndarray, regions: Sequence[Sequence[tuple[np.ndarray, float]]], kinds: Sequence[str],
+def loco_auc_spro(maps: np.ndarray, regions: Regions, kinds: Sequence[str],
                   fpr_limits: Sequence[float] = OFFICIAL_FPR_LIMITS, exact: bool = False,
                   max_distance: float = CURVE_MAX_DISTANCE) -> dict[str, dict[float, float]]:
     """AUC-sPRO per anomaly kind at each limit, as the official script reports them ("localization").
@@ -314,6 +318,8 @@ def loco_auc_spro(maps: np.ndarray, regions: Sequence[Sequence[tuple[np.ndarray,
     if len(kinds) != len(regions):
         raise ValueError(f"{len(kinds)} kinds for {len(regions)} images")
     good = [i for i, k in enumerate(kinds) if k == GOOD]
+    if len(good) == len(kinds):
+        raise ValueError("loco_auc_spro needs images of an anomaly kind besides the good ones")
     thresholds = None if exact else official_thresholds(maps, regions, max_distance)
     out: dict[str, dict[float, float]] = {}
     for kind in sorted(set(kinds) - {GOOD}):
