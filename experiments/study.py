@@ -18,7 +18,7 @@ from experiments.execution.plan import resolve
 from experiments.execution.prepare import prepare_run
 from experiments.execution.runner import StudyRun
 from experiments.gates.verdict import SCENARIO as VERDICT_SCENARIO
-from experiments.gates.verdict import UNIFIED, UNIFIED_TABLES, VERDICT_FILE, make_verdict
+from experiments.gates.verdict import UNIFIED, VERDICT_FILE, make_verdict
 from experiments.records import provenance
 from experiments.records.artifacts import check_guard, write_guard, write_scenario, write_summary
 from experiments.records.submission import write_submission
@@ -80,8 +80,12 @@ def _run_study(config: RunConfig) -> tuple[list[ScenarioResult], dict[str, float
         clean = next((r for r in results if r.scenario == VERDICT_SCENARIO), None)
         verdict = make_verdict(clean) if clean is not None else None
         unified = next((r for r in results if r.scenario == UNIFIED), None)
-        if verdict is not None and unified is not None:  # the multi-class setting, against its own tables
-            verdict["unified"] = make_verdict(unified, UNIFIED_TABLES)
+        if unified is not None:  # the multi-class setting, against its own tables
+            multi = make_verdict(unified, multi_class=True)
+            if verdict is None:
+                verdict = multi
+            else:
+                verdict["unified"] = multi
         if verdict is not None:
             write_json(run.out / VERDICT_FILE, verdict)
     timings["total"] = time.perf_counter() - t_start

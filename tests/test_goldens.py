@@ -30,7 +30,8 @@ def test_entries_hold_every_reported_number():
     assert e["a"]["memory_bank_size"] == 123 and e["shortcut"]["cross_class_b_a"] == 0.5
     assert e["shortcut"]["silhouette"] == 0.4 and e["mean"]["image_auroc"] == pytest.approx(0.9)
     assert list(e["a"]) == ["image_auroc", "image_auprc", "image_f1", "image_accuracy", "threshold", "pixel_auroc",
-                            "pro", "image_f1_max", "pixel_ap", "pixel_f1_max", "memory_bank_size"]
+                            "pro", "image_f1_max", "pixel_ap", "pixel_f1_max", "iou_max", "mad", "au_pro_005",
+                            "seg_f1", "spro", "memory_bank_size"]
     assert e["pooled"]["image_f1"] == 0.8 and e["mean"]["pixel_auroc"] == pytest.approx(0.95)
 
 

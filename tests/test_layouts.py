@@ -89,8 +89,10 @@ def write_loco(root: Path, obj: str = "pushpins") -> Path:
             image(cat / "test" / kind / f"{i:03d}.png")
             mask(cat / "ground_truth" / kind / f"{i:03d}" / "000.png", value=255)
             mask(cat / "ground_truth" / kind / f"{i:03d}" / "001.png", value=236, region=(slice(20, 30), slice(1, 5)))
-    (cat / "defects_config.json").write_text(json.dumps([{"defect_name": "missing_pushpin", "pixel_value": 255,
-                                                          "saturation_threshold": 0.8, "relative_saturation": True}]))
+    (cat / "defects_config.json").write_text(json.dumps([
+        {"defect_name": "missing_pushpin", "pixel_value": 255, "saturation_threshold": 0.8,
+         "relative_saturation": True},
+        {"defect_name": "color", "pixel_value": 236, "saturation_threshold": 20, "relative_saturation": False}]))
     return root
 
 
@@ -287,12 +289,17 @@ def test_mvtec_ad2_private_sets_are_scored_into_the_server_format_and_loco_types
     assert not (out / "submission" / "dn2").exists()
     result = json.loads((out / "results" / "clean.json").read_text())
     assert set(result["methods"]["padim"]["per_class"]) == {"can"}  # no metric claimed for the private sets
+    can = result["methods"]["padim"]["per_class"]["can"]
+    assert 0 <= can["au_pro_005"] <= 1 and 0 <= can["seg_f1"] <= 1, "MVTec AD 2's own measures, on test_public"
+    assert can["spro"] is None and "pixel_metrics_absent" not in can, "LOCO's measure: not this benchmark's"
     loco = write_loco(tmp_path / "loco")
     out = tmp_path / "out-loco"
     assert main(["run", "--data", str(loco), "--out", str(out), *base]) == 0
     pc = json.loads((out / "results" / "clean.json").read_text())["methods"]["padim"]["per_class"]["pushpins"]
     assert set(pc["by_defect"]) == {"logical_anomalies", "structural_anomalies"}
     assert all(v["image_auroc"] is not None and v["pro"] is not None for v in pc["by_defect"].values())
+    assert all(0 <= v["spro"] <= 1 for v in pc["by_defect"].values()) and 0 <= pc["spro"] <= 1
+    assert pc["au_pro_005"] is None and pc["seg_f1"] is None, "MVTec AD 2's measures: not LOCO's"
     assert "Per defect type" in (out / "report.md").read_text()
 
 
@@ -306,3 +313,47 @@ def test_a_visa_split_file_that_is_a_fifo_is_refused_without_blocking(tmp_path):
     assert (root / "split_csv" / "1cls.csv").exists()
     with pytest.raises(DatasetError, match="is a FIFO, not a regular file"):
         layouts.LAYOUTS["visa"].discover(root, "candle")
+
+
+MULTI_CLASS = {  # the benchmark, and two of its categories in a miniature
+    "btad": write_btad,
+    "mpdd": lambda root: write_mvtec_like(root, ("bracket_black", "tubes")),
+    "mvtec_loco": lambda root: write_loco(write_loco(root, "pushpins"), "screw_bag"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(MULTI_CLASS))
+def test_a_unified_run_is_held_to_the_benchmark_s_multi_class_table(tmp_path, name, capsys):
+    """ADer's multi-class PatchCore rows (experiments/published/ader_more.json) judge the unified scenario on
+    BTAD, MPDD and MVTec LOCO: a verdict per category and metric, indicative with the setting's differences
+    named, never 'no references'; the single-model scenario names what no source gives."""
+    root = MULTI_CLASS[name](tmp_path / name)
+    out = tmp_path / "out"
+    assert main(["run", "--data", str(root), "--out", str(out), "--backbone", "efficientnet_lite0", "--weights",
+                 "package", "--no-progress", "--no-bootstrap", "--scenarios", "clean", "unified",
+                 "--methods", "patchcore"]) == 0
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["status"] == "no references" and "not found" in verdict["summary"]
+    multi = verdict["unified"]
+    assert multi["status"] != "no references", multi["summary"]
+    judged = multi["methods"]["patchcore"]
+    assert judged["reference"] == f"ader/patchcore-unified-{name}" and judged["indicative"]
+    assert {d["field"] for d in judged["setting_differences"]} >= {"backbone", "image_size"}
+    categories = {e["category"] for e in judged["entries"]}
+    assert categories == set(json.loads((out / "results" / "unified.json").read_text())["config"]["categories"])
+    assert {e["metric"] for e in judged["entries"]} >= {"image_auroc", "pro", "iou_max"}
+    assert all(e["measured"] is not None for e in judged["entries"])
+    assert f"ader/patchcore-unified-{name}" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["visa", "mvtec_ad2"])
+def test_a_benchmark_without_a_published_table_names_what_is_missing(tmp_path, name):
+    root = WRITERS[name](tmp_path / name)
+    out = tmp_path / "out"
+    assert main(["run", "--data", str(root), "--out", str(out), "--backbone", "efficientnet_lite0", "--weights",
+                 "package", "--no-progress", "--no-bootstrap", "--scenarios", "clean", "--methods", "padim"]) == 0
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["status"] == "no references"
+    assert {"visa": "VisA paper", "mvtec_ad2": "private test sets"}[name] in verdict["summary"]

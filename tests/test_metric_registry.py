@@ -57,10 +57,11 @@ def toy_metric(tmp_path: Path):
 
 
 def test_records_keep_the_table_and_file_order():
+    benchmarks = ("iou_max", "mad", "au_pro_005", "seg_f1", "spro")  # the benchmarks' own measures, after them
     assert metric_names() == ("image_auroc", "image_auprc", "image_f1", "image_accuracy", "pixel_auroc", "pro",
-                              "image_f1_max", "pixel_ap", "pixel_f1_max")
+                              "image_f1_max", "pixel_ap", "pixel_f1_max", *benchmarks)
     assert recorded_names() == ("image_auroc", "image_auprc", "image_f1", "image_accuracy", "threshold",
-                                "pixel_auroc", "pro", "image_f1_max", "pixel_ap", "pixel_f1_max")
+                                "pixel_auroc", "pro", "image_f1_max", "pixel_ap", "pixel_f1_max", *benchmarks)
     for m in METRICS.values():
         assert m.description and m.tolerance.why and m.direction in ("higher", "lower", "none")
         assert (m.compute is not None) == (m.level in EVALUATED), m.name
@@ -93,7 +94,7 @@ def test_a_registered_metric_flows_into_results_tolerances_schema_and_report(toy
     assert pc.metrics["toy_above_half"] == pytest.approx(np.mean(test.scores > 0.5))
     written = pc.to_json()
     keys = list(written)
-    assert keys.index("toy_above_half") == keys.index("pixel_f1_max") + 1  # after the field's, before the options
+    assert keys.index("toy_above_half") == keys.index("spro") + 1  # after the last registered one, before the options
     assert keys.index("confusion") == keys.index("pro") + 1
     assert result.methods[0].mean()["toy_above_half"] == pytest.approx(pc.metrics["toy_above_half"])
 

@@ -192,14 +192,13 @@ def test_cli_preset_on_the_embedded_set_says_no_references(tmp_path, capsys):
 def test_the_unified_scenario_is_held_against_the_multi_class_table():
     """One model over every class against ADer's multi-class PatchCore row: the field's metrics (F1-max, pixel
     AP) are compared too, and the verdict is indicative (ADer's setting differs), never 'reproduced' alone."""
-    from experiments.gates.verdict import UNIFIED_TABLES
 
     ader = load_tables()["ader/patchcore-unified"]
     ref = ader.values["bottle"]
     per_class = {"bottle": mvtec_sized("bottle", **{k: v for k, v in ref.items()})}
     result = clean_result(per_class, paper_config(preset="study", image_size=256, resize=None))
     result.scenario = "unified"
-    v = make_verdict(result, UNIFIED_TABLES)
+    v = make_verdict(result, multi_class=True)
     m = v["methods"]["patchcore"]
     assert v["scenario"] == "unified" and m["reference"] == "ader/patchcore-unified"
     assert {e["metric"] for e in m["entries"]} >= {"image_f1_max", "pixel_ap", "pixel_f1_max", "pro"}

@@ -194,6 +194,23 @@ def image_size(path: str | Path) -> tuple[int, int]:
     return height, width
 
 
+def read_mask_channel(path: str | Path, image_size: tuple[int, int]) -> np.ndarray:
+    """One ground-truth PNG's values (H, W), as written (MVTec LOCO: 0 outside its region, the defect type's
+    pixel value inside); DatasetError for a colour image with differing channels or another size than its image's."""
+    path = Path(path)
+    img = _open(path)
+    arr = _wide_values(img, path) if img.mode in WIDE_MODES else _to_uint8(img, path)
+    if arr.ndim == 3:
+        if not (arr == arr[..., :1]).all():
+            raise DatasetError(f"Mask {path} is a colour image with differing channels; save masks as single-channel "
+                               "PNGs.")
+        arr = arr[..., 0]
+    if arr.shape != tuple(image_size):
+        raise DatasetError(f"Mask {path} is {arr.shape[1]}x{arr.shape[0]} (WxH) but its image is "
+                           f"{image_size[1]}x{image_size[0]}; a mask must have its image's size.")
+    return arr
+
+
 def read_mask(path: str | Path, image_size: tuple[int, int] | None = None, values: str = "binary") -> np.ndarray:
     """Decode a ground-truth mask into a bool array (H, W); foreground = the non-zero pixels.
 

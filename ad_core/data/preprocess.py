@@ -78,6 +78,14 @@ class Preprocessor:
         out_img, out_mask = self._transform()(img, m)
         return out_img.as_subclass(torch.Tensor), (out_mask[0] >= 0.5).as_subclass(torch.Tensor)
 
+    def area_scale(self, image_size: tuple[int, int]) -> float:
+        """How many model-resolution pixels one pixel of an (H, W) image becomes (the resize's area ratio,
+        before any crop): a pixel count of the image, e.g. a saturation area, times this."""
+        h, w = image_size
+        if self.resize is None:
+            return self.size * self.size / (h * w)
+        return (self.resize / min(h, w)) ** 2
+
     def resize_mask(self, mask: np.ndarray) -> np.ndarray:
         """Mask (H, W) -> bool (size, size), nearest-neighbour, as metrics need."""
         m = tv_tensors.Mask(torch.from_numpy(mask.astype(np.float32))[None])

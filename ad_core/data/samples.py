@@ -42,6 +42,8 @@ class Capabilities:
     validation_set: bool = False  # an official validation set of normal images (validation/good/)
     unscored_sets: bool = False  # test sets without public labels: scored only, no metric claimed (MVTec AD 2)
     region_masks: bool = False  # several masks per image, one per defect region: their union is the defect
+    # the benchmark's own official measures beyond the common ones (ad_core.metrics names; docs/official_measures.md)
+    measures: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class CategoryFiles:
     layout: str = "mvtec"  # the reader that listed it (ad_core.data.layouts): for messages and records
     capabilities: Capabilities = field(default_factory=Capabilities)  # its layout's: what code may ask of it
     split_source: str | None = None  # an official split file the train/test sets come from (VisA's 1cls.csv)
+    defects_config: Path | None = None  # each defect type's pixel value and saturation (MVTec LOCO's sPRO)
 
     @property
     def path(self) -> Path:

@@ -11,6 +11,8 @@ measured drift decides.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from sklearn.metrics import average_precision_score
 
@@ -21,10 +23,14 @@ from ad_core.metrics.registry import (
     BOTH_LABELS,
     MAPS,
     MASKS,
+    METRICS,
+    BenchmarkData,
     EvaluationSet,
     Metric,
+    Need,
     Tolerance,
     floor,
+    measure_of_the_benchmark,
     per_image,
     per_pair,
     register,
@@ -112,3 +118,79 @@ UNCERTAIN_AUROC = register(Metric(
     Tolerance(lambda s: (3 / (s.n_normal * s.n_group), f"3 / ({s.n_normal} x {s.n_group})"),
               "three swapped (test normal, {group}) pairs"),
     direction="none", source="experiments.evaluation.evaluate.evaluate_uncertain"))
+
+
+# -- the benchmarks' own measures (docs/official_measures.md): each checked against its official code on a
+# recorded fixture (tests/test_official_*.py).  IoU-max and mAD are ADer's, for every benchmark with masks;
+# the others are computed only on the benchmark that declares them (``Capabilities.measures``).
+def _iou_max(evaluation: EvaluationSet) -> float:
+    from ad_core.metrics.iou import iou_max
+
+    return iou_max(np.asarray(evaluation.maps, dtype=np.float32), evaluation.masks)
+
+
+def _mad(evaluation: EvaluationSet) -> float:
+    from ad_core.metrics.iou import MAD_METRICS, mad
+
+    return mad({name: METRICS[name].compute(evaluation) for name in MAD_METRICS})  # type: ignore[misc]
+
+
+def _au_pro_005(evaluation: EvaluationSet) -> float:
+    from ad_core.metrics.segmentation import au_pro
+
+    return au_pro(evaluation.maps, evaluation.masks, 0.05)
+
+
+def _seg_f1(evaluation: EvaluationSet) -> float:
+    from ad_core.metrics.segmentation import seg_f1
+
+    return seg_f1(evaluation.maps, evaluation.masks, evaluation.benchmark.segmentation_threshold)
+
+
+def _spro(evaluation: EvaluationSet) -> float:
+    from ad_core.metrics.spro import FPR_LIMIT, auc_spro, official_thresholds
+
+    b = evaluation.benchmark
+    thresholds = b.region_thresholds
+    if thresholds is None:  # the whole test set: the official procedure picks its thresholds here
+        thresholds = official_thresholds(evaluation.maps, b.regions, rng=0)
+    return auc_spro(evaluation.maps, b.regions, FPR_LIMIT, thresholds)
+
+
+def shared_by_subsets(benchmark: BenchmarkData, maps: np.ndarray) -> BenchmarkData:
+    """What the subsets of a test set (each defect type's) share with the whole set: sPRO's thresholds,
+    which the official procedure picks once on every test image."""
+    from ad_core.metrics.spro import official_thresholds
+
+    if benchmark.regions is None or SPRO.name not in benchmark.measures:
+        return benchmark
+    return replace(benchmark, region_thresholds=official_thresholds(maps, benchmark.regions, rng=0))
+
+
+REGIONS = Need("region masks", lambda e: "no ground-truth regions with saturation areas (MVTec LOCO's "
+               "defects_config.json)" if e.benchmark.regions is None else None)
+SEGMENTATION_THRESHOLD = Need("a validation threshold", lambda e: "no validation normals' maps to set SegF1's "
+                              "threshold" if e.benchmark.segmentation_threshold is None else None)
+DRIFT_DECIDES = "pools every test pixel: granularity negligible, drift decides"
+
+IOU_MAX = register(Metric(
+    "iou_max", "pixel", "ADer's IoU-max: the best pooled IoU of the class's min-max-normalised maps over the "
+    "thresholds 0, 0.05, ..., 1",
+    floor(5e-4, "5e-4", DRIFT_DECIDES), compute=_iou_max, needs=MAP_NEEDS))
+MAD = register(Metric(
+    "mad", "pixel", "ADer's mAD: the mean of image AUROC, AP, F1-max, pixel AUROC, AP, F1-max and PRO",
+    per_pair(3, "its image parts move by a swapped pair of the smallest test set (the pixel parts by less)"),
+    compute=_mad, needs=MAP_NEEDS))
+AU_PRO_005 = register(Metric(
+    "au_pro_005", "region", "MVTec AD 2's AU-PRO: the PRO curve's normalised area up to FPR 0.05",
+    floor(5e-4, "5e-4", "mean overlap over every defect region: drift decides"),
+    compute=_au_pro_005, needs=(*MAP_NEEDS, measure_of_the_benchmark("au_pro_005")), per_defect=True))
+SEG_F1 = register(Metric(
+    "seg_f1", "pixel", "MVTec AD 2's SegF1: pooled pixel F1 of score > the validation normals' mean + 3 sd",
+    floor(1e-3, "1e-3", "pixels crossing a threshold set from the validation maps: drift decides"),
+    compute=_seg_f1, needs=(*MAP_NEEDS, measure_of_the_benchmark("seg_f1"), SEGMENTATION_THRESHOLD)))
+SPRO = register(Metric(
+    "spro", "region", "MVTec LOCO's AUC-sPRO: the saturated per-region overlap's normalised area up to FPR 0.05 "
+    "(the official script's thresholds, picked on the whole test set)",
+    floor(5e-4, "5e-4", "mean saturated overlap over every region: drift decides"),
+    compute=_spro, needs=(BOTH_LABELS, MAPS, measure_of_the_benchmark("spro"), REGIONS), per_defect=True))

@@ -15,8 +15,8 @@ group) are computed elsewhere (``source``) and only checked against goldens.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -34,12 +34,35 @@ NO_MASKS = "the dataset has no ground-truth masks (image-level only)"
 NO_MAPS = "the method scores whole images and makes no anomaly maps (image-level only)"
 
 
+@dataclass(frozen=True)
+class BenchmarkData:
+    """What a benchmark's own measures read beyond maps and masks (``Need``s say which each one needs).
+
+    ``measures``: the benchmark's official measures (its layout's ``Capabilities.measures``), the only
+    benchmark-specific metrics computed on it.  ``regions``: per image its ground-truth regions at the
+    maps' resolution, (mask (H, W) bool, saturation area in pixels) each, [] for a normal image (MVTec LOCO's
+    sPRO); ``region_thresholds``: the thresholds its official sPRO picks on the whole test set, shared by
+    the per-defect-type subsets.  ``segmentation_threshold``: SegF1's, from the validation normals' maps.
+    """
+
+    measures: tuple[str, ...] = ()
+    regions: Sequence[Sequence[tuple[np.ndarray, float]]] | None = None
+    region_thresholds: np.ndarray | None = None
+    segmentation_threshold: float | None = None
+
+    def subset(self, keep: np.ndarray) -> BenchmarkData:
+        """The same for the images ``keep`` (N,) bool selects (a defect type's subset)."""
+        regions = None if self.regions is None else [r for r, k in zip(self.regions, keep) if k]
+        return replace(self, regions=regions)
+
+
 @dataclass
 class EvaluationSet:
     """One evaluation set at its calibrated tau, checked once.
 
     scores (N,) float64, labels (N,) bool, threshold: tau (``score >= tau`` is anomalous); maps (N, H, W)
-    float and masks (N, H, W) bool, or None where the data has no masks or the method no maps.
+    float and masks (N, H, W) bool, or None where the data has no masks or the method no maps;
+    ``benchmark``: what its benchmark's own measures read.
     """
 
     scores: np.ndarray
@@ -47,14 +70,15 @@ class EvaluationSet:
     threshold: float
     maps: np.ndarray | None = None
     masks: np.ndarray | None = None
+    benchmark: BenchmarkData = field(default_factory=BenchmarkData)
     shared: dict[Callable[[EvaluationSet], Any], Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, scores: np.ndarray, labels: np.ndarray, threshold: float, maps: np.ndarray | None = None,
-           masks: np.ndarray | None = None) -> EvaluationSet:
+           masks: np.ndarray | None = None, benchmark: BenchmarkData | None = None) -> EvaluationSet:
         """Scores checked finite (ValueError otherwise), labels 0/1 of the same length."""
         s = check_scores(scores)
-        return cls(s, check_labels(labels, s.size), float(threshold), maps, masks)
+        return cls(s, check_labels(labels, s.size), float(threshold), maps, masks, benchmark or BenchmarkData())
 
     def once(self, computation: Callable[[EvaluationSet], Any]) -> Any:
         """``computation(self)``, computed once per set: metrics sharing one pass (one sort) ask it alike."""
@@ -65,10 +89,20 @@ class EvaluationSet:
 
 @dataclass(frozen=True)
 class Need:
-    """What a metric needs of an evaluation set; ``unmet`` says why it is missing (None: present)."""
+    """What a metric needs of an evaluation set; ``unmet`` says why it is missing (None: present).
+
+    ``quiet``: an unmet need that is no fault of the set (a benchmark's own measure on another benchmark):
+    the metric is None without being the reason its level's metrics are absent."""
 
     name: str
     unmet: Callable[[EvaluationSet], str | None]
+    quiet: bool = False
+
+
+def measure_of_the_benchmark(name: str) -> Need:
+    """The need of a benchmark's own measure: computed only where the benchmark declares it."""
+    return Need("the benchmark's measure", lambda e: None if name in e.benchmark.measures else
+                f"{name} is not one of this benchmark's official measures", quiet=True)
 
 
 def one_label_reason(labels: np.ndarray, metric: str = "Image AUROC") -> str | None:
@@ -169,6 +203,15 @@ class Metric:
         """The first unmet need's reason, or None when the metric applies to this set."""
         return next((why for why in (n.unmet(evaluation) for n in self.needs) if why), None)
 
+    @property
+    def benchmark_specific(self) -> bool:
+        """A benchmark's own measure: computed only on the benchmarks that declare it."""
+        return any(n.quiet for n in self.needs)
+
+    def applies(self, evaluation: EvaluationSet) -> bool:
+        """Whether this set is one the metric is meant for (its quiet needs met: the benchmark's measure)."""
+        return not any(n.quiet and n.unmet(evaluation) for n in self.needs)
+
     def for_group(self, group: str) -> str:
         """The name of this per-group number for one group: ``uncertain_p033_auroc``."""
         return self.name.format(group=group)
@@ -231,6 +274,9 @@ def evaluate_metrics(evaluation: EvaluationSet, metrics: list[Metric]) -> tuple[
     values: dict[str, float | None] = {}
     first_absent: str | None = None
     for m in metrics:
+        if not m.applies(evaluation):  # another benchmark's measure: None, and no reason to give
+            values[m.name] = None
+            continue
         why = m.absent_because(evaluation)
         if why is None:
             try:

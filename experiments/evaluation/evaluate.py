@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ad_core.metrics import EvaluationSet, evaluate_metrics, evaluated, of_levels
-from ad_core.metrics.catalog import IMAGE_AUROC
+from ad_core.metrics.catalog import IMAGE_AUROC, shared_by_subsets
 from ad_core.metrics.registry import FROM_MAPS
 from ad_core.timing import phase
+from experiments.evaluation.benchmark_data import segmentation_threshold
 from experiments.evaluation.results import ClassResult, ScoreSet
 
 
-def evaluate(test: ScoreSet, threshold: float) -> ClassResult:
+def evaluate(test: ScoreSet, threshold: float, val: ScoreSet | None = None) -> ClassResult:
     """Every registered metric of the test set (image metrics at ``threshold`` and threshold-free, pixel and
-    region metrics from the maps), None + the first absent one's reason per kind where undefined."""
+    region metrics from the maps), None + the first absent one's reason per kind where undefined.  ``val``:
+    the validation split, where its maps were kept for a benchmark measure's threshold (SegF1's)."""
     from sklearn.metrics import confusion_matrix
 
+    benchmark = test.benchmark
+    if val is not None and val.maps is not None and benchmark.measures:
+        benchmark = replace(benchmark, segmentation_threshold=segmentation_threshold(val.maps, val.labels))
     with phase("image metrics"):
-        evaluation = EvaluationSet.of(test.scores, test.labels, threshold, test.maps, test.masks)
+        evaluation = EvaluationSet.of(test.scores, test.labels, threshold, test.maps, test.masks, benchmark)
         pred = evaluation.scores >= evaluation.threshold
         confusion = confusion_matrix(evaluation.labels, pred, labels=[False, True]).astype(int).tolist()
         values, image_absent = evaluate_metrics(evaluation, of_levels("image"))
@@ -28,23 +35,17 @@ def evaluate(test: ScoreSet, threshold: float) -> ClassResult:
                        pixel_metrics_absent=pixel_absent, image_metrics_absent=image_absent)
 
 
-def evaluate_by_defect(test: ScoreSet, threshold: float) -> dict[str, dict[str, float | None]]:
+def evaluate_by_defect(test: ScoreSet, threshold: float, val: ScoreSet | None = None
+                       ) -> dict[str, dict[str, float | None]]:
     """Per defect type (``test/<defect>/``): the test normals against that type's images alone, every
-    metric of ``evaluate`` (MVTec LOCO reports logical and structural anomalies apart; its PRO here is on
-    the union of each image's region masks, not its sPRO)."""
+    metric of ``evaluate`` (MVTec LOCO reports logical and structural anomalies apart: its PRO here is on
+    the union of each image's region masks, its sPRO on the regions at the thresholds the official
+    procedure picks on the whole test set, as its script does)."""
     defect = np.array([p.split("/")[1] for p in test.relpaths])
     normal = np.asarray(test.labels) == 0
-    out = {}
-    for d in sorted(set(defect[~normal])):
-        keep = normal | (defect == d)
-
-        def part(a: np.ndarray | None, keep: np.ndarray = keep) -> np.ndarray | None:
-            return None if a is None else np.asarray(a)[keep]
-
-        subset = ScoreSet([p for p, k in zip(test.relpaths, keep) if k], part(test.labels), part(test.scores),
-                          part(test.maps), part(test.masks))
-        out[d] = evaluate(subset, threshold).metrics
-    return out
+    whole = test if test.maps is None else replace(test, benchmark=shared_by_subsets(test.benchmark, test.maps))
+    return {d: evaluate(whole.subset(normal | (defect == d)), threshold, val).metrics
+            for d in sorted(set(defect[~normal]))}
 
 
 def evaluate_uncertain(uncertain: ScoreSet, test: ScoreSet, threshold: float) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""Published MVTec AD results as data (``experiments/published/*.json``), with sources and bands.
+"""Published results as data (``experiments/published/*.json``), with sources and bands, per benchmark.
 
 A source file holds its citation (paper + table, or repository + file + commit), how it was
 transcribed and checked, the definition of each metric where it matters (PRO's integration
@@ -6,7 +6,9 @@ limit), a **band** per metric (how far a faithful reproduction may land from the
 value, and why) and one table per published setting: its id, the method, the setting in this
 suite's vocabulary (backbone, weights, resize/crop, split, the method's parameters) and the
 per-category values as fractions.  ``mvtec_ad_counts.json`` holds each category's test-set
-sizes, from which a band's granularity part is computed (docs/protocol.md §12).
+sizes, from which a band's granularity part is computed (docs/protocol.md §12); ``layout_counts.json`` the
+other benchmarks' counts.  A table's benchmark is its setting's ``dataset`` (a layout's name; MVTec AD's
+where none is given).  ``unreferenced.json`` says, per benchmark, what was searched where no table exists.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from functools import cache
 from pathlib import Path
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "published"
-SOURCE_FILES = ("patchcore_paper.json", "padim_paper.json", "anomalib.json", "ader.json")
+SOURCE_FILES = ("patchcore_paper.json", "padim_paper.json", "anomalib.json", "ader.json", "ader_more.json")
 COUNTS_FILE = "mvtec_ad_counts.json"
+LAYOUT_COUNTS = "layout_counts.json"
+UNREFERENCED = "unreferenced.json"
+MVTEC_AD = "mvtec"  # the benchmark of a table whose setting names none
 MVTEC_AD_CATEGORIES = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill",
                        "screw", "tile", "toothbrush", "transistor", "wood", "zipper")
 
@@ -71,6 +76,11 @@ class ReferenceTable:
     def citation(self) -> str:
         return f"{self.source['citation'].rstrip('.')}; {self.where}"
 
+    @property
+    def benchmark(self) -> str:
+        """The benchmark (a layout's name) its values are of."""
+        return str(self.setting.get("dataset", MVTEC_AD))
+
 
 def _read(name: str) -> dict:
     path = PUBLISHED / name
@@ -100,3 +110,20 @@ def load_tables() -> dict[str, ReferenceTable]:
 def mvtec_counts() -> dict[str, dict[str, int]]:
     """Per MVTec AD category: train_good, test_good, test_defect (the published data's sizes)."""
     return _read(COUNTS_FILE)["counts"]
+
+
+@cache
+def published_counts(layout: str) -> tuple[dict[str, dict[str, int]], str]:
+    """({category: {count name: n}}, source) of a benchmark's official copy ({} where none is recorded)."""
+    entry = _read(LAYOUT_COUNTS).get(layout)
+    if entry and "file" in entry:  # a benchmark whose counts have a file of their own (MVTec AD's)
+        doc = _read(entry["file"])
+        return doc["counts"], doc["source"]["citation"]
+    return (entry["counts"], entry["source"]) if entry else ({}, "")
+
+
+def unreferenced(benchmark: str, multi_class: bool = False) -> str | None:
+    """What was searched for a benchmark without a published table here, and why none is used (None: no note):
+    the benchmark's own note, else the note on one-model-per-class tables."""
+    notes = _read(UNREFERENCED)
+    return notes["benchmarks"].get(benchmark) or (None if multi_class else notes["single_class"])

@@ -20,7 +20,7 @@ from pydantic import BeforeValidator
 
 from ad_core.data.records import Count, Number, Strict
 from ad_core.metrics import METRICS, evaluated, macro_mean, of_levels, recorded_names
-from ad_core.metrics.registry import EVALUATED
+from ad_core.metrics.registry import EVALUATED, BenchmarkData
 
 MEAN = "mean"  # the entry of the macro mean over classes, after the classes' (summary.csv, goldens)
 POOLED = "pooled"  # the entry of one global tau over every class's test images (goldens)
@@ -37,6 +37,7 @@ class ScoreSet:
     scores: np.ndarray
     maps: np.ndarray | None = None  # None: not kept (validation) or the method makes no maps
     masks: np.ndarray | None = None  # (N, S, S) bool, None for image-level-only data
+    benchmark: BenchmarkData = field(default_factory=BenchmarkData)  # what the benchmark's own measures read
 
     @staticmethod
     def concat(parts: list[ScoreSet]) -> ScoreSet:
@@ -46,7 +47,19 @@ class ScoreSet:
 
         masks = cat("masks")  # maps are only read where masks exist: not concatenated (loaded) otherwise
         maps = cat("maps") if masks is not None else None
-        return ScoreSet(sum((p.relpaths for p in parts), []), cat("labels"), cat("scores"), maps, masks)
+        regions = [p.benchmark.regions for p in parts]
+        pooled = BenchmarkData(  # classes pooled: their regions together; thresholds are each class's own
+            parts[0].benchmark.measures if len({p.benchmark.measures for p in parts}) == 1 else (),
+            None if any(r is None for r in regions) else [x for r in regions for x in r])
+        return ScoreSet(sum((p.relpaths for p in parts), []), cat("labels"), cat("scores"), maps, masks, pooled)
+
+    def subset(self, keep: np.ndarray) -> ScoreSet:
+        """The images ``keep`` (N,) bool selects, with their maps, masks and benchmark data."""
+        def part(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else np.asarray(a)[keep]
+
+        return ScoreSet([p for p, k in zip(self.relpaths, keep) if k], part(self.labels), part(self.scores),
+                        part(self.maps), part(self.masks), self.benchmark.subset(keep))
 
 
 def _confusion(v: object) -> object:

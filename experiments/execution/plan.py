@@ -80,7 +80,7 @@ class Resolved:
         elif c.threshold == "normal-fpr":
             threshold = (f"normal-fpr (--threshold): the lowest tau flagging at most {c.threshold_fpr:g} of the "
                          "validation normals")
-        return {"preset": c.preset, "dataset": self.dataset, "data_root": str(self.root),
+        return {"preset": c.preset, "dataset": self.dataset, "data_root": str(self.root), "layout": self.layout,
                 "categories": categories, "backbone": self.backbone, "weights": self.weights,
                 "weights_source": describe_weights(self.backbone, c.weights, c.seed), "seed": c.seed,
                 "image_size": c.image_size, "resize": c.resize, "split": c.split,

@@ -18,6 +18,7 @@ from ad_core.shift.generate import PARAMS_LOG
 from ad_core.timing import phase
 from experiments.definition.datasets import BUILT_IN, CLEAN, DOMAINS
 from experiments.definition.scenarios import Scenario
+from experiments.evaluation.references import published_counts
 from experiments.execution.cache import file_digest
 from experiments.execution.fingerprint import fingerprint, log, note_if_stale
 from experiments.execution.plan import Resolved, Work, plan_work, runnable, scenario_methods
@@ -135,7 +136,7 @@ def write_category(root: Path, plan: PlannedCategory, out: Path, seed: int, prog
                    domains: tuple[str, ...] = ("shift",)) -> PreparedCategory:
     """Write a planned category's copy in each derived domain of ``domains`` (those the run's scenarios use),
     under ``<out>/data/<root name>-<domain>`` (its splits: ``prepare_categories``)."""
-    category, domains = plan.clean.name, {CLEAN: plan.clean}
+    category, files = plan.clean.name, {CLEAN: plan.clean}
     for name in domains:
         copy_root = out / "data" / f"{root.name}-{name}"
         stamp = fingerprint(name)
@@ -144,8 +145,8 @@ def write_category(root: Path, plan: PlannedCategory, out: Path, seed: int, prog
             DOMAINS[name].write(plan.clean, copy_root, seed, progress, stamp)
         # the copy is in MVTec AD's layout whatever the source's (relative names are in its form); without
         # masks by design or by lack, the clean discovery already said so: the copy says nothing again
-        domains[name] = discover_category(copy_root, category, not plan.clean.has_masks)
-    return PreparedCategory(domains, plan.splits)
+        files[name] = discover_category(copy_root, category, not plan.clean.has_masks)
+    return PreparedCategory(files, plan.splits)
 
 
 def prepare_categories(root: Path, categories: list[str], out: Path, seed: int, progress: bool = True,
@@ -182,19 +183,6 @@ def _listing_change(old: Splits, new: Splits) -> str:
     added, removed = sorted(names(new) - names(old)), sorted(names(old) - names(new))
     return ", ".join(f"{len(n)} {w} ({', '.join(n[:3])}{' ...' if len(n) > 3 else ''})"
                      for w, n in (("added", added), ("removed", removed)) if n) or "their labels changed"
-
-
-def published_counts(layout: str) -> tuple[dict[str, dict[str, int]], str]:
-    """({category: {count name: n}}, source) of a benchmark's official copy ({} where none is recorded)."""
-    import json
-
-    from experiments.evaluation.references import PUBLISHED
-
-    entry = json.loads((PUBLISHED / "layout_counts.json").read_text()).get(layout)
-    if entry and "file" in entry:  # a benchmark whose counts have a file of their own (MVTec AD's)
-        doc = json.loads((PUBLISHED / entry["file"]).read_text())
-        return doc["counts"], doc["source"]["citation"]
-    return (entry["counts"], entry["source"]) if entry else ({}, "")
 
 
 def check_counts(files: CategoryFiles) -> str | None:

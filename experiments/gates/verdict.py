@@ -13,7 +13,13 @@ difference listed) or the preset has no published numbers of its own (the ``stud
 from __future__ import annotations
 
 from experiments.definition.presets import get_preset
-from experiments.evaluation.references import MVTEC_AD_CATEGORIES, ReferenceTable, load_tables, mvtec_counts
+from experiments.evaluation.references import (
+    MVTEC_AD,
+    ReferenceTable,
+    load_tables,
+    published_counts,
+    unreferenced,
+)
 from experiments.evaluation.results import ClassResult, MethodResult, ScenarioResult
 
 VERDICT_FILE = "verdict.json"
@@ -21,7 +27,6 @@ SCENARIO = "clean"  # train on train/good, test on the clean test set: what the 
 # one model over every class (the multi-class setting): held against the published multi-class tables,
 # whatever the preset (ADer's benchmark: experiments/published/ader.json)
 UNIFIED = "unified"
-UNIFIED_TABLES = ("ader/patchcore-unified",)
 SHOWN_FAILURES = 4  # failing entries named in the one-line summary
 
 # the setting fields compared per method (a table lists those it fixes)
@@ -55,15 +60,20 @@ def closest_table(setting: dict, candidates: list[ReferenceTable]) -> tuple[Refe
     return table, diffs
 
 
-def data_differences(per_class: dict[str, ClassResult], split: str) -> dict[str, str]:
-    """Categories whose test set is not the published data's size (e.g. a folder merely named ``bottle``)."""
+def data_differences(per_class: dict[str, ClassResult], split: str, benchmark: str = MVTEC_AD) -> dict[str, str]:
+    """Categories whose test set is not the published data's size (e.g. a folder merely named ``bottle``): where
+    the benchmark's counts are recorded and the split's test set follows from them (the whole test folder; MVTec
+    AD's study split: 30% of each category's defects moved to validation)."""
+    counts, _ = published_counts(benchmark)
     out = {}
     for cat, pc in per_class.items():
-        expected = mvtec_counts()[cat]
+        expected = counts.get(cat)
+        if expected is None or (split == "study" and benchmark != MVTEC_AD):
+            continue
         n_defect = expected["test_defect"] - (expected["test_defect"] * 3 // 10 if split == "study" else 0)
         n_good, n_bad = pc.test_sizes
         if (n_good, n_bad) != (expected["test_good"], n_defect):
-            out[cat] = (f"test set {n_good} good + {n_bad} defective, MVTec AD's {split} split has "
+            out[cat] = (f"test set {n_good} good + {n_bad} defective, the published {split} split has "
                         f"{expected['test_good']} + {n_defect}")
     return out
 
@@ -71,11 +81,13 @@ def data_differences(per_class: dict[str, ClassResult], split: str) -> dict[str,
 def _entries(per_class: dict[str, ClassResult], table: ReferenceTable,
              other_data: dict[str, str]) -> list[dict[str, object]]:
     rows = []
+    counts, _ = published_counts(table.benchmark)
     for cat, pc in per_class.items():
         numbers = pc.recorded()
         for metric, published in table.values[cat].items():
             band = table.bands[metric]
-            allowed = band.allowed(mvtec_counts()[cat])
+            # its test set's granularity where the benchmark's counts are recorded, else the band's floor
+            allowed = band.allowed(counts[cat]) if cat in counts else band.abs
             measured = numbers.get(metric)
             row = {"category": cat, "metric": metric, "reference": published, "measured": measured,
                    "difference": None if measured is None else measured - published, "band": allowed,
@@ -91,17 +103,16 @@ def _entries(per_class: dict[str, ClassResult], table: ReferenceTable,
             if measured is None:
                 row["note"] = pc.pixel_metrics_absent or "not measured"
             elif cat in other_data:
-                row["note"] = f"not MVTec AD's {cat}: {other_data[cat]}"
+                row["note"] = f"not the published {cat}: {other_data[cat]}"
             rows.append(row)
     return rows
 
 
 def _method_verdict(m: MethodResult, config: dict, candidates: list[ReferenceTable],
                     indicative: str | None) -> dict[str, object]:
-    per_class = {c: pc for c, pc in m.per_class.items() if c in MVTEC_AD_CATEGORIES}
     table, diffs = closest_table(run_setting(config, m.method), candidates)
-    per_class = {c: pc for c, pc in per_class.items() if c in table.values}
-    data = data_differences(per_class, config.get("split", "study"))
+    per_class = {c: pc for c, pc in m.per_class.items() if c in table.values}
+    data = data_differences(per_class, config.get("split", "study"), table.benchmark)
     entries = _entries(per_class, table, data)
     reasons = ([indicative] if indicative else []) + (
         ["setting differs: " + "; ".join(f"{d['field']} {d['run']} (published {d['published']})" for d in diffs)]
@@ -118,7 +129,7 @@ def _method_verdict(m: MethodResult, config: dict, candidates: list[ReferenceTab
 def _summary_line(method: str, v: dict) -> str:
     line = f"{method} vs {v['reference_name']} ({v['reference']}): {v['reproduced']}/{v['total']} reproduced"
     if v["data_differences"]:
-        line += "; data differs from MVTec AD (never a reproduction): " + "; ".join(v["data_differences"])
+        line += "; data differs from the published copy (never a reproduction): " + "; ".join(v["data_differences"])
     def one(e: dict) -> str:
         if e["measured"] is None:
             return f"{e['category']} {e['metric']} not measured ({e.get('note')})"
@@ -142,14 +153,24 @@ def _summary_line(method: str, v: dict) -> str:
     return line
 
 
-def make_verdict(clean: ScenarioResult, table_ids: tuple[str, ...] | None = None) -> dict[str, object]:
+def reference_tables(benchmark: str, preset_tables: tuple[str, ...], multi_class: bool) -> list[ReferenceTable]:
+    """The tables a run is held to: of its benchmark; the preset's (one model per class), or every multi-class
+    table of the benchmark (ADer's)."""
+    tables = load_tables()
+    chosen = [t for t in tables.values() if t.setting.get("unified")] if multi_class else [
+        tables[i] for i in preset_tables]
+    return [t for t in chosen if t.benchmark == benchmark]
+
+
+def make_verdict(clean: ScenarioResult, multi_class: bool = False) -> dict[str, object]:
     """The verdict of one run from the result of its ``clean`` scenario (the preset's tables), or of its
-    ``unified`` scenario (``table_ids``: the multi-class tables, ``UNIFIED_TABLES``)."""
+    ``unified`` scenario (``multi_class``: the benchmark's multi-class tables), on the run's benchmark."""
     config = dict(clean.config)
     preset = get_preset(config.get("preset", "study"))
-    if table_ids is not None:
+    if multi_class:
         config["unified"] = True  # the scenario's one model over every class is part of its setting
-    tables = [load_tables()[t] for t in (preset.references if table_ids is None else table_ids)]
+    benchmark = str(config.get("layout", MVTEC_AD))
+    tables = reference_tables(benchmark, preset.references, multi_class)
     categories = clean.categories()
     covered = {c for t in tables for c in t.values}
     missing = [c for c in categories if c not in covered]
@@ -162,10 +183,13 @@ def make_verdict(clean: ScenarioResult, table_ids: tuple[str, ...] | None = None
                               "no_references_for": missing}
     if not methods:
         out["status"] = "no references"
-        whose = f"preset {preset.name!r}" if table_ids is None else "the multi-class setting"
-        out["summary"] = (f"no references for these categories: {', '.join(categories)} (the published tables of "
-                          f"{whose} cover MVTec AD's {len(MVTEC_AD_CATEGORIES)} categories: "
-                          f"{', '.join(MVTEC_AD_CATEGORIES)})")
+        whose = "the multi-class setting" if multi_class else f"preset {preset.name!r}"
+        if tables:
+            held = sorted({c for t in tables for c in t.values})
+            why = f"the published tables of {whose} cover {benchmark}'s {', '.join(held)}"
+        else:
+            why = unreferenced(benchmark, multi_class) or f"no published table of {whose} for {benchmark}"
+        out["summary"] = f"no references for these categories: {', '.join(categories)} ({why})"
         return out
     all_ok = all(v["status"] == "reproduced" for v in methods.values())
     out["status"] = ("reproduced" if all_ok else "not reproduced") + (
@@ -186,8 +210,8 @@ def verdict_section(verdict: dict) -> list[str]:
         if v["indicative_reasons"]:
             lines += ["Indicative only: " + "; ".join(v["indicative_reasons"]) + ".", ""]
         if v["data_differences"]:
-            lines += ["Data differs from MVTec AD (never a reproduction): " + "; ".join(v["data_differences"]) + ".",
-                      ""]
+            lines += ["Data differs from the published copy (never a reproduction): "
+                      + "; ".join(v["data_differences"]) + ".", ""]
         lines += ["| category | metric | published | measured | difference | band | verdict |",
                   "|---|---|---|---|---|---|---|"]
         for e in v["entries"]:

@@ -21,12 +21,18 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
     return lines + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
 
 
+def shown_metrics(values: list[dict[str, float | None]], names: tuple[str, ...] | list[str] | None = None) -> list[str]:
+    """The metrics a table shows: every one, but a benchmark's own measure only where some row has it (another
+    benchmark's measure would be a column of dashes)."""
+    return [k for k in (metric_names() if names is None else names)
+            if not METRICS[k].benchmark_specific or any(v.get(k) is not None for v in values)]
+
+
 def summary_table(results: list[ScenarioResult]) -> list[str]:
     """Macro means of every (scenario, method)."""
-    names = metric_names()
-    rows = [[r.scenario, m.key, *[mean[k] for k in names]] for r in results for m in r.methods
-            for mean in [m.mean()]]
-    return _table(["scenario", "method", *names], rows)
+    means = [(r.scenario, m.key, m.mean()) for r in results for m in r.methods]
+    names = shown_metrics([mean for _, _, mean in means])
+    return _table(["scenario", "method", *names], [[sc, key, *[mean[k] for k in names]] for sc, key, mean in means])
 
 
 def _interval(ci: dict | None, key: str) -> str:
@@ -52,7 +58,7 @@ def scenario_section(r: ScenarioResult, timings: dict[str, float]) -> list[str]:
     for m in r.methods:
         first = next(iter(m.per_class.values()))
         extra = [k for k in ("memory_bank_size", "fit_seconds") if getattr(first, k) is not None]
-        names = metric_names()
+        names = shown_metrics([pc.metrics for pc in m.per_class.values()])
         columns = [*names, "threshold", *extra]
         rows = [[cat, *[pc.metrics.get(k) for k in names], pc.threshold, *[getattr(pc, k) for k in extra]]
                 for cat, pc in m.per_class.items()]
@@ -71,9 +77,9 @@ def scenario_section(r: ScenarioResult, timings: dict[str, float]) -> list[str]:
                       f"nearest-centroid accuracy {_cell(sep['centroid_accuracy'])}.", ""]
         by_defect = [(c, d, n) for c, pc in m.per_class.items() for d, n in (pc.by_defect or {}).items()]
         if by_defect:
-            shown = [k.name for k in METRICS.values() if k.per_defect]
+            shown = shown_metrics([n for _, _, n in by_defect], [k.name for k in METRICS.values() if k.per_defect])
             lines += ["Per defect type (the test normals against each type alone; PRO on the union of each image's "
-                      "region masks, not MVTec LOCO's sPRO):", "",
+                      "region masks, sPRO where the benchmark defines it on its regions):", "",
                       *_table(["class", "defect type", *shown], [[c, d, *[n.get(k) for k in shown]]
                                                                   for c, d, n in by_defect]), ""]
         rules = {c: pc.threshold_rule for c, pc in m.per_class.items() if pc.threshold_rule}

@@ -60,7 +60,15 @@ def _as(name: str, capabilities: Capabilities = MVTEC_AD,
     return discover
 
 
-LOCO = Capabilities(by_defect_type=True, validation_set=True, region_masks=True)
+LOCO = Capabilities(by_defect_type=True, validation_set=True, region_masks=True, measures=("spro",))
+DEFECTS_CONFIG = "defects_config.json"  # MVTec LOCO: a category's defect types, their pixel values and saturation
+
+
+def _loco(root: Path, category: str) -> CategoryFiles:
+    """MVTec AD's reader on a LOCO category, with its defects_config.json (sPRO's saturation areas) where present."""
+    files = _as("mvtec_loco", LOCO)(root, category)
+    config = files.path / DEFECTS_CONFIG
+    return replace(files, defects_config=config) if config.is_file() else files
 
 
 LAYOUTS: dict[str, Layout] = {entry.name: entry for entry in (
@@ -75,7 +83,7 @@ LAYOUTS: dict[str, Layout] = {entry.name: entry for entry in (
            "ground_truth/<type>/<stem>/NNN.png",
            lambda cat: _mvtec_like(cat) and (_sub(cat, "test", "logical_anomalies")
                                              or _sub(cat, "test", "structural_anomalies")),
-           _as("mvtec_loco", LOCO), capabilities=LOCO,
+           _loco, capabilities=LOCO,
            names=("breakfast_box", "juice_bottle", "pushpins", "screw_bag", "splicing_connectors")),
     Layout("btad", "BTAD (Mishra et al. 2021)", "avires.dimi.uniud.it (btad.zip)",
            "train/ok/, test/{ok,ko}/, ground_truth/ko/<stem>.png|bmp", btad.looks_like, btad.discover,

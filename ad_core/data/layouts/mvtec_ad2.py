@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 OBJECTS = ("can", "fabric", "fruit_jelly", "rice", "sheet_metal", "vial", "wallplugs", "walnuts")
 PRIVATE = ("test_private", "test_private_mixed")
-CAPABILITIES = Capabilities(validation_set=True, unscored_sets=True)
+CAPABILITIES = Capabilities(validation_set=True, unscored_sets=True, measures=("au_pro_005", "seg_f1"))
 
 
 def looks_like(cat: Path) -> bool:
