@@ -158,8 +158,8 @@ def config_from_file(path: Path, args: argparse.Namespace, explicit: dict) -> Ru
                if k not in ("data", "weights", "out") and v != getattr(defaults, k)]
     if ignored:
         logging.getLogger("ad-repro").warning(
-            "--config %s: not followed: %s (where a run executes comes from the command line: --device, "
-            "--executor, --scheduler, --workers, --threads)", where, ", ".join(ignored))
+            "--config %s: not followed: %s (where a run executes and what it writes come from the command line: "
+            "--device, --executor, --scheduler, --workers, --threads, --official-maps)", where, ", ".join(ignored))
     recorded = RunConfig.from_json({**study, **({"preset": args.preset} if args.preset else {})},
                                    f"--config {where}")
     return recorded.with_settings({k: v for k, v in explicit.items() if v is not None})

@@ -21,6 +21,7 @@ from experiments.gates.verdict import SCENARIO as VERDICT_SCENARIO
 from experiments.gates.verdict import UNIFIED, VERDICT_FILE, make_verdict
 from experiments.records import provenance
 from experiments.records.artifacts import check_guard, write_guard, write_scenario, write_summary
+from experiments.records.official_maps import write_official_maps
 from experiments.records.submission import write_submission
 from experiments.reporting import plots
 from experiments.reporting.report import write_report, write_seeds_report
@@ -70,6 +71,8 @@ def _run_study(config: RunConfig) -> tuple[list[ScenarioResult], dict[str, float
         timings[sc.name] = time.perf_counter() - t0
     with timing.phase("submission: private test sets"):
         write_submission(run)  # MVTec AD 2's test_private(_mixed): maps for its server, no metrics
+    with timing.phase("official maps"):
+        write_official_maps(run)  # --official-maps: every test image's map where the official scripts read it
     write_json(run.out / provenance.PROVENANCE_FILE,
                provenance.collect(run, config.threads, config.executor, config.workers))
     with timing.phase("claims (paired bootstrap)"):

@@ -110,6 +110,11 @@ class RunConfig:
                                    low=0.0, high=0.5, metavar="RATE")
     bootstrap: bool = setting(True, "skip the 95% bootstrap intervals and the claims' paired intervals",
                               switch_off="--no-bootstrap")
+    official_maps: bool = setting(False, "also write every test image's anomaly map (each map-making method's clean "
+                                  "per-class model) at the image's own size, float32 TIFF, where MVTec AD's and "
+                                  "MVTec LOCO's official evaluation scripts read them: <out>/official_maps/<method>/"
+                                  "<category>/test/<type>/<stem>.tiff (docs/official_evaluation.md); not "
+                                  "number-affecting", recorded=False)
     feature_cache: Path | None = setting(None, "feature cache folder (default: <out>/cache/features; seeds of one "
                                          "study share one)", recorded=False, option=False)
     executor: str = setting("local", "'local': every unit in this process; 'dask': feature extraction per "
@@ -299,6 +304,10 @@ def validate(config: RunConfig, touch_out: bool = True, load_weights: bool = Tru
     if patchcore.get("k") == 1 and patchcore.get("reweighting") == "study" and "patchcore" in config.methods:
         raise get_setting("patchcore.k").fail(1, "with the study's reweighting every score is 0; use k >= 2 "
                                                  "(the study: 9)")
+    if config.official_maps and config.resize is not None:
+        raise ConfigError(f"--official-maps with --resize {config.resize} (given or the preset's): the model's maps "
+                          "then cover a centre crop of each image, not the whole image the official scripts score; "
+                          "run without --resize, or without --official-maps")
     if config.resize is not None and config.resize < config.image_size:
         raise get_setting("resize").fail(config.resize, f"must be a whole number >= {config.image_size} "
                                                         "(--image-size)")

@@ -44,7 +44,7 @@ class Setting:
     heavy_choices: bool = False  # the choices live in a module that loads torch: checked, not listed by --help
     check_name: Callable[[str, str], None] | None = None  # each name of a list: raises ConfigError
     option: bool = True  # False: settable from the API and a config file only
-    switch_off: str | None = None  # a bool option that only turns the setting off: its flag ("--no-progress")
+    switch_off: str | None = None  # a bool option on by default: the flag that turns it off ("--no-progress")
     aliases: tuple[str, ...] = ()  # earlier flags still accepted ("--coreset-ratio")
     metavar: str | None = None
 
@@ -117,8 +117,8 @@ class Declared:
         """This setting's option on ``parser``; an option not given stays None (the preset's value then)."""
         d = self.decl
         dest = self.name.replace(".", "__")
-        if self.kind is bool:
-            parser.add_argument(d.switch_off or self.flag, dest=dest, action="store_const", const=False,
+        if self.kind is bool:  # a switch: its flag turns the default over (--no-progress off, --official-maps on)
+            parser.add_argument(d.switch_off or self.flag, dest=dest, action="store_const", const=not self.default,
                                 default=None, help=d.help.replace("%", "%%"))
             return
         choices = list(d.choices()) if d.choices and not d.heavy_choices else None

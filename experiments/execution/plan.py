@@ -217,8 +217,9 @@ class Work:
     """Every model fit and every scored split the scenarios need, in the order the runner meets them.
 
     ``units``: each fit worked out; ``uses``: (scenario, method, ratio, category) -> the model it scores
-    with; ``methods``: scenario -> its (method, ratio) pairs; ``ratios``: the run's coreset ratio per method
-    with a nested coreset (a key asked for without one gets it)."""
+    with (in place of a scenario, ``submission`` or ``official_maps``: the clean per-class model that writes
+    those maps); ``methods``: scenario -> its (method, ratio) pairs; ``ratios``: the run's coreset ratio per
+    method with a nested coreset (a key asked for without one gets it)."""
 
     models: tuple[ModelKey, ...]
     scores: tuple[ScoreKey, ...]
@@ -264,7 +265,8 @@ def plan_work(config: RunConfig, scenarios: list[Scenario], categories: list[str
               has_uncertain: Callable[[str, str], bool], submitted: bool = False) -> Work:
     """The units of work of ``scenarios`` over ``categories`` (``has_uncertain(category, domain)``: whether the
     category holds an uncertain set there, which is scored too; ``submitted``: the clean models of every
-    method also score the private test sets, as ``experiments.records.submission`` writes them)."""
+    method also score the private test sets, as ``experiments.records.submission`` writes them; with
+    ``config.official_maps`` they score every test image, as ``experiments.records.official_maps`` writes them)."""
     models: dict[ModelKey, None] = {}
     scores: dict[ScoreKey, None] = {}
     uses: dict[tuple[str, str, float | None, str], ModelKey] = {}
@@ -281,11 +283,12 @@ def plan_work(config: RunConfig, scenarios: list[Scenario], categories: list[str
                 scores[ScoreKey(key, c, sc.eval_domain, "test")] = None
                 if has_uncertain(c, sc.eval_domain):
                     scores[ScoreKey(key, c, sc.eval_domain, "uncertain")] = None
-    if submitted:  # the clean scenario's per-class models
+    # the clean scenario's per-class models, which also write the maps of MVTec AD 2's private sets
+    # (``submission``) and, with --official-maps, every test image's map (``official_maps``)
+    for use in (("submission",) if submitted else ()) + (("official_maps",) if config.official_maps else ()):
         for method in config.methods:
             for c in categories:
-                key = uses[("submission", method, None, c)] = model_key(config, method, c,
-                                                                         SCENARIOS["clean"].fit_domain, None)
+                key = uses[(use, method, None, c)] = model_key(config, method, c, SCENARIOS["clean"].fit_domain, None)
                 models.setdefault(key, None)
     ratios = {m: config.get(f"{m}.coreset_ratio") for m in config.methods if METHODS[m].nested_coreset}
     return Work(tuple(models), tuple(scores), _units(config, list(models)), uses, methods, ratios)

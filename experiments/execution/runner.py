@@ -79,6 +79,8 @@ class StudyRun:
         self._models: dict[ModelKey, FittedModel] = {}
         self._scores: dict[tuple[str, str, str, str], ScoreSet] = {}
         self._pixel_ci: dict[int, dict] = {}  # pixel intervals do not depend on tau: once per test ScoreSet
+        # (model name, category) -> the transform its float16 maps are written with (records/submission.py)
+        self.map_transforms: dict[tuple[str, str], object] = {}
 
     @classmethod
     def of(cls, config: RunConfig) -> StudyRun:
