@@ -135,7 +135,7 @@ def write_category(root: Path, plan: PlannedCategory, out: Path, seed: int, prog
                    domains: tuple[str, ...] = ("shift",)) -> PreparedCategory:
     """Write a planned category's copy in each derived domain of ``domains`` (those the run's scenarios use),
     under ``<out>/data/<root name>-<domain>`` (its splits: ``prepare_categories``)."""
-    category, domains = plan.clean.name, {CLEAN: plan.clean}
+    category, copies = plan.clean.name, {CLEAN: plan.clean}
     for name in domains:
         copy_root = out / "data" / f"{root.name}-{name}"
         stamp = fingerprint(name)
@@ -144,8 +144,8 @@ def write_category(root: Path, plan: PlannedCategory, out: Path, seed: int, prog
             DOMAINS[name].write(plan.clean, copy_root, seed, progress, stamp)
         # the copy is in MVTec AD's layout whatever the source's (relative names are in its form); without
         # masks by design or by lack, the clean discovery already said so: the copy says nothing again
-        domains[name] = discover_category(copy_root, category, not plan.clean.has_masks)
-    return PreparedCategory(domains, plan.splits)
+        copies[name] = discover_category(copy_root, category, not plan.clean.has_masks)
+    return PreparedCategory(copies, plan.splits)
 
 
 def prepare_categories(root: Path, categories: list[str], out: Path, seed: int, progress: bool = True,
