@@ -42,6 +42,14 @@ class Capabilities:
     validation_set: bool = False  # an official validation set of normal images (validation/good/)
     unscored_sets: bool = False  # test sets without public labels: scored only, no metric claimed (MVTec AD 2)
     region_masks: bool = False  # several masks per image, one per defect region: their union is the defect
+    # masks are maps of defect-class ids (0 background, 1..k a class: VisA's): any non-zero value is defect; a
+    # layout without it keeps MVTec AD's rule (0 and one value, anything else refused as non-binary)
+    class_id_masks: bool = False
+
+    @property
+    def mask_values(self) -> str:
+        """How its masks' values are read (``Sample.mask_values``, ``ad_core.data.io.read_mask``)."""
+        return "labels" if self.class_id_masks else "binary"
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,9 @@ class CategoryFiles:
     layout: str = "mvtec"  # the reader that listed it (ad_core.data.layouts): for messages and records
     capabilities: Capabilities = field(default_factory=Capabilities)  # its layout's: what code may ask of it
     split_source: str | None = None  # an official split file the train/test sets come from (VisA's 1cls.csv)
+    # the rule, in words, by which the reader itself held normal images out for testing (VisA without its split
+    # file); declared once by the layout, recorded in the splits file, provenance.json and report.md
+    holdout: str | None = None
 
     @property
     def path(self) -> Path:

@@ -180,8 +180,13 @@ def _listing_change(old: Splits, new: Splits) -> str:
         return set(sp.train) | set(sp.val()) | set(sp.test())
 
     added, removed = sorted(names(new) - names(old)), sorted(names(old) - names(new))
-    return ", ".join(f"{len(n)} {w} ({', '.join(n[:3])}{' ...' if len(n) > 3 else ''})"
-                     for w, n in (("added", added), ("removed", removed)) if n) or "their labels changed"
+    listed = ", ".join(f"{len(n)} {w} ({', '.join(n[:3])}{' ...' if len(n) > 3 else ''})"
+                       for w, n in (("added", added), ("removed", removed)) if n)
+    if listed:
+        return listed
+    if (old.source, old.holdout) != (new.source, new.holdout):
+        return "the rule recorded with the splits changed (their source or hold-out rule)"
+    return "their labels changed"
 
 
 def published_counts(layout: str) -> tuple[dict[str, dict[str, int]], str]:
@@ -190,7 +195,10 @@ def published_counts(layout: str) -> tuple[dict[str, dict[str, int]], str]:
 
     from experiments.evaluation.references import PUBLISHED
 
-    entry = json.loads((PUBLISHED / "layout_counts.json").read_text()).get(layout)
+    book = json.loads((PUBLISHED / "layout_counts.json").read_text())
+    entry = book.get(layout)
+    if entry and "counts_of" in entry:  # a form of another benchmark's copy with its counts (VisA converted)
+        entry = book[entry["counts_of"]]
     if entry and "file" in entry:  # a benchmark whose counts have a file of their own (MVTec AD's)
         doc = json.loads((PUBLISHED / entry["file"]).read_text())
         return doc["counts"], doc["source"]["citation"]
