@@ -73,8 +73,8 @@ def _run_study(config: RunConfig) -> tuple[list[ScenarioResult], dict[str, float
         write_submission(run)  # MVTec AD 2's test_private(_mixed): maps for its server, no metrics
     with timing.phase("official maps"):
         write_official_maps(run)  # --official-maps: every test image's map where the official scripts read it
-    write_json(run.out / provenance.PROVENANCE_FILE,
-               provenance.collect(run, config.threads, config.executor, config.workers))
+    record = provenance.collect(run, config.threads, config.executor, config.workers)
+    write_json(run.out / provenance.PROVENANCE_FILE, record)
     with timing.phase("claims (paired bootstrap)"):
         claims = evaluate_claims(done, config.seed) if config.bootstrap else []
     write_json(run.out / "claims.json", claims)
@@ -100,7 +100,7 @@ def _run_study(config: RunConfig) -> tuple[list[ScenarioResult], dict[str, float
     phases["other"] = max(0.0, timings["total"] - sum(phases.values()))  # orchestration, thresholds, ...
     timings["phases"] = phases
     write_json(run.out / "timings.json", timings)
-    write_report(run.out, results, timings, claims, verdict)
+    write_report(run.out, results, timings, claims, verdict, record.get("split_holdout"))
     return results, timings
 
 

@@ -954,17 +954,17 @@ def test_a_missing_mask_says_what_was_found_and_never_to_drop_masks(tmp_path):
     image = root / "hazelnut" / "test" / "scratch" / "001.png"
     with pytest.raises(DatasetError) as exc:
         discover_category(root, "hazelnut")
-    assert str(exc.value) == (f"Anomalous image {image} has no mask: expected {gt / '001_mask.png'} (or a folder "
-                              f"001/ of masks); found 001-mask.png for 001 in {gt}. Add the mask.")
+    assert str(exc.value) == (f"Anomalous image {image} has no mask: expected {gt / '001_mask.png'} (or 001.png, or "
+                              f"a folder 001/ of masks); found 001-mask.png for 001 in {gt}. Add the mask.")
     for p in gt.iterdir():  # a ground_truth/ folder with no mask at all: dropping it is advice worth giving
         p.unlink()
     with pytest.raises(DatasetError) as exc:
         discover_category(root, "hazelnut")
     image = image.with_name("000.png")
-    assert str(exc.value) == (f"Anomalous image {image} has no mask: expected {gt / '000_mask.png'} (or a folder "
-                              f"000/ of masks); found nothing for 000 in {gt}. Add the mask, or remove the whole "
-                              "ground_truth/ folder (it holds no mask) to use the category for image-level metrics "
-                              "only.")
+    assert str(exc.value) == (f"Anomalous image {image} has no mask: expected {gt / '000_mask.png'} (or 000.png, or "
+                              f"a folder 000/ of masks); found nothing for 000 in {gt}. Add the mask, or remove the "
+                              "whole ground_truth/ folder (it holds no mask) to use the category for image-level "
+                              "metrics only.")
 
 
 # -- issue 31: golden record never writes into a run folder ------------------------------------------

@@ -55,7 +55,8 @@ def splits_variants(files) -> list[Splits]:
     study = make_splits(files)
     return [study, make_splits(files, protocol="full_test"),
             study.model_copy(update={"source": "validation/good"}),
-            study.model_copy(update={"source": "split_csv/1cls.csv"})]
+            study.model_copy(update={"source": "split_csv/1cls.csv"}),
+            study.model_copy(update={"holdout": "every tenth normal image is a test normal"})]
 
 
 def test_a_splits_file_reads_back_as_the_splits_written(make_category, tmp_path):
@@ -67,6 +68,8 @@ def test_a_splits_file_reads_back_as_the_splits_written(make_category, tmp_path)
         head = list(SplitsHeader.model_fields)
         assert list(written)[:3] == head and in_field_order(list(written)[3:], Splits)
         assert ("source" in written) == (splits.source is not None)  # left out where None, as before
+        assert ("holdout" in written) == (splits.holdout is not None)
+        assert (splits.holdout or "") in written["rule"]  # the rule in words states the reader's hold-out
         assert read_splits(path) == splits
         assert text(read_splits(path).to_json()) == path.read_text()
 
@@ -91,20 +94,23 @@ def test_a_splits_file_field_added_to_the_type_is_written_and_read(tmp_path):
 
 
 # -- provenance.json, run_config.json, checksums.json ---------------------------------------------
-def fake_run(tmp_path: Path, bit_depth: int | None) -> SimpleNamespace:
+def fake_run(tmp_path: Path, bit_depth: int | None, holdout: str | None = None) -> SimpleNamespace:
     clean = SimpleNamespace(all_samples=lambda: [], bit_depth=bit_depth,
                             bit_depth_exceptions={"test/x.png": "8-bit"} if bit_depth else {})
-    return SimpleNamespace(prepared={"brick": SimpleNamespace(clean=clean)}, device="cpu", knn_backend="faiss",
-                           root=tmp_path, layout="mvtec")
+    splits = SimpleNamespace(holdout=holdout)
+    return SimpleNamespace(prepared={"brick": SimpleNamespace(clean=clean, splits=splits)}, device="cpu",
+                           knn_backend="faiss", root=tmp_path, layout="mvtec")
 
 
-@pytest.mark.parametrize("bit_depth", [None, 12])
-def test_provenance_is_written_as_the_schema_that_reads_it(tmp_path, bit_depth, monkeypatch):
+@pytest.mark.parametrize("bit_depth,holdout", [(None, None), (12, "every tenth normal is a test normal")])
+def test_provenance_is_written_as_the_schema_that_reads_it(tmp_path, bit_depth, holdout, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["ad-repro", "run"])
-    record = provenance.collect(fake_run(tmp_path, bit_depth), 2, "local", 1)
+    record = provenance.collect(fake_run(tmp_path, bit_depth, holdout), 2, "local", 1)
     keys = list(record)
     assert in_field_order(keys, ProvenanceFile)
-    assert keys == [k for k in ProvenanceFile.model_fields if bit_depth or not k.startswith("image_bit_depth_")]
+    assert keys == [k for k in ProvenanceFile.model_fields if (bit_depth or not k.startswith("image_bit_depth_"))
+                    and (holdout or k != "split_holdout")]
+    assert record.get("split_holdout") == ({"brick": holdout} if holdout else None)
     write_json(tmp_path / "provenance.json", record)
     assert read_provenance(tmp_path / "provenance.json") == record
     again = ProvenanceFile.model_validate(record, strict=True).to_json()

@@ -14,7 +14,10 @@ Decisions (docs/protocol.md §1):
 - an image over PIL's pixel limit (its decompression-bomb guard, ``AD_REPRO_MAX_IMAGE_PIXELS`` to
   raise it) is an error naming the file;
 - masks are binary by "non-zero" whatever their bit depth: at most two distinct values (0 and one
-  foreground value: MVTec's 0/255, 0/1, a 16-bit 0/255 or 0/65535), of their image's size.
+  foreground value: MVTec's 0/255, 0/1, a 16-bit 0/255 or 0/65535; a colour mask's channels equal), of
+  their image's size; a layout whose masks are class-id maps (``Capabilities.class_id_masks``: VisA's raw
+  0/1..k, its converted 0/255 in one or three channels) reads any non-zero value of any channel (of a palette
+  image: any non-zero index) as defect.
 """
 
 from __future__ import annotations
@@ -231,7 +234,10 @@ def read_mask(path: str | Path, image_size: tuple[int, int] | None = None, value
             union |= read_mask(part, image_size, values)
         return union
     img = _open(path)
-    arr = _wide_values(img, path) if img.mode in WIDE_MODES else _to_uint8(img, path)  # non-zero, any depth
+    if values == "labels" and img.mode == "P":  # a palette image of class ids: its indices are the ids
+        arr = np.asarray(img)
+    else:
+        arr = _wide_values(img, path) if img.mode in WIDE_MODES else _to_uint8(img, path)  # non-zero, any depth
     if values == "labels":
         arr = arr.any(axis=-1) if arr.ndim == 3 else arr
         if image_size is not None and arr.shape != tuple(image_size):
@@ -251,7 +257,8 @@ def read_mask(path: str | Path, image_size: tuple[int, int] | None = None, value
         raise DatasetError(
             f"Mask {path} is not binary: {len(values)} distinct values ({shown}). Masks "
             "must hold 0 for normal pixels and one value (255 or 1) for defects; "
-            "re-save it thresholded, as a PNG (JPEG compression makes masks non-binary)."
+            "re-save it thresholded, as a PNG (JPEG compression makes masks non-binary). Class-id masks "
+            "(0 and 1..k, one id per defect class) are read as such only by a layout that declares them (VisA's)."
         )
     if image_size is not None and arr.shape != tuple(image_size):
         raise DatasetError(

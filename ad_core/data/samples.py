@@ -44,6 +44,14 @@ class Capabilities:
     region_masks: bool = False  # several masks per image, one per defect region: their union is the defect
     # the benchmark's own official measures beyond the common ones (ad_core.metrics names; docs/official_measures.md)
     measures: tuple[str, ...] = ()
+    # masks are maps of defect-class ids (0 background, 1..k a class: VisA's): any non-zero value is defect; a
+    # layout without it keeps MVTec AD's rule (0 and one value, anything else refused as non-binary)
+    class_id_masks: bool = False
+
+    @property
+    def mask_values(self) -> str:
+        """How its masks' values are read (``Sample.mask_values``, ``ad_core.data.io.read_mask``)."""
+        return "labels" if self.class_id_masks else "binary"
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,9 @@ class CategoryFiles:
     capabilities: Capabilities = field(default_factory=Capabilities)  # its layout's: what code may ask of it
     split_source: str | None = None  # an official split file the train/test sets come from (VisA's 1cls.csv)
     defects_config: Path | None = None  # each defect type's pixel value and saturation (MVTec LOCO's sPRO)
+    # the rule, in words, by which the reader itself held normal images out for testing (VisA without its split
+    # file); declared once by the layout, recorded in the splits file, provenance.json and report.md
+    holdout: str | None = None
 
     @property
     def path(self) -> Path:

@@ -10,6 +10,10 @@ draw.
 The papers' protocol (``full_test``, docs/protocol.md §12): train on all of ``train/good``,
 evaluate on all of ``test``; with no validation split, tau is calibrated on the test set
 itself (anomalib's default), so only the tau-free metrics are comparable to a paper.
+
+Where a layout's reader itself held normal images out for testing (VisA without its split file), its
+rule in words (``CategoryFiles.holdout``) is kept as ``holdout`` and stated first in the file's ``rule``;
+a file without one is written without the field, byte for byte as before.
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ class Splits(Strict):
     # where train/val/test come from when not (only) the study's rule: "validation/good" (an official
     # validation set of normals), "split_csv/1cls.csv" (VisA's official split, val carved by the rule)
     source: str | None = Field(None, exclude_if=absent)
+    # the rule by which the layout's reader held normal images out for testing, in its words (VisA without its
+    # split file: ``CategoryFiles.holdout``); left out where there is none, so older files keep their bytes
+    holdout: str | None = Field(None, exclude_if=absent)
 
     def to_json(self) -> dict[str, Any]:
         """The splits file's JSON: the header (``SplitsHeader``), then these fields."""
@@ -159,6 +166,7 @@ def make_splits(files: CategoryFiles, seed: int = SEED, protocol: str = "study")
         test_normal=[s.relpath for s in files.test_good],
         test_anomalous=anom_perm[sizes["val_anomalous"]:],
         source=files.split_source,
+        holdout=files.holdout,
     )
 
 
@@ -167,7 +175,7 @@ def _official_validation_splits(files: CategoryFiles, seed: int, good: list[str]
     validation/good calibrates tau (with no anomaly: the normal-only rule), the whole test set tests."""
     return Splits(category=files.name, seed=seed, train=good, val_normal=[s.relpath for s in files.val_good],
                   val_anomalous=[], test_normal=[s.relpath for s in files.test_good], test_anomalous=anomalous,
-                  source="validation/good")
+                  source="validation/good", holdout=files.holdout)
 
 
 def _full_test_splits(files: CategoryFiles, seed: int, good: list[str], anomalous: list[str]) -> Splits:
@@ -177,11 +185,18 @@ def _full_test_splits(files: CategoryFiles, seed: int, good: list[str], anomalou
                            "under test/<defect>/.")
     test_normal = [s.relpath for s in files.test_good]
     return Splits(category=files.name, seed=seed, train=good, val_normal=test_normal, val_anomalous=anomalous,
-                  test_normal=test_normal, test_anomalous=anomalous, protocol="full_test")
+                  test_normal=test_normal, test_anomalous=anomalous, protocol="full_test", holdout=files.holdout)
 
 
 def rule_of(splits: Splits) -> str:
-    """The rule that made ``splits``, in words (a splits file states it for a human reader)."""
+    """The rule that made ``splits``, in words (a splits file states it for a human reader): the study's, and
+    before it the reader's hold-out rule where the data's own folders did not set train/good and test/good."""
+    if splits.holdout:
+        return f"train/good and test/good held out by the data's reader: {splits.holdout}; then {_rule(splits)}"
+    return _rule(splits)
+
+
+def _rule(splits: Splits) -> str:
     if splits.source == "validation/good":
         return ("the benchmark's own validation set: train = all of train/good; val = validation/good (normals "
                 "only: tau by the normal-only rule); test = all of test")

@@ -181,8 +181,13 @@ def _listing_change(old: Splits, new: Splits) -> str:
         return set(sp.train) | set(sp.val()) | set(sp.test())
 
     added, removed = sorted(names(new) - names(old)), sorted(names(old) - names(new))
-    return ", ".join(f"{len(n)} {w} ({', '.join(n[:3])}{' ...' if len(n) > 3 else ''})"
-                     for w, n in (("added", added), ("removed", removed)) if n) or "their labels changed"
+    listed = ", ".join(f"{len(n)} {w} ({', '.join(n[:3])}{' ...' if len(n) > 3 else ''})"
+                       for w, n in (("added", added), ("removed", removed)) if n)
+    if listed:
+        return listed
+    if (old.source, old.holdout) != (new.source, new.holdout):
+        return "the rule recorded with the splits changed (their source or hold-out rule)"
+    return "their labels changed"
 
 
 def check_counts(files: CategoryFiles) -> str | None:

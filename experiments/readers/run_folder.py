@@ -136,7 +136,8 @@ class GpuInfo(Strict):
 class ProvenanceFile(Strict):
     """``provenance.json``, built by experiments.records.provenance.collect: its fields in the order written (every
     one but ``data_digest`` may be absent from an older record; the bit-depth rule and its exceptions are
-    written where a category has 16-bit-container images, since issue 31)."""
+    written where a category has 16-bit-container images, since issue 31; the split hold-out rule where a
+    category's reader held test normals out)."""
 
     format: int = PROVENANCE_FORMAT
     ad_repro: str | None = None
@@ -151,6 +152,9 @@ class ProvenanceFile(Strict):
     knn_backend: str | None = None
     data_root: str | None = None
     layout: str | None = None
+    # {category: the rule by which the data's reader held its test normals out} (VisA without its split file,
+    # the text the splits file states): written where a category has one
+    split_holdout: dict[str, str] | None = Field(None, exclude_if=absent)
     data_digest: str
     data_files: Count | None = None
     image_bit_depth: dict[str, Annotated[int, Field(ge=1, le=16)] | None] = {}

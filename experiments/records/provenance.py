@@ -3,7 +3,8 @@
 Recorded per run: the package version, the git commit and whether the tree was dirty (with a digest
 of the diff), Python and library versions, the CPU model and the instruction sets the kernels used,
 the GPU and its CUDA version when one was used, threads, executor, the kNN backend actually used, the
-data root and one digest of the dataset's file names and contents, and the command line.
+data root, its layout and the rule by which its reader held test normals out (where it did: VisA
+without its split file), one digest of the dataset's file names and contents, and the command line.
 ``ad-repro compare`` prints the differences first and refuses runs on different data content.
 """
 
@@ -97,6 +98,8 @@ def collect(run: object, threads: int | None, executor: str, workers: int) -> di
         knn_backend=run.knn_backend,
         data_root=str(run.root),
         layout=run.layout,
+        # the reader's hold-out rule of each category it applied to (the splits file's ``holdout``)
+        split_holdout={c: p.splits.holdout for c, p in run.prepared.items() if p.splits.holdout} or None,
         data_digest=data_digest(files),
         data_files=len(files),
         # per category: the bit depth its 16-bit-container images are read at (None: 8-bit images only)

@@ -51,6 +51,17 @@ def _config_lines(cfg: dict) -> list[str]:
             f"{geometry}.", "", f"{methods} Threshold: {cfg['threshold']}.", ""]
 
 
+def holdout_lines(holdout: dict[str, str] | None) -> list[str]:
+    """The hold-out rule of each category whose reader held its test normals out (provenance's ``split_holdout``,
+    the text its splits file states), one line per rule; none where the data's own folders or split file set them."""
+    by_rule: dict[str, list[str]] = {}
+    for category, rule in (holdout or {}).items():
+        by_rule.setdefault(rule, []).append(category)
+    return [line for rule, cats in by_rule.items()
+            for line in (f"Test normals of {', '.join(cats)} held out by the data's reader, not by an official split: "
+                         f"{rule}.", "")]
+
+
 def scenario_section(r: ScenarioResult, timings: dict[str, float]) -> list[str]:
     lines = [f"## {r.scenario}", "", r.description + ".", ""]
     if r.scenario in timings:
@@ -98,11 +109,14 @@ def scenario_section(r: ScenarioResult, timings: dict[str, float]) -> list[str]:
 
 
 def write_report(out: Path, results: list[ScenarioResult], timings: dict[str, float],
-                 claims: list[dict] | None = None, verdict: dict | None = None) -> Path:
-    """report.md over every scenario result of ``out`` (``results`` as ``load_results`` returns them)."""
+                 claims: list[dict] | None = None, verdict: dict | None = None,
+                 holdout: dict[str, str] | None = None) -> Path:
+    """report.md over every scenario result of ``out`` (``results`` as ``load_results`` returns them);
+    ``holdout``: provenance's ``split_holdout`` ({category: the reader's hold-out rule})."""
     lines = ["# ad-repro report", ""]
     if results:
         lines += _config_lines(results[0].config)
+    lines += holdout_lines(holdout)
     lines += ["## Summary (macro mean over classes)", "", *summary_table(results), ""]
     if verdict is not None:
         lines += verdict_section(verdict)

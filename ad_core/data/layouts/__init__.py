@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ad_core.data.layouts import btad, mvtec, mvtec_ad2, visa
+from ad_core.data.layouts import btad, mvtec, mvtec_ad2, visa, visa_converted
 from ad_core.data.layouts.listing import utf8_name
 from ad_core.data.samples import Capabilities, CategoryFiles
 from ad_core.errors import DatasetError
@@ -75,6 +75,11 @@ LAYOUTS: dict[str, Layout] = {entry.name: entry for entry in (
     Layout("visa", "VisA (Zou et al. 2022)", "amazon-science/spot-diff (VisA_20220922.tar)",
            "Data/Images/Normal/, Data/Images/Anomaly/, Data/Masks/Anomaly/ (and <root>/split_csv/1cls.csv)",
            visa.looks_like, visa.discover, names=visa.OBJECTS, capabilities=visa.CAPABILITIES),
+    Layout("visa_converted", "VisA (Zou et al. 2022), converted by spot-diff's prepare_data.py",
+           "amazon-science/spot-diff (VisA_20220922.tar, then utils/prepare_data.py --split-type 1cls)",
+           "1cls/<object>/ (or <object>/): train/good/, test/{good,bad}/, ground_truth/bad/<stem>.png",
+           visa_converted.looks_like, visa_converted.discover, visa_converted.categories, names=visa.OBJECTS,
+           capabilities=visa_converted.CAPABILITIES),
     Layout("mvtec_ad2", "MVTec AD 2 (Heckler-Kram et al. 2025)", "mvtec.com (mvtec_ad_2)",
            "train/good/, validation/good/, test_public/{good,bad}/, test_public/ground_truth/bad/",
            mvtec_ad2.looks_like, mvtec_ad2.discover, names=mvtec_ad2.OBJECTS, capabilities=mvtec_ad2.CAPABILITIES),

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from ad_core.data.io import IMAGE_SUFFIXES
-from ad_core.data.layouts.listing import images_in, with_bit_depth
+from ad_core.data.layouts.listing import found_for, images_in, with_bit_depth
 from ad_core.data.samples import NORMAL, CategoryFiles, Sample
 from ad_core.errors import DatasetError
 
@@ -41,7 +41,8 @@ def discover(root: Path, category: str) -> CategoryFiles:
     bad = []
     for p in images_in(cat / "test" / "ko", unread) if (cat / "test" / "ko").is_dir() else []:
         if p.stem not in masks:
-            raise DatasetError(f"Anomalous image {p} has no mask: expected {gt}/{p.stem}.png (or .bmp)")
+            raise DatasetError(f"Anomalous image {p} has no mask: expected {gt}/{p.stem}.png (or .bmp); "
+                               f"{found_for(gt, p.stem)}. Restore it from BTAD's archive")
         bad.append(Sample(f"test/ko/{p.name}", p, 1, "ko", masks[p.stem]))
     if unread:
         log.warning("%s: %d file(s) not read (not an image format PIL opens, or a folder): %s", cat, len(unread),

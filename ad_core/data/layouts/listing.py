@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -48,6 +49,20 @@ def images_in(folder: Path, unread: list[str] | None = None) -> list[Path]:
                                f"masks and scores would be confused ({p.stem}_mask.png); keep one of them")
         stems[p.stem] = p
     return images
+
+
+def found_for(folder: Path, stem: str) -> str:
+    """What ``folder`` holds for an image of ``stem``, in words, for the error of a missing mask: the names
+    that begin with the stem (``000.png``, ``000-mask.png``, ``000_MASK.bmp``, ``000/``; never ``0001.png``), or
+    ``nothing``; a folder that does not exist is said so, with the folders its parent holds instead."""
+    near = re.compile(rf"{re.escape(stem)}(?![0-9a-z])", re.IGNORECASE)
+    if folder.is_dir():
+        seen = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir() if near.match(p.name))
+        more = f" and {len(seen) - 5} more" if len(seen) > 5 else ""
+        return f"found {', '.join(seen[:5]) + more or 'nothing'} for {stem} in {folder}"
+    held = sorted(p.name + "/" for p in folder.parent.iterdir() if p.is_dir()) if folder.parent.is_dir() else []
+    instead = f"; {folder.parent.name}/ holds {', '.join(held[:5]) or 'no folder'}" if folder.parent.is_dir() else ""
+    return f"found nothing for {stem}: {folder} does not exist{instead}"
 
 
 def with_bit_depth(files: CategoryFiles) -> CategoryFiles:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ad_core.data.layouts.listing import images_in, with_bit_depth
+from ad_core.data.layouts.listing import found_for, images_in, with_bit_depth
 from ad_core.data.samples import NORMAL, Capabilities, CategoryFiles, Sample
 from ad_core.errors import DatasetError
 
@@ -47,7 +47,8 @@ def discover(root: Path, category: str) -> CategoryFiles:
     for p in images_in(bad_dir, unread) if bad_dir.is_dir() else []:
         mask = gt / f"{p.stem}_mask.png"
         if not mask.is_file():
-            raise DatasetError(f"Anomalous image {p} has no mask: expected {mask}. Restore it from the archive")
+            raise DatasetError(f"Anomalous image {p} has no mask: expected {mask}; {found_for(gt, p.stem)}. Restore "
+                               "it from the archive")
         bad.append(Sample(f"test/bad/{p.name}", p, 1, "bad", mask))
     private = {name: [Sample(f"{name}/{p.name}", p, -1, "unknown") for p in images_in(cat / name, unread)]
                for name in PRIVATE if (cat / name).is_dir()}

@@ -9,8 +9,11 @@ Its rows are data checked against the folders, each refusal one line naming the 
 image: a row's object is the folder its image lies in, its label the image's folder (``Normal``,
 ``Anomaly``), a normal row has no mask, an anomaly's mask is its own ``Data/Masks/Anomaly/<stem>.png``
 (never a JPEG, whose noise would read as defect), and no image is named twice.
-Without it, every tenth normal image in sorted order is a test normal (1cls holds out about a tenth),
-said in one line.  Relative names take MVTec AD's form: ``train/good/``, ``test/good/``, ``test/anomaly/``.
+Without it, every tenth normal image in sorted order is a test normal (1cls holds out about a tenth):
+the rule, ``HOLDOUT``, is said in one line and carried on the files (``CategoryFiles.holdout``) into the
+splits file, provenance.json and report.md.  The masks are class-id maps (``class_id_masks``).  Relative
+names take MVTec AD's form: ``train/good/``, ``test/good/``, ``test/anomaly/``.  The converted form
+(spot-diff's ``prepare_data.py``: ``1cls/<object>/train/good/`` ...) is ``visa_converted``'s.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import logging
 from pathlib import Path
 from typing import NamedTuple
 
-from ad_core.data.layouts.listing import images_in, with_bit_depth
+from ad_core.data.layouts.listing import found_for, images_in, with_bit_depth
 from ad_core.data.records import open_regular
 from ad_core.data.samples import NORMAL, Capabilities, CategoryFiles, Sample
 from ad_core.errors import DatasetError, FileFormatError
@@ -33,7 +36,11 @@ OBJECTS = ("candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "
 SPLIT_FILE = "split_csv/1cls.csv"
 COLUMNS = ("object", "split", "label", "image", "mask")
 DEFECT = "anomaly"  # VisA has no defect-type folders: one defect name for all
-CAPABILITIES = Capabilities(official_split=True)
+CAPABILITIES = Capabilities(official_split=True, class_id_masks=True)
+# the hold-out rule without the split file, in words: declared once, said in the log and recorded by
+# the splits file, provenance.json and report.md
+HOLDOUT = (f"no {SPLIT_FILE}: every tenth normal image in sorted order (the 10th, 20th, ...) is a test normal, "
+           "the others train (VisA's 1cls split holds out about a tenth too, but its own choice of images)")
 
 
 def looks_like(cat: Path) -> bool:
@@ -172,15 +179,15 @@ def discover(root: Path, category: str) -> CategoryFiles:
     def mask_of(image: Path, named: Path | None = None, row: str = "") -> Path:
         mask = named or mask_dir / f"{image.stem}.png"
         if not mask.is_file():
-            raise DatasetError(f"{row}Anomalous image {image} has no mask: expected {mask}. Restore it from VisA's "
-                               "archive")
+            raise DatasetError(f"{row}Anomalous image {image} has no mask: expected {mask}; "
+                               f"{found_for(mask.parent, image.stem)}. Restore it from VisA's archive")
         return mask
 
     def good(split: str, p: Path) -> Sample:
         return Sample(f"{split}/{NORMAL}/{p.name}", p, 0, NORMAL)
 
     def bad(p: Path, mask: Path) -> Sample:
-        return Sample(f"test/{DEFECT}/{p.name}", p, 1, DEFECT, mask, mask_values="labels")
+        return Sample(f"test/{DEFECT}/{p.name}", p, 1, DEFECT, mask, mask_values=CAPABILITIES.mask_values)
 
     source = None
     if (root / SPLIT_FILE).exists() or (root / SPLIT_FILE).is_symlink():  # one that is not a file is refused
@@ -202,8 +209,7 @@ def discover(root: Path, category: str) -> CategoryFiles:
         test_good.sort(key=lambda s: s.relpath)
         test_bad.sort(key=lambda s: s.relpath)
     else:
-        log.warning("%s: no %s under %s: every tenth normal image (sorted) is a test normal, the rest train "
-                    "(1cls holds out about a tenth); the official split is VisA's split file", cat, SPLIT_FILE, root)
+        log.warning("%s: %s; recorded in the splits file, provenance.json and report.md", cat, HOLDOUT)
         train = [good("train", p) for i, p in enumerate(normal) if i % 10 != 9]
         test_good = [good("test", p) for i, p in enumerate(normal) if i % 10 == 9]
         test_bad = [bad(p, mask_of(p)) for p in anomalies]
@@ -215,5 +221,5 @@ def discover(root: Path, category: str) -> CategoryFiles:
                     ", ".join(unread[:5]))
     files = CategoryFiles(root, category, train, test_good, test_bad, has_masks=True,
                           defects=[DEFECT] if test_bad else [], layout="visa", capabilities=CAPABILITIES,
-                          split_source=source)
+                          split_source=source, holdout=None if source else HOLDOUT)
     return with_bit_depth(files)
