@@ -357,3 +357,37 @@ def test_a_benchmark_without_a_published_table_names_what_is_missing(tmp_path, n
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["status"] == "no references"
     assert {"visa": "VisA paper", "mvtec_ad2": "private test sets"}[name] in verdict["summary"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,measures", [("mvtec_loco", ("spro",)), ("mvtec_ad2", ("au_pro_005", "seg_f1"))])
+def test_a_benchmark_s_own_measures_reach_results_goldens_compare_and_report(tmp_path, name, measures, capsys):
+    """LOCO's sPRO, MVTec AD 2's AU-PRO@0.05 and SegF1, ADer's IoU-max and mAD: in the results file, in a golden
+    with a tolerance and its reason, in ``compare`` (a moved sPRO is named) and as report columns; the other
+    benchmark's measure is no column there."""
+    from experiments.gates.goldens import record
+
+    root = WRITERS[name](tmp_path / name)
+    out = tmp_path / "out"
+    assert main(["run", "--data", str(root), "--out", str(out), "--backbone", "efficientnet_lite0", "--weights",
+                 "package", "--no-progress", "--no-bootstrap", "--scenarios", "clean", "--methods", "padim"]) == 0
+    pc = next(iter(json.loads((out / "results" / "clean.json").read_text())["methods"]["padim"]["per_class"].values()))
+    for metric in (*measures, "iou_max", "mad"):
+        assert isinstance(pc[metric], float), metric
+    golden = tmp_path / "golden"
+    record(out, golden)
+    held = json.loads((golden / "clean.json").read_text())
+    entry = next(iter(held["methods"]["padim"].values()))
+    assert all(entry[m] == pc[m] for m in measures) and all(held["tolerances"][m]["why"] for m in measures)
+    assert main(["compare", str(golden), str(out), "--tolerance", "0"]) == 0
+    moved = json.loads((golden / "clean.json").read_text())
+    first = next(iter(moved["methods"]["padim"]))
+    moved["methods"]["padim"][first][measures[0]] -= 0.25
+    (golden / "clean.json").write_text(json.dumps(moved))
+    capsys.readouterr()
+    assert main(["compare", str(golden), str(out)]) == 1
+    assert measures[0] in capsys.readouterr().out
+    header = next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("| class |"))
+    assert all(f" {m} " in header for m in (*measures, "iou_max", "mad"))
+    other = {"spro", "au_pro_005", "seg_f1"} - set(measures)
+    assert not any(f" {m} " in header for m in other), "another benchmark's measure is no column"

@@ -2,7 +2,7 @@
 
 tests/data/official/loco holds a small object in the official layout (make_fixture.py) and the numbers
 the official script printed for it (reference.json: its source, command and versions); the notes on
-the definition are /work/research/spro/NOTES.md.  Properties: with saturation = area and connected,
+the definition are docs/official_measures.md.  Properties: with saturation = area and connected,
 separate regions sPRO is PRO (ad_core.metrics.pixel); the exact curve ignores any increasing transform
 of the scores; the two ways of computing the curve agree; areas lie in [0, 1].
 """

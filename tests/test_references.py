@@ -47,7 +47,8 @@ def test_every_entry_has_a_category_a_value_in_range_a_source_and_a_band(table_i
     for cat, metrics in t.values.items():
         assert metrics, f"{table_id}/{cat} has no value"
         for metric, value in metrics.items():
-            low = 0.2 if metric in LOW_RANGE_METRICS else 0.5
+            # MVTec AD's pixel AP stays above 0.2; harder benchmarks' small defects go lower (ADer's LOCO pushpins 0.03)
+            low = (0.2 if t.benchmark == MVTEC_AD else 0.0) if metric in LOW_RANGE_METRICS else 0.5
             assert isinstance(value, float | int) and low <= value <= 1.0, (cat, metric, value)
             assert metric in t.definitions, metric  # what the number means (e.g. PRO's limit 0.3)
             band = t.bands[metric]

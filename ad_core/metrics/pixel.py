@@ -28,7 +28,8 @@ FPR_LIMIT = 0.3
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz
 
 
-def _check_maps(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def check_maps(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(maps, masks as bool), checked: both (N, H, W) of one shape, masks binary, scores finite (ValueError)."""
     maps = np.asarray(maps)
     masks = np.asarray(masks)
     if maps.shape != masks.shape or maps.ndim != 3:
@@ -62,7 +63,7 @@ def _counts(maps: np.ndarray, masks: np.ndarray) -> _Counts:
     the same TP and FP exactly (PRO's float sums up to their last-bit rounding; one
     machine's sort is deterministic, so runs repeat exactly).
     """
-    maps, masks = _check_maps(maps, masks)
+    maps, masks = check_maps(maps, masks)
     n_pos = int(masks.sum())
     n_neg = masks.size - n_pos
     if n_pos == 0:

@@ -1,7 +1,7 @@
 """MVTec AD 2's pixel measures (Heckler-Kram et al. 2025, arXiv 2503.21622): AU-PRO at FPR 0.05 and SegF1.
 
 Arrays in, numbers out; nothing here reads files.  The definitions, their sources and what could not be
-verified are in /work/research/ad2/NOTES.md (summary below); tests/test_official_mvtec_ad2.py holds the numbers
+verified are in docs/official_measures.md (summary below); tests/test_official_mvtec_ad2.py holds the numbers
 to MVTec's own evaluation code run on the fixture in tests/data/official/mvtec_ad2/.
 
 AU-PRO@0.05 (``au_pro``): the exact PRO curve of ``ad_core.metrics.pixel`` (regions = 8-connected components of
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ad_core.errors import UndefinedMetricError
-from ad_core.metrics.pixel import _check_maps, area_to_limit, pro_curve
+from ad_core.metrics.pixel import area_to_limit, check_maps, pro_curve
 from ad_core.thresholds import check_scores
 
 AU_PRO_LIMIT = 0.05  # MVTec AD 2's FPR integration limit
@@ -82,7 +82,7 @@ def seg_f1(maps: np.ndarray, masks: np.ndarray, threshold: float) -> float:
     F1 = 2 TP / (2 TP + FP + FN) from exact integer counts.  Undefined (:class:`UndefinedMetricError`) when the
     masks hold no defect pixel (0/0 without any prediction).
     """
-    maps, masks = _check_maps(maps, masks)
+    maps, masks = check_maps(maps, masks)
     predicted = binarize(maps, threshold)
     tp = int(np.count_nonzero(predicted & masks))
     fp = int(np.count_nonzero(predicted & ~masks))

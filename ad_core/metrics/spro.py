@@ -1,7 +1,7 @@
 """sPRO (saturated per-region overlap) and its normalised area: MVTec LOCO AD's localization measure.
 
 As MVTec's evaluation scripts for the dataset define it (``mvtec_loco_ad_evaluation`` 2.0; sources and
-line references in /work/research/spro/NOTES.md).  A *region* is one ground-truth channel (one PNG of an
+files in docs/official_measures.md).  A *region* is one ground-truth channel (one PNG of an
 image's ground-truth folder): any set of pixels -- not split into connected components -- that may
 overlap other regions.  Each region has a saturation area ``s`` in pixels (``saturation_pixels``): at a
 threshold ``t`` its sPRO is ``min(TP / s, 1)``, TP = its pixels with score ``> t``; the curve's y is the

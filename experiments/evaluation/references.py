@@ -115,7 +115,10 @@ def mvtec_counts() -> dict[str, dict[str, int]]:
 @cache
 def published_counts(layout: str) -> tuple[dict[str, dict[str, int]], str]:
     """({category: {count name: n}}, source) of a benchmark's official copy ({} where none is recorded)."""
-    entry = _read(LAYOUT_COUNTS).get(layout)
+    book = _read(LAYOUT_COUNTS)
+    entry = book.get(layout)
+    if entry and "counts_of" in entry:  # a form of another benchmark's copy with its counts (VisA converted)
+        entry = book[entry["counts_of"]]
     if entry and "file" in entry:  # a benchmark whose counts have a file of their own (MVTec AD's)
         doc = _read(entry["file"])
         return doc["counts"], doc["source"]["citation"]

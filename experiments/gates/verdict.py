@@ -60,6 +60,13 @@ def closest_table(setting: dict, candidates: list[ReferenceTable]) -> tuple[Refe
     return table, diffs
 
 
+def benchmark_name(benchmark: str) -> str:
+    """A benchmark as its paper names it ("MVTec AD", "BTAD"): its layout's title without the citation."""
+    from ad_core.data.layouts import LAYOUTS
+
+    return LAYOUTS[benchmark].title.split(" (")[0] if benchmark in LAYOUTS else benchmark
+
+
 def data_differences(per_class: dict[str, ClassResult], split: str, benchmark: str = MVTEC_AD) -> dict[str, str]:
     """Categories whose test set is not the published data's size (e.g. a folder merely named ``bottle``): where
     the benchmark's counts are recorded and the split's test set follows from them (the whole test folder; MVTec
@@ -73,7 +80,7 @@ def data_differences(per_class: dict[str, ClassResult], split: str, benchmark: s
         n_defect = expected["test_defect"] - (expected["test_defect"] * 3 // 10 if split == "study" else 0)
         n_good, n_bad = pc.test_sizes
         if (n_good, n_bad) != (expected["test_good"], n_defect):
-            out[cat] = (f"test set {n_good} good + {n_bad} defective, the published {split} split has "
+            out[cat] = (f"test set {n_good} good + {n_bad} defective, {benchmark_name(benchmark)}'s {split} split has "
                         f"{expected['test_good']} + {n_defect}")
     return out
 
@@ -103,7 +110,7 @@ def _entries(per_class: dict[str, ClassResult], table: ReferenceTable,
             if measured is None:
                 row["note"] = pc.pixel_metrics_absent or "not measured"
             elif cat in other_data:
-                row["note"] = f"not the published {cat}: {other_data[cat]}"
+                row["note"] = f"not {benchmark_name(table.benchmark)}'s {cat}: {other_data[cat]}"
             rows.append(row)
     return rows
 
@@ -118,7 +125,8 @@ def _method_verdict(m: MethodResult, config: dict, candidates: list[ReferenceTab
         ["setting differs: " + "; ".join(f"{d['field']} {d['run']} (published {d['published']})" for d in diffs)]
         if diffs else [])
     n_ok = sum(e["reproduced"] for e in entries)
-    return {"reference": table.id, "reference_name": table.name, "source": table.citation(),
+    return {"reference": table.id, "reference_name": table.name, "benchmark": table.benchmark,
+            "source": table.citation(),
             "setting_notes": table.setting_notes, "definitions": table.definitions,
             "setting_differences": diffs, "data_differences": [f"{c}: {why}" for c, why in data.items()],
             "indicative": bool(reasons),
@@ -129,7 +137,8 @@ def _method_verdict(m: MethodResult, config: dict, candidates: list[ReferenceTab
 def _summary_line(method: str, v: dict) -> str:
     line = f"{method} vs {v['reference_name']} ({v['reference']}): {v['reproduced']}/{v['total']} reproduced"
     if v["data_differences"]:
-        line += "; data differs from the published copy (never a reproduction): " + "; ".join(v["data_differences"])
+        line += (f"; data differs from {benchmark_name(v.get('benchmark', MVTEC_AD))} (never a reproduction): "
+                 + "; ".join(v["data_differences"]))
     def one(e: dict) -> str:
         if e["measured"] is None:
             return f"{e['category']} {e['metric']} not measured ({e.get('note')})"
@@ -210,7 +219,7 @@ def verdict_section(verdict: dict) -> list[str]:
         if v["indicative_reasons"]:
             lines += ["Indicative only: " + "; ".join(v["indicative_reasons"]) + ".", ""]
         if v["data_differences"]:
-            lines += ["Data differs from the published copy (never a reproduction): "
+            lines += [f"Data differs from {benchmark_name(v.get('benchmark', MVTEC_AD))} (never a reproduction): "
                       + "; ".join(v["data_differences"]) + ".", ""]
         lines += ["| category | metric | published | measured | difference | band | verdict |",
                   "|---|---|---|---|---|---|---|"]

@@ -3,7 +3,7 @@
     python tests/data/official/loco/make_fixture.py
 
 What it writes, next to this file, in the layout MVTec's ``mvtec_loco_ad_evaluation`` scripts read
-(notes: /work/research/spro/NOTES.md; the committed files are the fixture, this script how they came):
+(notes: docs/official_measures.md; the committed files are the fixture, this script how they came):
 
   mvtec_loco/pushpins/defects_config.json        5 defect types: 2 logical, 3 structural; saturation
                                                  thresholds absolute (int pixels) and relative (float)
