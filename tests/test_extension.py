@@ -7,6 +7,7 @@ no built-in reader knows."""
 
 from __future__ import annotations
 
+import csv
 import importlib
 import json
 import sys
@@ -28,11 +29,16 @@ TOY_METRIC = '''
 import numpy as np
 
 from ad_core.metrics import register
-from ad_core.metrics.registry import Metric, Tolerance
+from ad_core.metrics.registry import Metric, Tolerance, measure_of_the_benchmark
 
 register(Metric("toy_flagged", "image", "fraction of test images scored at or above tau",
                 Tolerance(lambda s: (1.5 / s.n_test, f"1.5 / {s.n_test}"), "one image crossing tau"),
                 direction="none", compute=lambda e: float(np.mean(e.scores >= e.threshold))))
+# a benchmark's own measure: computed only where a layout lists it in its Capabilities.measures
+register(Metric("toy_own", "image", "the toy benchmark's own: the highest test score",
+                Tolerance(lambda s: (0.0, "exact"), "a maximum of the scores", drift=False),
+                direction="none", compute=lambda e: float(np.max(e.scores)),
+                needs=(measure_of_the_benchmark("toy_own"),)))
 '''
 
 TOY_LAYOUT = '''
@@ -41,7 +47,9 @@ from pathlib import Path
 
 from ad_core.data.layouts import Layout, register
 from ad_core.data.layouts.listing import images_in, with_bit_depth
-from ad_core.data.samples import NORMAL, CategoryFiles, Sample
+from ad_core.data.samples import NORMAL, Capabilities, CategoryFiles, Sample
+
+OWN = Capabilities(measures=("toy_own",))
 
 
 def discover(root, category):
@@ -52,11 +60,11 @@ def discover(root, category):
     good = [Sample(f"test/{NORMAL}/{p.name}", p, 0, NORMAL) for p in ok[half:]]
     bad = [Sample(f"test/nok/{p.name}", p, 1, "nok") for p in images_in(cat / "nok")]
     return with_bit_depth(CategoryFiles(Path(root), category, train, good, bad, has_masks=False, defects=["nok"],
-                                        layout="toy"))
+                                        layout="toy", capabilities=OWN))
 
 
 register(Layout("toy", "a toy benchmark", "this test", "ok/, nok/",
-                lambda cat: (cat / "ok").is_dir() and (cat / "nok").is_dir(), discover))
+                lambda cat: (cat / "ok").is_dir() and (cat / "nok").is_dir(), discover, capabilities=OWN))
 '''
 
 TOY_METHOD = '''
@@ -124,6 +132,7 @@ def extended(tmp_path: Path, monkeypatch):
         yield
     finally:
         METRICS.pop("toy_flagged", None)
+        METRICS.pop("toy_own", None)
         layouts.unregister("toy")
         methods.unregister("toy")
         for name in ("toy_metric", "toy_layout", "toy_method"):
@@ -163,6 +172,9 @@ def test_a_metric_a_layout_and_a_method_from_their_own_files_run_the_study(exten
         assert 0.0 <= per_class["toy_flagged"] <= 1.0, name
         assert per_class["image_auroc"] > 0.5, name  # a bright square is far from the mean feature
     assert "toy_flagged" in result["methods"]["padim"]["per_class"]["discs"]  # every method gets the metric
+    for name, per_class in toy["per_class"].items():  # the benchmark's own measure, on its benchmark
+        assert per_class["toy_own"] == pytest.approx(max(float(r["score"]) for r in csv.DictReader(
+            (out / "scores" / "clean" / f"toy_{name}.csv").open())), rel=1e-6), name  # the CSV rounds
     assert json.loads((out / "config.json").read_text())["hyperparameters"]["toy"] == {"power": 2.0}
     assert "toy_flagged" in (out / "report.md").read_text()
 

@@ -197,20 +197,32 @@ def image_size(path: str | Path) -> tuple[int, int]:
     return height, width
 
 
+def _decoded(img: Image.Image, path: Path) -> np.ndarray:
+    """A mask image's values, any bit depth (non-zero stays non-zero)."""
+    return _wide_values(img, path) if img.mode in WIDE_MODES else _to_uint8(img, path)
+
+
+def _one_channel(arr: np.ndarray, path: Path, save_as: str) -> np.ndarray:
+    """(H, W): a grey image's values, or a colour image's whose channels agree (DatasetError otherwise)."""
+    if arr.ndim == 3:
+        if not (arr == arr[..., :1]).all():
+            raise DatasetError(f"Mask {path} is a colour image with differing channels; save masks as {save_as}.")
+        arr = arr[..., 0]
+    return arr
+
+
+def _check_size(arr: np.ndarray, path: Path, image_size: tuple[int, int] | None) -> None:
+    if image_size is not None and arr.shape != tuple(image_size):
+        raise DatasetError(f"Mask {path} is {arr.shape[1]}x{arr.shape[0]} (WxH) but its image is "
+                           f"{image_size[1]}x{image_size[0]}; a mask must have its image's size.")
+
+
 def read_mask_channel(path: str | Path, image_size: tuple[int, int]) -> np.ndarray:
     """One ground-truth PNG's values (H, W), as written (MVTec LOCO: 0 outside its region, the defect type's
     pixel value inside); DatasetError for a colour image with differing channels or another size than its image's."""
     path = Path(path)
-    img = _open(path)
-    arr = _wide_values(img, path) if img.mode in WIDE_MODES else _to_uint8(img, path)
-    if arr.ndim == 3:
-        if not (arr == arr[..., :1]).all():
-            raise DatasetError(f"Mask {path} is a colour image with differing channels; save masks as single-channel "
-                               "PNGs.")
-        arr = arr[..., 0]
-    if arr.shape != tuple(image_size):
-        raise DatasetError(f"Mask {path} is {arr.shape[1]}x{arr.shape[0]} (WxH) but its image is "
-                           f"{image_size[1]}x{image_size[0]}; a mask must have its image's size.")
+    arr = _one_channel(_decoded(_open(path), path), path, "single-channel PNGs")
+    _check_size(arr, path, image_size)
     return arr
 
 
@@ -234,23 +246,12 @@ def read_mask(path: str | Path, image_size: tuple[int, int] | None = None, value
             union |= read_mask(part, image_size, values)
         return union
     img = _open(path)
-    if values == "labels" and img.mode == "P":  # a palette image of class ids: its indices are the ids
-        arr = np.asarray(img)
-    else:
-        arr = _wide_values(img, path) if img.mode in WIDE_MODES else _to_uint8(img, path)  # non-zero, any depth
     if values == "labels":
+        arr = np.asarray(img) if img.mode == "P" else _decoded(img, path)  # a palette's indices are the ids
         arr = arr.any(axis=-1) if arr.ndim == 3 else arr
-        if image_size is not None and arr.shape != tuple(image_size):
-            raise DatasetError(f"Mask {path} is {arr.shape[1]}x{arr.shape[0]} (WxH) but its image is "
-                               f"{image_size[1]}x{image_size[0]}; a mask must have its image's size.")
+        _check_size(arr, path, image_size)
         return arr > 0
-    if arr.ndim == 3:
-        if not (arr == arr[..., :1]).all():
-            raise DatasetError(
-                f"Mask {path} is a colour image with differing channels; save masks as "
-                "single-channel 0/255 PNGs."
-            )
-        arr = arr[..., 0]
+    arr = _one_channel(_decoded(img, path), path, "single-channel 0/255 PNGs")
     values = np.unique(arr)
     if len(values) > 2 or (len(values) == 2 and values[0] != 0):
         shown = ", ".join(str(v) for v in values[:6]) + (" ..." if len(values) > 6 else "")
@@ -260,11 +261,7 @@ def read_mask(path: str | Path, image_size: tuple[int, int] | None = None, value
             "re-save it thresholded, as a PNG (JPEG compression makes masks non-binary). Class-id masks "
             "(0 and 1..k, one id per defect class) are read as such only by a layout that declares them (VisA's)."
         )
-    if image_size is not None and arr.shape != tuple(image_size):
-        raise DatasetError(
-            f"Mask {path} is {arr.shape[1]}x{arr.shape[0]} (WxH) but its image is "
-            f"{image_size[1]}x{image_size[0]}; a mask must have its image's size."
-        )
+    _check_size(arr, path, image_size)
     return arr > 0
 
 

@@ -162,7 +162,7 @@ def shared_by_subsets(benchmark: BenchmarkData, maps: np.ndarray) -> BenchmarkDa
     which the official procedure picks once on every test image."""
     from ad_core.metrics.spro import official_thresholds
 
-    if benchmark.regions is None or SPRO.name not in benchmark.measures:
+    if benchmark.regions is None or SPRO.name not in benchmark.measures or benchmark.region_thresholds is not None:
         return benchmark
     return replace(benchmark, region_thresholds=official_thresholds(maps, benchmark.regions, rng=0))
 
@@ -171,6 +171,11 @@ REGIONS = Need("region masks", lambda e: "no ground-truth regions with saturatio
                "defects_config.json)" if e.benchmark.regions is None else None)
 SEGMENTATION_THRESHOLD = Need("a validation threshold", lambda e: "no validation normals' maps to set SegF1's "
                               "threshold" if e.benchmark.segmentation_threshold is None else None)
+def needs_validation_maps(measures: tuple[str, ...]) -> bool:
+    """Whether one of a benchmark's measures sets its threshold on the validation normals' maps (SegF1)."""
+    return any(SEGMENTATION_THRESHOLD in METRICS[m].needs for m in measures if m in METRICS)
+
+
 DRIFT_DECIDES = "pools every test pixel: granularity negligible, drift decides"
 
 IOU_MAX = register(Metric(

@@ -14,17 +14,35 @@ from experiments.evaluation.benchmark_data import segmentation_threshold
 from experiments.evaluation.results import ClassResult, ScoreSet
 
 
-def evaluate(test: ScoreSet, threshold: float, val: ScoreSet | None = None) -> ClassResult:
+def evaluate(test: ScoreSet, threshold: float, val: ScoreSet | None = None, by_defect: bool = False) -> ClassResult:
     """Every registered metric of the test set (image metrics at ``threshold`` and threshold-free, pixel and
     region metrics from the maps), None + the first absent one's reason per kind where undefined.  ``val``:
-    the validation split, where its maps were kept for a benchmark measure's threshold (SegF1's)."""
+    the validation split, where its maps were kept for a benchmark measure's threshold (SegF1's).
+    ``by_defect``: also per defect type (``test/<defect>/``, where the image metrics are defined): the test
+    normals against that type's images alone (MVTec LOCO reports logical and structural anomalies apart: its
+    PRO there is on the union of each image's region masks, its sPRO on the regions at the thresholds the
+    official procedure picks on the whole test set, as its script does).  What the benchmark's measures read
+    is worked out once, for the whole set and its subsets."""
+    benchmark = test.benchmark
+    if val is not None and val.maps is not None:  # kept where a measure of the benchmark reads them
+        benchmark = replace(benchmark, segmentation_threshold=segmentation_threshold(val.maps, val.labels))
+    if test.maps is not None:
+        benchmark = shared_by_subsets(benchmark, test.maps)
+    whole = replace(test, benchmark=benchmark)
+    result = _evaluate(whole, threshold)
+    if by_defect and result.image_metrics_absent is None:
+        defect = np.array([p.split("/")[1] for p in whole.relpaths])
+        normal = np.asarray(whole.labels) == 0
+        result.by_defect = {d: _evaluate(whole.subset(normal | (defect == d)), threshold).metrics
+                            for d in sorted(set(defect[~normal]))}
+    return result
+
+
+def _evaluate(test: ScoreSet, threshold: float) -> ClassResult:
     from sklearn.metrics import confusion_matrix
 
-    benchmark = test.benchmark
-    if val is not None and val.maps is not None and benchmark.measures:
-        benchmark = replace(benchmark, segmentation_threshold=segmentation_threshold(val.maps, val.labels))
     with phase("image metrics"):
-        evaluation = EvaluationSet.of(test.scores, test.labels, threshold, test.maps, test.masks, benchmark)
+        evaluation = EvaluationSet.of(test.scores, test.labels, threshold, test.maps, test.masks, test.benchmark)
         pred = evaluation.scores >= evaluation.threshold
         confusion = confusion_matrix(evaluation.labels, pred, labels=[False, True]).astype(int).tolist()
         values, image_absent = evaluate_metrics(evaluation, of_levels("image"))
@@ -33,19 +51,6 @@ def evaluate(test: ScoreSet, threshold: float, val: ScoreSet | None = None) -> C
     values.update(pixel_values)
     return ClassResult(evaluation.threshold, confusion, {m.name: values[m.name] for m in evaluated()},
                        pixel_metrics_absent=pixel_absent, image_metrics_absent=image_absent)
-
-
-def evaluate_by_defect(test: ScoreSet, threshold: float, val: ScoreSet | None = None
-                       ) -> dict[str, dict[str, float | None]]:
-    """Per defect type (``test/<defect>/``): the test normals against that type's images alone, every
-    metric of ``evaluate`` (MVTec LOCO reports logical and structural anomalies apart: its PRO here is on
-    the union of each image's region masks, its sPRO on the regions at the thresholds the official
-    procedure picks on the whole test set, as its script does)."""
-    defect = np.array([p.split("/")[1] for p in test.relpaths])
-    normal = np.asarray(test.labels) == 0
-    whole = test if test.maps is None else replace(test, benchmark=shared_by_subsets(test.benchmark, test.maps))
-    return {d: evaluate(whole.subset(normal | (defect == d)), threshold, val).metrics
-            for d in sorted(set(defect[~normal]))}
 
 
 def evaluate_uncertain(uncertain: ScoreSet, test: ScoreSet, threshold: float) -> dict[str, object]:

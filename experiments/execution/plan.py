@@ -221,12 +221,16 @@ class Work:
     those maps); ``methods``: scenario -> its (method, ratio) pairs; ``ratios``: the run's coreset ratio per
     method with a nested coreset (a key asked for without one gets it)."""
 
-    models: tuple[ModelKey, ...]
     scores: tuple[ScoreKey, ...]
     units: dict[ModelKey, Unit]
     uses: dict[tuple[str, str, float | None, str], ModelKey]
     methods: dict[str, tuple[tuple[str, float | None], ...]]
     ratios: dict[str, float]
+
+    @property
+    def models(self) -> tuple[ModelKey, ...]:
+        """Every model fit, in the order the runner meets them."""
+        return tuple(self.units)
 
     def feature_passes(self, categories: list[str]) -> dict[tuple[str, str], list[str]]:
         """{(category, domain): the splits whose features the units read}."""
@@ -291,4 +295,4 @@ def plan_work(config: RunConfig, scenarios: list[Scenario], categories: list[str
                 key = uses[(use, method, None, c)] = model_key(config, method, c, SCENARIOS["clean"].fit_domain, None)
                 models.setdefault(key, None)
     ratios = {m: config.get(f"{m}.coreset_ratio") for m in config.methods if METHODS[m].nested_coreset}
-    return Work(tuple(models), tuple(scores), _units(config, list(models)), uses, methods, ratios)
+    return Work(tuple(scores), _units(config, list(models)), uses, methods, ratios)

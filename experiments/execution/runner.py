@@ -19,6 +19,7 @@ from ad_core.data.dataset import ImageSet
 from ad_core.data.io import confine_writes
 from ad_core.data.samples import Sample
 from ad_core.features import FeatureExtractor
+from ad_core.metrics.catalog import needs_validation_maps
 from ad_core.metrics.registry import BenchmarkData
 from ad_core.thresholds import calibrate
 from ad_core.timing import phase
@@ -29,7 +30,6 @@ from experiments.evaluation.benchmark_data import benchmark_data
 from experiments.evaluation.evaluate import (
     cross_class_confusion,
     evaluate,
-    evaluate_by_defect,
     evaluate_uncertain,
     feature_separation,
 )
@@ -158,7 +158,7 @@ class StudyRun:
         samples = self.samples(category, domain, split)
         files = self.prepared[category].domains[domain]
         # test maps, and the validation normals' where a measure of the benchmark sets its threshold on them
-        keep_maps = split == "test" or (split == "val" and bool(files.capabilities.measures))
+        keep_maps = split == "test" or (split == "val" and needs_validation_maps(files.capabilities.measures))
         inputs = inputs_of(samples)
         cached = self.score_cache.load(fitted.name, domain, category, split, keep_maps, model_digest(fitted.meta),
                                        inputs)
@@ -169,9 +169,10 @@ class StudyRun:
         else:
             scores, maps = cached
         masks, benchmark = None, BenchmarkData()
+        if split == "test":  # the benchmark's own measures, whether or not it has masks
+            benchmark = benchmark_data(files, samples, self.config.preprocessor())
         if split == "test" and self.has_masks:
             with phase("masks"):
-                benchmark = benchmark_data(files, samples, self.config.preprocessor())
                 masks = ImageSet(samples, self.config.preprocessor()).masks()
         result = ScoreSet([s.relpath for s in samples], np.array([s.label for s in samples]), scores, maps, masks,
                           benchmark)
@@ -224,10 +225,10 @@ class StudyRun:
         for c in self.categories:
             model = fitted(c)
             test = result.per_image[c] = self.scores(model, c, sc.eval_domain, "test")
-            metrics = result.per_class[c] = evaluate(test, taus[c], val[c])
+            # a benchmark that reports each defect type apart gets them apart too
+            metrics = result.per_class[c] = evaluate(test, taus[c], val[c],
+                                                     self.prepared[c].clean.capabilities.by_defect_type)
             metrics.threshold_rule = f"{chosen[c][0].rule} ({chosen[c][1]})"
-            if self.prepared[c].clean.capabilities.by_defect_type and metrics.image_metrics_absent is None:
-                metrics.by_defect = evaluate_by_defect(test, taus[c], val[c])  # the benchmark reports each type apart
             if self.samples(c, sc.eval_domain, "uncertain"):
                 uncertain = self.scores(model, c, sc.eval_domain, "uncertain")
                 metrics.uncertain = evaluate_uncertain(uncertain, test, taus[c])
